@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs every Debian package the build, the demo and the tests need. Idempotent: when all are
+# present it returns at once, so `make test` and `make demo` can call it every time.
+set -euo pipefail
+
+PACKAGES=(
+  cmake g++ make pkg-config
+  doctest-dev            # test framework
+  libdnnl-dev            # oneDNN: CPU GEMM and convolution (detects AVX-512 at run time)
+  libopenblas-dev        # BLAS for float64 GEMM (reference precision, gradient checks)
+  zlib1g-dev             # gzip-compressed IDX files
+  libstb-dev             # image decode/encode (image folders, PNG plots)
+  dataset-fashion-mnist  # the default dataset of the demo and the tests
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+
+echo "install-deps: installing ${missing[*]}"
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+echo "install-deps: done"

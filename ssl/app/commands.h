@@ -1,0 +1,11 @@
+// Subcommands of the selfsup CLI. Each takes the arguments after the command name and returns the exit code.
+#pragma once
+#include <string>
+#include <vector>
+
+namespace selfsup::app {
+
+int cmd_info(const std::vector<std::string>& args);
+int cmd_demo(const std::vector<std::string>& args);
+
+}  // namespace selfsup::app

@@ -1,0 +1,42 @@
+// The selfsup command line. Every subcommand validates its arguments; any selfsup::Error is caught here,
+// printed as one line, and the process exits non-zero.
+#include <cstdio>
+#include <cstring>
+#include <exception>
+#include <string>
+#include <vector>
+
+#include "engine/core/check.h"
+#include "ssl/app/commands.h"
+
+namespace {
+
+void print_usage() {
+  std::printf(
+      "selfsup %s: self-supervised learning engine\n\n"
+      "usage: selfsup <command> [options]\n\n"
+      "commands:\n"
+      "  info     version, build options, devices\n"
+      "  demo     train a small supervised CNN on Fashion-MNIST and print test accuracy\n\n"
+      "Run 'selfsup <command> --help' for the options of a command.\n",
+      SELFSUP_VERSION);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2 || std::strcmp(argv[1], "--help") == 0 || std::strcmp(argv[1], "-h") == 0) {
+    print_usage();
+    return argc < 2 ? 2 : 0;
+  }
+  std::string cmd = argv[1];
+  std::vector<std::string> args(argv + 2, argv + argc);
+  try {
+    if (cmd == "info") return selfsup::app::cmd_info(args);
+    if (cmd == "demo") return selfsup::app::cmd_demo(args);
+    throw selfsup::Error("unknown command '" + cmd + "' (expected info or demo; see selfsup --help)");
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "selfsup %s: error: %s\n", cmd.c_str(), e.what());
+    return 1;
+  }
+}
