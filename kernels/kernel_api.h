@@ -39,10 +39,14 @@ void unary_cpu(UnaryOp op, int ndim, const int64_t* sizes, StridedOperand out, S
 template <typename T>
 void unary_bwd_cpu(UnaryBwdOp op, int ndim, const int64_t* sizes, StridedOperand dx, StridedOperand dy,
                    StridedOperand x, StridedOperand y, double a, double b);
-// Comparison ops write 1/0 in T (the engine casts to bool).
+// binary_cpu takes the arithmetic ops (add .. minimum); compare_cpu the comparisons (eq .. ge), writing
+// 1/0 as uint8. Both and where_cpu are instantiated for float, double, int32, int64 and uint8.
 template <typename T>
 void binary_cpu(BinaryOp op, int ndim, const int64_t* sizes, StridedOperand out, StridedOperand a,
                 StridedOperand b);
+template <typename T>
+void compare_cpu(BinaryOp op, int ndim, const int64_t* sizes, StridedOperand out, StridedOperand a,
+                 StridedOperand b);
 // out = cond ? a : b, cond is uint8/bool.
 template <typename T>
 void where_cpu(int ndim, const int64_t* sizes, StridedOperand out, StridedOperand cond, StridedOperand a,
@@ -53,9 +57,30 @@ void copy_cast_cpu(int ndim, const int64_t* sizes, DType out_dtype, StridedOpera
 
 enum class ReduceOp : uint8_t { sum, max, min, logsumexp };
 // Reduce a contiguous (outer, dim, inner) over dim into out (outer, inner); argmax/argmin written to idx
-// (outer, inner) when idx is non-null and op is max/min. Sums accumulate in double.
+// (outer, inner) when idx is non-null and op is max/min (first index on ties). Sums accumulate in double.
 template <typename T>
 void reduce_cpu(ReduceOp op, int64_t outer, int64_t dim, int64_t inner, const T* in, T* out, int64_t* idx);
+
+// ============================ indexing (kernels/cpu/index.cpp), contiguous (outer, dim, inner) layouts
+// Indices are already validated by the caller. index_select and gather copy raw elements of elem_size bytes.
+// out (outer, n_index, inner) = in (outer, in_dim, inner) [:, index[j], :]
+void index_select_cpu(int64_t outer, int64_t in_dim, int64_t inner, int64_t elem_size, const void* in,
+                      int64_t n_index, const int64_t* index, void* out);
+// out (outer, out_dim, inner)[o, j, i] = in (outer, in_dim, inner)[o, index[o, j, i], i]
+void gather_cpu(int64_t outer, int64_t in_dim, int64_t out_dim, int64_t inner, int64_t elem_size, const void* in,
+                const int64_t* index, void* out);
+// self (outer, self_dim, inner)[o, index[o, j, i], i] += src (outer, src_dim, inner)[o, j, i]
+template <typename T>
+void scatter_add_cpu(int64_t outer, int64_t self_dim, int64_t src_dim, int64_t inner, T* self, const int64_t* index,
+                     const T* src);
+
+// ============================ random fill (kernels/cpu/random.cpp), Philox (kernels/philox.h)
+// Element i uses Philox block `offset + i` of (seed, stream): uniform [0, 1) from its first word (float) or
+// first two words (double); normal by Box-Muller from its first two (float) or four (double) words.
+template <typename T>
+void fill_uniform_cpu(int64_t n, uint64_t seed, uint64_t stream, uint64_t offset, T* out);
+template <typename T>
+void fill_normal_cpu(int64_t n, uint64_t seed, uint64_t stream, uint64_t offset, T* out);
 
 // ============================ GEMM (kernels/cpu/matmul.cpp)
 // C(M,N) = alpha * op(A) op(B) + beta * C, row-major; op(A) is (M,K): A is (M,K) with lda, or (K,M) when

@@ -1,0 +1,34 @@
+#include "engine/core/allocator.h"
+
+#include <cstdlib>
+#include <new>
+
+#include "engine/core/check.h"
+
+namespace selfsup {
+
+namespace {
+
+class CpuAllocator final : public Allocator {
+ public:
+  void* allocate(std::size_t nbytes) override {
+    if (nbytes == 0) return nullptr;
+    // aligned_alloc wants a size that is a multiple of the alignment.
+    std::size_t rounded = (nbytes + kCpuAlignment - 1) / kCpuAlignment * kCpuAlignment;
+    void* p = std::aligned_alloc(kCpuAlignment, rounded);
+    SELFSUP_CHECK(p != nullptr, "cpu allocator: out of memory allocating ", nbytes, " bytes");
+    return p;
+  }
+  void deallocate(void* ptr, std::size_t) override { std::free(ptr); }
+};
+
+}  // namespace
+
+Allocator* allocator_for(Device device) {
+  static CpuAllocator cpu;
+  SELFSUP_CHECK(device.is_cpu(), "no allocator for device ", device.str(),
+                ": this build has no CUDA backend for tensors yet");
+  return &cpu;
+}
+
+}  // namespace selfsup

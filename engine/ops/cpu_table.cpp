@@ -1,0 +1,86 @@
+// Fills the CPU kernel table: each entry turns the DType argument into the kernel template's type.
+#include "engine/ops/dispatch.h"
+
+namespace selfsup {
+
+namespace kn = kernels;
+using kn::StridedOperand;
+
+namespace {
+
+// Calls f(T{}) for float32/float64, throws for other dtypes naming the kernel.
+template <typename F>
+void on_float(DType t, const char* name, F&& f) {
+  if (t == DType::f32) return f(float{});
+  if (t == DType::f64) return f(double{});
+  throw_error(str_cat("kernel '", name, "' supports float32 and float64, got ", dtype_name(t)));
+}
+
+// float, double and the integer types the comparison/arithmetic kernels are instantiated for.
+template <typename F>
+void on_numeric(DType t, const char* name, F&& f) {
+  switch (t) {
+    case DType::f32: return f(float{});
+    case DType::f64: return f(double{});
+    case DType::i32: return f(int32_t{});
+    case DType::i64: return f(int64_t{});
+    case DType::u8:
+    case DType::b8: return f(uint8_t{});
+    default: throw_error(str_cat("kernel '", name, "' does not support ", dtype_name(t)));
+  }
+}
+
+void fill_cpu_table(KernelTable& t) {
+  t.unary = [](DType dt, kn::UnaryOp op, int nd, const int64_t* s, StridedOperand o, StridedOperand i, double a,
+               double b) { on_float(dt, "unary", [&](auto v) { kn::unary_cpu<decltype(v)>(op, nd, s, o, i, a, b); }); };
+  t.unary_bwd = [](DType dt, kn::UnaryBwdOp op, int nd, const int64_t* s, StridedOperand dx, StridedOperand dy,
+                   StridedOperand x, StridedOperand y, double a, double b) {
+    on_float(dt, "unary_bwd", [&](auto v) { kn::unary_bwd_cpu<decltype(v)>(op, nd, s, dx, dy, x, y, a, b); });
+  };
+  t.binary = [](DType dt, kn::BinaryOp op, int nd, const int64_t* s, StridedOperand o, StridedOperand a,
+                StridedOperand b) { on_numeric(dt, "binary", [&](auto v) { kn::binary_cpu<decltype(v)>(op, nd, s, o, a, b); }); };
+  t.compare = [](DType dt, kn::BinaryOp op, int nd, const int64_t* s, StridedOperand o, StridedOperand a,
+                 StridedOperand b) { on_numeric(dt, "compare", [&](auto v) { kn::compare_cpu<decltype(v)>(op, nd, s, o, a, b); }); };
+  t.where = [](DType dt, int nd, const int64_t* s, StridedOperand o, StridedOperand c, StridedOperand a,
+               StridedOperand b) { on_numeric(dt, "where", [&](auto v) { kn::where_cpu<decltype(v)>(nd, s, o, c, a, b); }); };
+  t.copy_cast = kn::copy_cast_cpu;
+  t.reduce = [](DType dt, kn::ReduceOp op, int64_t outer, int64_t dim, int64_t inner, const void* in, void* out,
+                int64_t* idx) {
+    on_float(dt, "reduce", [&](auto v) {
+      using T = decltype(v);
+      kn::reduce_cpu<T>(op, outer, dim, inner, static_cast<const T*>(in), static_cast<T*>(out), idx);
+    });
+  };
+  t.index_select = kn::index_select_cpu;
+  t.gather = kn::gather_cpu;
+  t.scatter_add = [](DType dt, int64_t outer, int64_t self_dim, int64_t src_dim, int64_t inner, void* self,
+                     const int64_t* index, const void* src) {
+    on_float(dt, "scatter_add", [&](auto v) {
+      using T = decltype(v);
+      kn::scatter_add_cpu<T>(outer, self_dim, src_dim, inner, static_cast<T*>(self), index, static_cast<const T*>(src));
+    });
+  };
+  t.fill_uniform = [](DType dt, int64_t n, uint64_t seed, uint64_t stream, uint64_t offset, void* out) {
+    on_float(dt, "fill_uniform", [&](auto v) {
+      using T = decltype(v);
+      kn::fill_uniform_cpu<T>(n, seed, stream, offset, static_cast<T*>(out));
+    });
+  };
+  t.fill_normal = [](DType dt, int64_t n, uint64_t seed, uint64_t stream, uint64_t offset, void* out) {
+    on_float(dt, "fill_normal", [&](auto v) {
+      using T = decltype(v);
+      kn::fill_normal_cpu<T>(n, seed, stream, offset, static_cast<T*>(out));
+    });
+  };
+}
+
+}  // namespace
+
+KernelTable& kernel_table(DeviceType type) {
+  static KernelTable tables[kNumDeviceTypes];
+  static const bool cpu_filled = (fill_cpu_table(tables[static_cast<int>(DeviceType::cpu)]), true);
+  (void)cpu_filled;
+  return tables[static_cast<int>(type)];
+}
+
+}  // namespace selfsup
