@@ -138,12 +138,13 @@ Timing time_selfsup(const Case& c, int warmup, int runs) {
     auto b = random_floats(K * N), db = b;  // (K, N)
     auto out = random_floats(M * N), dc = out;  // (M, N)
     // Forward C = A B; the backward GEMMs of C = A B: dA = dC B^T, dB = A^T dC.
-    t.ms[0] = median_ms([&] { sk::gemm_cpu<float>(false, false, M, N, K, 1, a.data(), K, b.data(), N, 0, out.data(), N); },
-                        warmup, runs);
-    t.ms[1] = median_ms([&] { sk::gemm_cpu<float>(false, true, M, K, N, 1, dc.data(), N, b.data(), N, 0, da.data(), K); },
-                        warmup, runs);
-    t.ms[2] = median_ms([&] { sk::gemm_cpu<float>(true, false, K, N, M, 1, a.data(), K, dc.data(), N, 0, db.data(), N); },
-                        warmup, runs);
+    const auto gemm = [](bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float* x, int64_t ldx,
+                         const float* y, int64_t ldy, float* z) {
+      sk::gemm_cpu<float>(ta, tb, m, n, k, 1.0f, x, ldx, y, ldy, 0.0f, z, n);
+    };
+    t.ms[0] = median_ms([&] { gemm(false, false, M, N, K, a.data(), K, b.data(), N, out.data()); }, warmup, runs);
+    t.ms[1] = median_ms([&] { gemm(false, true, M, K, N, dc.data(), N, b.data(), N, da.data()); }, warmup, runs);
+    t.ms[2] = median_ms([&] { gemm(true, false, K, N, M, a.data(), K, dc.data(), N, db.data()); }, warmup, runs);
   }
   return t;
 }

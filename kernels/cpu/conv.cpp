@@ -186,8 +186,8 @@ void run_plan(const ConvPlan& plan, const std::vector<void*>& ptrs) {
     }
     args[a.arg] = impl;
   }
-  if (plan.scratch.get_size() > 0)
-    args[DNNL_ARG_SCRATCHPAD] = memory(plan.scratch, eng, du::workspace(kPrimitiveScratchSlot, plan.scratch.get_size()));
+  if (const size_t bytes = plan.scratch.get_size(); bytes > 0)
+    args[DNNL_ARG_SCRATCHPAD] = memory(plan.scratch, eng, du::workspace(kPrimitiveScratchSlot, bytes));
   plan.primitive.execute(stream, args);
   for (auto& [a, user] : outputs_to_copy) run_reorder(*a, args.at(a->arg), user);
   stream.wait();
