@@ -1,0 +1,165 @@
+// conv2d_{fwd,bwd_data,bwd_weight}_cpu against naive float64 direct loops written here (not im2col, not
+// oneDNN), on random inputs: stride, padding, dilation, groups (2 and depthwise), 1x1, 7x7/2 stems,
+// non-square inputs and filters, bias present and absent, N = 1, channel counts on and off oneDNN's 16-wide
+// blocks. Outputs are NaN-filled first: every kernel must overwrite all of its output.
+#include <doctest/doctest.h>
+
+#include <stdexcept>
+#include <thread>
+
+#include "kernels/kernel_api.h"
+#include "tests/kernels/dense_check.h"
+
+namespace sk = selfsup::kernels;
+using selfsup::testing::max_scaled_error;
+using selfsup::testing::nan_vector;
+using selfsup::testing::random_vector;
+using selfsup::testing::RefValue;
+using selfsup::testing::tolerance;
+
+namespace {
+
+// N, C, H, W, K, R, S, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups; P and Q are derived.
+sk::Conv2dShape make_shape(std::initializer_list<int64_t> v) {
+  const int64_t* a = v.begin();
+  sk::Conv2dShape s{a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10], a[11], a[12], a[13], 0, 0};
+  s.P = (s.H + 2 * s.pad_h - s.dil_h * (s.R - 1) - 1) / s.stride_h + 1;
+  s.Q = (s.W + 2 * s.pad_w - s.dil_w * (s.S - 1) - 1) / s.stride_w + 1;
+  return s;
+}
+
+struct NaiveConv {
+  std::vector<RefValue> y, dx, dw, dbias;
+};
+
+// Direct loops over every (output, filter tap) pair; the three directions visit the same pairs.
+NaiveConv naive_conv(const sk::Conv2dShape& s, const std::vector<double>& x, const std::vector<double>& w,
+                     const std::vector<double>* bias, const std::vector<double>& dy) {
+  NaiveConv out{std::vector<RefValue>(s.N * s.K * s.P * s.Q), std::vector<RefValue>(s.N * s.C * s.H * s.W),
+                std::vector<RefValue>(s.K * (s.C / s.groups) * s.R * s.S), std::vector<RefValue>(s.K)};
+  const int64_t Cg = s.C / s.groups, Kg = s.K / s.groups;
+  for (int64_t n = 0; n < s.N; ++n)
+    for (int64_t k = 0; k < s.K; ++k)
+      for (int64_t p = 0; p < s.P; ++p)
+        for (int64_t q = 0; q < s.Q; ++q) {
+          const int64_t yi = ((n * s.K + k) * s.P + p) * s.Q + q;
+          if (bias) out.y[yi] = {(*bias)[k], std::abs((*bias)[k])};
+          out.dbias[k].value += dy[yi];
+          out.dbias[k].magnitude += std::abs(dy[yi]);
+          for (int64_t c = 0; c < Cg; ++c)
+            for (int64_t r = 0; r < s.R; ++r)
+              for (int64_t t = 0; t < s.S; ++t) {
+                const int64_t h = p * s.stride_h - s.pad_h + r * s.dil_h;
+                const int64_t ww = q * s.stride_w - s.pad_w + t * s.dil_w;
+                if (h < 0 || h >= s.H || ww < 0 || ww >= s.W) continue;
+                const int64_t xi = ((n * s.C + (k / Kg) * Cg + c) * s.H + h) * s.W + ww;
+                const int64_t wi = ((k * Cg + c) * s.R + r) * s.S + t;
+                const auto add = [](RefValue& v, double term) {
+                  v.value += term;
+                  v.magnitude += std::abs(term);
+                };
+                add(out.y[yi], x[xi] * w[wi]);
+                add(out.dx[xi], dy[yi] * w[wi]);
+                add(out.dw[wi], dy[yi] * x[xi]);
+              }
+        }
+  return out;
+}
+
+template <typename T>
+std::vector<double> to_double(const std::vector<T>& v) {
+  return std::vector<double>(v.begin(), v.end());
+}
+
+template <typename T>
+void check_conv(const sk::Conv2dShape& s, bool with_bias) {
+  CAPTURE(s.N);
+  CAPTURE(s.C);
+  CAPTURE(s.H);
+  CAPTURE(s.W);
+  CAPTURE(s.K);
+  CAPTURE(s.R);
+  CAPTURE(s.S);
+  CAPTURE(s.stride_h);
+  CAPTURE(s.pad_h);
+  CAPTURE(s.dil_h);
+  CAPTURE(s.groups);
+  CAPTURE(with_bias);
+  const auto x = random_vector<T>(s.N * s.C * s.H * s.W, 11 + s.C);
+  const auto w = random_vector<T>(s.K * (s.C / s.groups) * s.R * s.S, 12 + s.K);
+  const auto bias = random_vector<T>(s.K, 13);
+  const auto dy = random_vector<T>(s.N * s.K * s.P * s.Q, 14 + s.N);
+  const auto bias_d = to_double(bias);
+  const auto ref = naive_conv(s, to_double(x), to_double(w), with_bias ? &bias_d : nullptr, to_double(dy));
+
+  auto y = nan_vector<T>(ref.y.size());
+  sk::conv2d_fwd_cpu<T>(s, x.data(), w.data(), with_bias ? bias.data() : nullptr, y.data());
+  CHECK(max_scaled_error(y, ref.y) <= tolerance<T>());
+
+  auto dx = nan_vector<T>(ref.dx.size());
+  sk::conv2d_bwd_data_cpu<T>(s, dy.data(), w.data(), dx.data());
+  CHECK(max_scaled_error(dx, ref.dx) <= tolerance<T>());
+
+  auto dw = nan_vector<T>(ref.dw.size());
+  auto dbias = nan_vector<T>(s.K);
+  sk::conv2d_bwd_weight_cpu<T>(s, x.data(), dy.data(), dw.data(), with_bias ? dbias.data() : nullptr);
+  CHECK(max_scaled_error(dw, ref.dw) <= tolerance<T>());
+  if (with_bias) CHECK(max_scaled_error(dbias, ref.dbias) <= tolerance<T>());
+}
+
+const std::initializer_list<int64_t> kShapes[] = {
+    // N  C   H   W   K  R  S sh sw ph pw dh dw  g
+    {2, 3, 5, 6, 4, 3, 3, 1, 1, 1, 1, 1, 1, 1},        // basic 3x3, non-square input
+    {2, 4, 7, 9, 6, 3, 3, 2, 2, 1, 1, 1, 1, 1},        // stride 2, odd sizes (floor in P, Q)
+    {1, 3, 9, 8, 2, 3, 3, 1, 1, 2, 2, 2, 2, 1},        // dilation 2, N = 1
+    {2, 4, 6, 6, 6, 3, 3, 1, 1, 1, 1, 1, 1, 2},        // groups 2
+    {2, 8, 7, 7, 8, 3, 3, 1, 1, 1, 1, 1, 1, 8},        // depthwise
+    {2, 32, 6, 6, 32, 3, 3, 2, 2, 1, 1, 1, 1, 32},     // depthwise, stride 2, blocked channels
+    {3, 16, 5, 4, 8, 1, 1, 1, 1, 0, 0, 1, 1, 1},       // 1x1 (plain-layout path)
+    {2, 8, 6, 6, 16, 1, 1, 2, 2, 0, 0, 1, 1, 1},       // 1x1 stride 2 (downsample)
+    {2, 3, 20, 17, 8, 7, 7, 2, 2, 3, 3, 1, 1, 1},      // 7x7/2 stem, RGB
+    {1, 1, 12, 12, 4, 7, 7, 2, 2, 3, 3, 1, 1, 1},      // 7x7/2 stem, grey
+    {1, 5, 6, 11, 3, 1, 3, 1, 1, 0, 1, 1, 1, 1},       // non-square filter and padding
+    {2, 6, 9, 7, 5, 3, 2, 2, 1, 1, 0, 1, 2, 1},        // different strides/dilations per axis
+    {4, 32, 8, 8, 48, 3, 3, 1, 1, 1, 1, 1, 1, 1},      // blocked nChw16c path
+    {2, 20, 9, 9, 24, 3, 3, 2, 2, 1, 1, 1, 1, 1},      // channels off the 16-wide blocks
+    {1, 16, 8, 8, 16, 5, 5, 1, 1, 2, 2, 1, 1, 1},      // 5x5 pad 2
+    {2, 32, 4, 4, 64, 3, 3, 1, 1, 1, 1, 1, 1, 4},      // groups 4, blocked
+    {2, 3, 4, 4, 2, 3, 3, 1, 1, 0, 0, 1, 1, 1},        // no padding, 2x2 output
+};
+
+}  // namespace
+
+TEST_CASE_TEMPLATE("conv2d kernels match naive float64 loops", T, float, double) {
+  bool with_bias = true;
+  for (const auto& v : kShapes) {
+    check_conv<T>(make_shape(v), with_bias);
+    with_bias = !with_bias;
+  }
+  check_conv<T>(make_shape({2, 16, 6, 6, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1}), false);
+  check_conv<T>(make_shape({2, 16, 6, 6, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1}), true);  // same shape, now with bias
+}
+
+TEST_CASE("conv2d_fwd_cpu<float> gives identical results when called from two threads at once") {
+  const auto s = make_shape({8, 32, 12, 12, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1});
+  const auto x = random_vector<float>(s.N * s.C * s.H * s.W, 1);
+  const auto w = random_vector<float>(s.K * s.C * s.R * s.S, 2);
+  std::vector<float> serial(s.N * s.K * s.P * s.Q), a(serial.size()), b(serial.size());
+  sk::conv2d_fwd_cpu<float>(s, x.data(), w.data(), nullptr, serial.data());
+  std::thread ta([&] { sk::conv2d_fwd_cpu<float>(s, x.data(), w.data(), nullptr, a.data()); });
+  std::thread tb([&] { sk::conv2d_fwd_cpu<float>(s, x.data(), w.data(), nullptr, b.data()); });
+  ta.join();
+  tb.join();
+  CHECK(a == serial);
+  CHECK(b == serial);
+}
+
+TEST_CASE_TEMPLATE("conv2d kernels reject an inconsistent shape", T, float, double) {
+  auto s = make_shape({1, 6, 5, 5, 4, 3, 3, 1, 1, 1, 1, 1, 1, 1});
+  s.groups = 4;  // 6 channels do not split into 4 groups
+  std::vector<T> buf(1024);
+  CHECK_THROWS_AS(sk::conv2d_fwd_cpu<T>(s, buf.data(), buf.data(), nullptr, buf.data()), std::invalid_argument);
+  s = make_shape({1, 6, 5, 5, 4, 3, 3, 1, 1, 1, 1, 1, 1, 1});
+  s.P = 4;  // should be 5
+  CHECK_THROWS_AS(sk::conv2d_bwd_data_cpu<T>(s, buf.data(), buf.data(), buf.data()), std::invalid_argument);
+}
