@@ -31,8 +31,9 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
   s.K = weight.size(0), s.R = weight.size(2), s.S = weight.size(3);
   s.stride_h = opt.stride[0], s.stride_w = opt.stride[1], s.pad_h = opt.padding[0], s.pad_w = opt.padding[1];
   s.dil_h = opt.dilation[0], s.dil_w = opt.dilation[1], s.groups = g;
-  s.P = (s.H + 2 * s.pad_h - s.dil_h * (s.R - 1) - 1) / s.stride_h + 1;
-  s.Q = (s.W + 2 * s.pad_w - s.dil_w * (s.S - 1) - 1) / s.stride_w + 1;
+  const int64_t span_h = s.H + 2 * s.pad_h - s.dil_h * (s.R - 1) - 1, span_w = s.W + 2 * s.pad_w - s.dil_w * (s.S - 1) - 1;
+  s.P = span_h < 0 ? 0 : span_h / s.stride_h + 1;
+  s.Q = span_w < 0 ? 0 : span_w / s.stride_w + 1;
   SELFSUP_CHECK(s.P > 0 && s.Q > 0, "conv2d: input of shape ", shape_str(x.sizes()), " is smaller than the ",
                 s.R, "x", s.S, " kernel (with padding ", s.pad_h, ", dilation ", s.dil_h, ")");
   if (bias.defined())
@@ -73,6 +74,7 @@ namespace {
 // it starts inside the input or the left padding).
 int64_t pool_out(int64_t in, int64_t k, int64_t s, int64_t p, int64_t d, bool ceil_mode) {
   int64_t span = in + 2 * p - d * (k - 1) - 1;
+  if (span < 0) return 0;
   int64_t out = (ceil_mode ? (span + s - 1) / s : span / s) + 1;
   if (ceil_mode && (out - 1) * s >= in + p) --out;
   return out;
