@@ -60,7 +60,9 @@ void max_pool2d_fwd_cpu(const Pool2dShape& s, const T* x, T* y, int64_t* argmax)
         int64_t w0 = q * s.stride_w - s.pad_w;
         const int64_t w1 = std::min(w0 + (s.kw - 1) * s.dil_w + 1, s.W);
         while (w0 < 0) w0 += s.dil_w;
-        int64_t best_idx = h0 * s.W + w0;
+        // A window can miss the input entirely (dilation over padding): -inf and no index, so backward
+        // drops its gradient instead of scattering outside the plane.
+        int64_t best_idx = (h0 < h1 && w0 < w1) ? h0 * s.W + w0 : -1;
         T best = -std::numeric_limits<T>::infinity();
         for (int64_t h = h0; h < h1; h += s.dil_h) {
           for (int64_t w = w0; w < w1; w += s.dil_w) {
@@ -89,7 +91,8 @@ void max_pool2d_bwd_cpu(const Pool2dShape& s, const T* dy, const int64_t* argmax
     T* dxp = dx + plane * s.H * s.W;  // (H, W)
     std::fill(dxp, dxp + s.H * s.W, T(0));
     // Overlapping windows (stride < kernel) may share a maximum: contributions add up.
-    for (int64_t i = 0; i < s.P * s.Q; ++i) dxp[ap[i]] += dyp[i];
+    for (int64_t i = 0; i < s.P * s.Q; ++i)
+      if (ap[i] >= 0) dxp[ap[i]] += dyp[i];
   }
 }
 
