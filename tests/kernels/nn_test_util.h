@@ -1,15 +1,18 @@
 // Small helpers shared by the CPU nn kernel tests (pool, norm, softmax/cross-entropy, normalize): seeded
 // random data, float/double casts, a closeness check that reports the worst element, and a central finite
-// difference in double.
+// difference in double, and lookup of a tensor in a PyTorch fixture.
 #pragma once
 #include <doctest/doctest.h>
 
 #include <cmath>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <random>
 #include <string>
 #include <vector>
+
+#include "tests/support/fixture.h"
 
 namespace selfsup::testing {
 
@@ -76,6 +79,13 @@ inline double dot(const std::vector<double>& a, const std::vector<double>& b) {
   double s = 0;
   for (size_t i = 0; i < a.size(); ++i) s += a[i] * b[i];
   return s;
+}
+
+// The tensor called name in a loaded fixture; a missing name fails the test with the name.
+inline const FixtureTensor& fixture_tensor(const std::map<std::string, FixtureTensor>& fx, const std::string& name) {
+  const auto it = fx.find(name);
+  REQUIRE_MESSAGE(it != fx.end(), "fixture tensor '" << name << "' is missing");
+  return it->second;
 }
 
 }  // namespace selfsup::testing
