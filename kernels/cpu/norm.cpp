@@ -23,35 +23,65 @@ constexpr int64_t kLongRow = 16;
 // Short-row path: per-channel partial sums are kept for blocks of about this many elements.
 constexpr int64_t kBlockElems = 1 << 14;
 
-// out (C, K) = per-channel sums over (N, S) of what row_fn(n, c, acc) adds into acc[0..K) for the row
-// (n, c) of S contiguous elements.
-template <int K, typename RowFn>
-void channel_reduce(int64_t N, int64_t C, int64_t S, const RowFn& row_fn, double* out) {
+// out (2, C) = per-channel sums over (N, S) of u = p - p_center[c] and of u (q - q_center[c]), p and q being
+// (N, C, S). Statistics use p = q = x centred on a shift; the backward p = dy (centre 0), q = x (centre mean).
+template <typename T>
+void channel_sums(int64_t N, int64_t C, int64_t S, const T* p, const double* p_center, const T* q,
+                  const double* q_center, double* out) {
   if (S >= kLongRow) {
     // Long rows: one thread owns a channel and reads its N rows, each a contiguous stream.
 #pragma omp parallel for schedule(static) if (N * C * S > kParallelMinWork)
     for (int64_t c = 0; c < C; ++c) {
-      double acc[K] = {};
-      for (int64_t n = 0; n < N; ++n) row_fn(n, c, acc);
-      for (int k = 0; k < K; ++k) out[c * K + k] = acc[k];
+      const double pc = p_center[c], qc = q_center[c];
+      double sa = 0, sb = 0;
+      for (int64_t n = 0; n < N; ++n) {
+        const T* pr = p + (n * C + c) * S;
+        const T* qr = q + (n * C + c) * S;
+#pragma omp simd reduction(+ : sa, sb)
+        for (int64_t s = 0; s < S; ++s) {
+          const double u = static_cast<double>(pr[s]) - pc;
+          sa += u;
+          sb += u * (static_cast<double>(qr[s]) - qc);
+        }
+      }
+      out[c] = sa;
+      out[C + c] = sb;
     }
     return;
   }
   // Short rows (S = 1 is (N, C)): a channel is strided by C*S, so walk memory in order instead, a block of
-  // whole samples per task, each block keeping its own (C, K) partial sums; blocks are then summed in order.
+  // whole samples per task, each block keeping its own (2, C) partial sums; blocks are then summed in order.
   const int64_t rows_per_block = std::max<int64_t>(1, kBlockElems / (C * S));
   const int64_t blocks = (N + rows_per_block - 1) / rows_per_block;
-  std::vector<double> partial(static_cast<size_t>(blocks * C * K), 0.0);  // (blocks, C, K)
+  std::vector<double> partial(static_cast<size_t>(blocks * 2 * C), 0.0);  // (blocks, 2, C)
 #pragma omp parallel for schedule(static) if (N * C * S > kParallelMinWork)
-  for (int64_t b = 0; b < blocks; ++b) {
-    double* acc = partial.data() + b * C * K;
-    const int64_t n_end = std::min(N, (b + 1) * rows_per_block);
-    for (int64_t n = b * rows_per_block; n < n_end; ++n)
-      for (int64_t c = 0; c < C; ++c) row_fn(n, c, acc + c * K);
+  for (int64_t blk = 0; blk < blocks; ++blk) {
+    double* pa = partial.data() + blk * 2 * C;
+    double* pb = pa + C;
+    const int64_t n_end = std::min(N, (blk + 1) * rows_per_block);
+    for (int64_t n = blk * rows_per_block; n < n_end; ++n) {
+      const T* pr = p + n * C * S;  // (C, S)
+      const T* qr = q + n * C * S;
+      if (S == 1) {
+#pragma omp simd
+        for (int64_t c = 0; c < C; ++c) {  // vectorised along C
+          const double u = static_cast<double>(pr[c]) - p_center[c];
+          pa[c] += u;
+          pb[c] += u * (static_cast<double>(qr[c]) - q_center[c]);
+        }
+        continue;
+      }
+      for (int64_t c = 0; c < C; ++c)
+        for (int64_t s = 0; s < S; ++s) {
+          const double u = static_cast<double>(pr[c * S + s]) - p_center[c];
+          pa[c] += u;
+          pb[c] += u * (static_cast<double>(qr[c * S + s]) - q_center[c]);
+        }
+    }
   }
-  for (int64_t i = 0; i < C * K; ++i) out[i] = 0;
-  for (int64_t b = 0; b < blocks; ++b)
-    for (int64_t i = 0; i < C * K; ++i) out[i] += partial[b * C * K + i];
+  for (int64_t i = 0; i < 2 * C; ++i) out[i] = 0;
+  for (int64_t blk = 0; blk < blocks; ++blk)
+    for (int64_t i = 0; i < 2 * C; ++i) out[i] += partial[blk * 2 * C + i];
 }
 
 // y = (x - center[c]) * scale[c] + shift[c] over (N, C, S); center is subtracted first so that large means
@@ -92,29 +122,14 @@ void batch_norm_fwd_train_cpu(int64_t N, int64_t C, int64_t S, const T* x, const
   if (count < 2) throw std::runtime_error("batch_norm: expected more than 1 value per channel when training");
   std::vector<double> shift(static_cast<size_t>(C));  // (C) a sample of each channel: x[0, c, 0]
   for (int64_t c = 0; c < C; ++c) shift[c] = static_cast<double>(x[c * S]);
-  std::vector<double> sums(static_cast<size_t>(C * 2));  // (C, 2): sum(x - shift), sum((x - shift)^2)
-  channel_reduce<2>(
-      N, C, S,
-      [&](int64_t n, int64_t c, double* acc) {
-        const T* r = x + (n * C + c) * S;
-        const double m = shift[c];
-        double s1 = 0, s2 = 0;
-#pragma omp simd reduction(+ : s1, s2)
-        for (int64_t s = 0; s < S; ++s) {
-          const double d = static_cast<double>(r[s]) - m;
-          s1 += d;
-          s2 += d * d;
-        }
-        acc[0] += s1;
-        acc[1] += s2;
-      },
-      sums.data());
+  std::vector<double> sums(static_cast<size_t>(2 * C));  // (2, C): sum(x - shift), sum((x - shift)^2)
+  channel_sums(N, C, S, x, shift.data(), x, shift.data(), sums.data());
 
   std::vector<T> mean_t(static_cast<size_t>(C)), scale(static_cast<size_t>(C)), offset(static_cast<size_t>(C));
   const double inv_count = 1.0 / static_cast<double>(count);
   for (int64_t c = 0; c < C; ++c) {
-    const double d_mean = sums[2 * c] * inv_count;  // mean - shift
-    const double var = std::max(0.0, sums[2 * c + 1] * inv_count - d_mean * d_mean);  // biased
+    const double d_mean = sums[c] * inv_count;  // mean - shift
+    const double var = std::max(0.0, sums[C + c] * inv_count - d_mean * d_mean);  // biased
     const double mean = shift[c] + d_mean;
     const double invstd = 1.0 / std::sqrt(var + eps);
     save_mean[c] = static_cast<T>(mean);
@@ -157,24 +172,11 @@ void batch_norm_bwd_cpu(int64_t N, int64_t C, int64_t S, const T* dy, const T* x
     }
     return;
   }
-  std::vector<double> sums(static_cast<size_t>(C * 2));  // (C, 2): sum(dy), sum(dy (x - mean))
-  channel_reduce<2>(
-      N, C, S,
-      [&](int64_t n, int64_t c, double* acc) {
-        const T* xr = x + (n * C + c) * S;
-        const T* dyr = dy + (n * C + c) * S;
-        const double m = static_cast<double>(save_mean[c]);
-        double s1 = 0, s2 = 0;
-#pragma omp simd reduction(+ : s1, s2)
-        for (int64_t s = 0; s < S; ++s) {
-          const double g = static_cast<double>(dyr[s]);
-          s1 += g;
-          s2 += g * (static_cast<double>(xr[s]) - m);
-        }
-        acc[0] += s1;
-        acc[1] += s2;
-      },
-      sums.data());
+  std::vector<double> sums(static_cast<size_t>(2 * C));  // (2, C): sum(dy), sum(dy (x - mean))
+  const std::vector<double> zeros(static_cast<size_t>(C), 0.0);
+  std::vector<double> mean(static_cast<size_t>(C));
+  for (int64_t c = 0; c < C; ++c) mean[c] = static_cast<double>(save_mean[c]);
+  channel_sums(N, C, S, dy, zeros.data(), x, mean.data(), sums.data());
 
   // Per channel: dx = (dy - mean_dy) g - (x - mean) k, computed as one pass over (N, C, S).
   std::vector<T> mean_dy(static_cast<size_t>(C)), g(static_cast<size_t>(C)), k(static_cast<size_t>(C));
@@ -182,11 +184,11 @@ void batch_norm_bwd_cpu(int64_t N, int64_t C, int64_t S, const T* dy, const T* x
   for (int64_t c = 0; c < C; ++c) {
     const double invstd = static_cast<double>(save_invstd[c]);
     const double gc = invstd * (gamma ? static_cast<double>(gamma[c]) : 1.0);
-    if (dbeta) dbeta[c] = static_cast<T>(sums[2 * c]);
-    if (dgamma) dgamma[c] = static_cast<T>(sums[2 * c + 1] * invstd);
-    mean_dy[c] = static_cast<T>(sums[2 * c] * inv_count);
+    if (dbeta) dbeta[c] = static_cast<T>(sums[c]);
+    if (dgamma) dgamma[c] = static_cast<T>(sums[C + c] * invstd);
+    mean_dy[c] = static_cast<T>(sums[c] * inv_count);
     g[c] = static_cast<T>(gc);
-    k[c] = static_cast<T>(gc * invstd * invstd * sums[2 * c + 1] * inv_count);
+    k[c] = static_cast<T>(gc * invstd * invstd * sums[C + c] * inv_count);
   }
   if (S == 1) {  // (N, C): vectorise along C
 #pragma omp parallel for schedule(static) if (N * C > kParallelMinWork)
