@@ -2,6 +2,7 @@
 // enumerated one by one and tested against the input/padded borders), plus finite-difference backward checks.
 #include <doctest/doctest.h>
 
+#include <cmath>
 #include <limits>
 #include <random>
 
@@ -189,6 +190,15 @@ TEST_CASE("max_pool2d takes the first maximum on ties and treats padding as -inf
   CHECK(idx == ref.idx);
   CHECK(idx[0] == 1);  // window rows 0..1, cols 0..1: -1 at (0,1) comes before -1 at (1,0)
   CHECK(y[0] == -1);
+
+  // A NaN is the maximum of its window (PyTorch's isnan rule), and the last NaN gives the index.
+  x[5] = NAN;
+  x[10] = NAN;
+  max_pool2d_fwd_cpu(s, x.data(), y.data(), idx.data());
+  CHECK(std::isnan(y[0]));
+  CHECK(idx[0] == 5);
+  CHECK(std::isnan(y[3]));
+  CHECK(idx[3] == 10);  // window rows 1..3, cols 1..3 holds both NaNs: the later one
 }
 
 TEST_CASE("avg_pool2d matches a naive loop (count_include_pad both ways, ceil mode)") {
