@@ -16,30 +16,30 @@ namespace {
 constexpr int64_t kParallelMinWork = 1 << 14;
 constexpr int64_t kInnerBlock = 64;
 
-// Runs fn(offset, w) over every vector of (outer, dim, inner): offset of its first element, w neighbouring
-// inner positions covered (1 when inner == 1).
+// Runs fn(o, i0, w) over every vector of (outer, dim, inner): the vectors at outer index o and inner
+// positions [i0, i0 + w) (w = 1 when inner == 1).
 template <typename Fn>
 void for_each_vector(int64_t outer, int64_t dim, int64_t inner, const Fn& fn) {
   if (inner == 1) {
 #pragma omp parallel for schedule(static) if (outer * dim > kParallelMinWork)
-    for (int64_t o = 0; o < outer; ++o) fn(o * dim, int64_t{1});
+    for (int64_t o = 0; o < outer; ++o) fn(o, int64_t{0}, int64_t{1});
     return;
   }
   const int64_t blocks = (inner + kInnerBlock - 1) / kInnerBlock;
 #pragma omp parallel for collapse(2) schedule(static) if (outer * dim * inner > kParallelMinWork)
   for (int64_t o = 0; o < outer; ++o)
     for (int64_t b = 0; b < blocks; ++b)
-      fn(o * dim * inner + b * kInnerBlock, std::min(kInnerBlock, inner - b * kInnerBlock));
+      fn(o, b * kInnerBlock, std::min(kInnerBlock, inner - b * kInnerBlock));
 }
 
 }  // namespace
 
 template <typename T>
 void l2_normalize_fwd_cpu(int64_t outer, int64_t dim, int64_t inner, const T* x, double eps, T* y, T* norm) {
-  for_each_vector(outer, dim, inner, [&](int64_t off, int64_t w) {
+  for_each_vector(outer, dim, inner, [&](int64_t o, int64_t i0, int64_t w) {
+    const int64_t off = o * dim * inner + i0;
     const T* xb = x + off;  // (dim, w) with row stride inner
     T* yb = y + off;
-    const int64_t o = off / (dim * inner), i0 = off % inner;
     T* nb = norm + o * inner + i0;  // (w)
     if (inner == 1) {  // one contiguous row
       double s = 0;
@@ -76,11 +76,11 @@ void l2_normalize_fwd_cpu(int64_t outer, int64_t dim, int64_t inner, const T* x,
 template <typename T>
 void l2_normalize_bwd_cpu(int64_t outer, int64_t dim, int64_t inner, const T* y, const T* norm, double eps,
                           const T* dy, T* dx) {
-  for_each_vector(outer, dim, inner, [&](int64_t off, int64_t w) {
+  for_each_vector(outer, dim, inner, [&](int64_t o, int64_t i0, int64_t w) {
+    const int64_t off = o * dim * inner + i0;
     const T* yb = y + off;  // (dim, w) with row stride inner
     const T* dyb = dy + off;
     T* dxb = dx + off;
-    const int64_t o = off / (dim * inner), i0 = off % inner;
     const T* nb = norm + o * inner + i0;  // (w)
     if (inner == 1) {  // one contiguous row
       double s = 0;
