@@ -16,10 +16,9 @@
 #include <vector>
 
 #include "engine/core/tensor.h"
+#include "engine/core/tensor_map.h"
 
 namespace selfsup {
-
-using TensorMap = std::map<std::string, Tensor>;
 
 struct ParamGroup {
   std::vector<Tensor> params;
