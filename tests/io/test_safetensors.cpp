@@ -254,7 +254,7 @@ TEST_CASE("no input crashes the reader: every truncation and 3000 random header 
     } catch (const Error&) {
     }
   }
-  MESSAGE(loaded, " of 3000 corrupted headers still parsed");
+  CHECK(loaded < 3000);  // most corruptions are caught (the rest hit padding, metadata text or digits)
 }
 
 TEST_CASE("load into existing tensors: strict keys, shapes, dtype conversion, all-or-nothing") {
