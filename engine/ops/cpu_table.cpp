@@ -72,6 +72,35 @@ void fill_cpu_table(KernelTable& t) {
       kn::fill_normal_cpu<T>(n, seed, stream, offset, static_cast<T*>(out));
     });
   };
+  t.gemm_batched = [](DType dt, bool ta, bool tb, int64_t batch, int64_t M, int64_t N, int64_t K, double alpha,
+                      const void* A, int64_t lda, int64_t sa, const void* B, int64_t ldb, int64_t sb, double beta,
+                      void* C, int64_t ldc, int64_t sc) {
+    on_float(dt, "gemm_batched", [&](auto v) {
+      using T = decltype(v);
+      kn::gemm_batched_cpu<T>(ta, tb, batch, M, N, K, T(alpha), static_cast<const T*>(A), lda, sa,
+                              static_cast<const T*>(B), ldb, sb, T(beta), static_cast<T*>(C), ldc, sc);
+    });
+  };
+  t.conv2d_fwd = [](DType dt, const kn::Conv2dShape& s, const void* x, const void* w, const void* b, void* y) {
+    on_float(dt, "conv2d_fwd", [&](auto v) {
+      using T = decltype(v);
+      kn::conv2d_fwd_cpu<T>(s, static_cast<const T*>(x), static_cast<const T*>(w), static_cast<const T*>(b),
+                            static_cast<T*>(y));
+    });
+  };
+  t.conv2d_bwd_data = [](DType dt, const kn::Conv2dShape& s, const void* dy, const void* w, void* dx) {
+    on_float(dt, "conv2d_bwd_data", [&](auto v) {
+      using T = decltype(v);
+      kn::conv2d_bwd_data_cpu<T>(s, static_cast<const T*>(dy), static_cast<const T*>(w), static_cast<T*>(dx));
+    });
+  };
+  t.conv2d_bwd_weight = [](DType dt, const kn::Conv2dShape& s, const void* x, const void* dy, void* dw, void* db) {
+    on_float(dt, "conv2d_bwd_weight", [&](auto v) {
+      using T = decltype(v);
+      kn::conv2d_bwd_weight_cpu<T>(s, static_cast<const T*>(x), static_cast<const T*>(dy), static_cast<T*>(dw),
+                                   static_cast<T*>(db));
+    });
+  };
 }
 
 }  // namespace

@@ -1,0 +1,225 @@
+// Convolution, pooling and batch norm: fused ops with explicit backward kernels.
+#include "engine/autograd/grad_mode.h"
+#include "engine/autograd/node.h"
+#include "engine/ops/op_utils.h"
+#include "engine/ops/ops.h"
+
+namespace selfsup {
+
+using autograd::SavedTensor;
+using ops_detail::check_dim;
+using ops_detail::check_floating;
+using Grads = std::vector<Tensor>;
+
+Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dOptions& opt) {
+  check_floating(x, "conv2d");
+  check_dim(x, 4, "conv2d", "input (N, C, H, W)");
+  check_dim(weight, 4, "conv2d", "weight (K, C/groups, R, S)");
+  ops_detail::check_same_device(x, weight, "conv2d");
+  SELFSUP_CHECK(weight.dtype() == x.dtype(), "conv2d: weight dtype ", dtype_name(weight.dtype()),
+                " differs from input dtype ", dtype_name(x.dtype()));
+  const int64_t g = opt.groups;
+  SELFSUP_CHECK(g >= 1 && x.size(1) % g == 0 && weight.size(0) % g == 0, "conv2d: groups ", g,
+                " must divide input channels ", x.size(1), " and output channels ", weight.size(0));
+  SELFSUP_CHECK(weight.size(1) * g == x.size(1), "conv2d: input of shape ", shape_str(x.sizes()), " has ", x.size(1),
+                " channels, weight of shape ", shape_str(weight.sizes()), " expects ", weight.size(1) * g);
+  for (int i = 0; i < 2; ++i)
+    SELFSUP_CHECK(opt.stride[i] >= 1 && opt.dilation[i] >= 1 && opt.padding[i] >= 0,
+                  "conv2d: stride and dilation must be >= 1 and padding >= 0");
+  kernels::Conv2dShape s{};
+  s.N = x.size(0), s.C = x.size(1), s.H = x.size(2), s.W = x.size(3);
+  s.K = weight.size(0), s.R = weight.size(2), s.S = weight.size(3);
+  s.stride_h = opt.stride[0], s.stride_w = opt.stride[1], s.pad_h = opt.padding[0], s.pad_w = opt.padding[1];
+  s.dil_h = opt.dilation[0], s.dil_w = opt.dilation[1], s.groups = g;
+  const int64_t span_h = s.H + 2 * s.pad_h - s.dil_h * (s.R - 1) - 1, span_w = s.W + 2 * s.pad_w - s.dil_w * (s.S - 1) - 1;
+  s.P = span_h < 0 ? 0 : span_h / s.stride_h + 1;
+  s.Q = span_w < 0 ? 0 : span_w / s.stride_w + 1;
+  SELFSUP_CHECK(s.P > 0 && s.Q > 0, "conv2d: input of shape ", shape_str(x.sizes()), " is smaller than the ",
+                s.R, "x", s.S, " kernel (with padding ", s.pad_h, ", dilation ", s.dil_h, ")");
+  if (bias.defined())
+    SELFSUP_CHECK(bias.dim() == 1 && bias.size(0) == s.K && bias.dtype() == x.dtype(), "conv2d: bias of shape ",
+                  shape_str(bias.sizes()), " must be (", s.K, ") of dtype ", dtype_name(x.dtype()));
+  Tensor xc = x.detach().contiguous(), wc = weight.detach().contiguous();
+  Tensor bc = bias.defined() ? bias.detach().contiguous() : Tensor();
+  Tensor y = Tensor::empty({s.N, s.K, s.P, s.Q}, x.dtype(), x.device());
+  SELFSUP_KERNEL_CALL(x.device(), conv2d_fwd)(x.dtype(), s, xc.raw_data(), wc.raw_data(),
+                                              bc.defined() ? bc.raw_data() : nullptr, y.raw_data());
+  if (autograd::needs_grad({x, weight, bias})) {
+    SavedTensor sx = xc, sw = wc;
+    bool need_dx = x.requires_grad(), need_dw = weight.requires_grad() || (bias.defined() && bias.requires_grad());
+    bool has_bias = bias.defined();
+    autograd::record("conv2d", {x, weight, bias}, {y}, [sx, sw, s, need_dx, need_dw, has_bias](const Grads& gr) {
+      Tensor gy = gr[0].contiguous();
+      Tensor xs = sx.unpack("conv2d"), ws = sw.unpack("conv2d");
+      Tensor dx, dw, db;
+      if (need_dx) {
+        dx = Tensor::empty(xs.sizes(), xs.dtype(), xs.device());
+        SELFSUP_KERNEL_CALL(xs.device(), conv2d_bwd_data)(xs.dtype(), s, gy.raw_data(), ws.raw_data(), dx.raw_data());
+      }
+      if (need_dw) {
+        dw = Tensor::empty(ws.sizes(), ws.dtype(), ws.device());
+        if (has_bias) db = Tensor::empty({s.K}, ws.dtype(), ws.device());
+        SELFSUP_KERNEL_CALL(xs.device(), conv2d_bwd_weight)(xs.dtype(), s, xs.raw_data(), gy.raw_data(),
+                                                            dw.raw_data(), has_bias ? db.raw_data() : nullptr);
+      }
+      return Grads{dx, dw, db};
+    });
+  }
+  return y;
+}
+
+namespace {
+
+// Output size of a pooling window along one axis, PyTorch's rule (ceil mode keeps the last window only if
+// it starts inside the input or the left padding).
+int64_t pool_out(int64_t in, int64_t k, int64_t s, int64_t p, int64_t d, bool ceil_mode) {
+  int64_t span = in + 2 * p - d * (k - 1) - 1;
+  if (span < 0) return 0;
+  int64_t out = (ceil_mode ? (span + s - 1) / s : span / s) + 1;
+  if (ceil_mode && (out - 1) * s >= in + p) --out;
+  return out;
+}
+
+kernels::Pool2dShape pool_shape(const Tensor& x, const Pool2dOptions& opt, const char* op) {
+  check_floating(x, op);
+  check_dim(x, 4, op, "input (N, C, H, W)");
+  kernels::Pool2dShape s{};
+  s.N = x.size(0), s.C = x.size(1), s.H = x.size(2), s.W = x.size(3);
+  s.kh = opt.kernel[0], s.kw = opt.kernel[1];
+  s.stride_h = opt.stride[0] > 0 ? opt.stride[0] : s.kh;
+  s.stride_w = opt.stride[1] > 0 ? opt.stride[1] : s.kw;
+  s.pad_h = opt.padding[0], s.pad_w = opt.padding[1];
+  s.dil_h = opt.dilation[0], s.dil_w = opt.dilation[1];
+  s.count_include_pad = opt.count_include_pad;
+  SELFSUP_CHECK(s.kh >= 1 && s.kw >= 1 && s.dil_h >= 1 && s.dil_w >= 1, op, ": kernel and dilation must be >= 1");
+  SELFSUP_CHECK(s.pad_h >= 0 && s.pad_w >= 0 && 2 * s.pad_h <= s.kh && 2 * s.pad_w <= s.kw, op,
+                ": padding must be between 0 and half the kernel size, got ", s.pad_h, "x", s.pad_w, " for kernel ",
+                s.kh, "x", s.kw);
+  s.P = pool_out(s.H, s.kh, s.stride_h, s.pad_h, s.dil_h, opt.ceil_mode);
+  s.Q = pool_out(s.W, s.kw, s.stride_w, s.pad_w, s.dil_w, opt.ceil_mode);
+  SELFSUP_CHECK(s.P > 0 && s.Q > 0, op, ": input of shape ", shape_str(x.sizes()), " is smaller than the ", s.kh,
+                "x", s.kw, " window");
+  return s;
+}
+
+}  // namespace
+
+Tensor max_pool2d(const Tensor& x, const Pool2dOptions& opt) {
+  kernels::Pool2dShape s = pool_shape(x, opt, "max_pool2d");
+  Tensor xc = x.detach().contiguous();
+  Tensor y = Tensor::empty({s.N, s.C, s.P, s.Q}, x.dtype(), x.device());
+  Tensor arg = Tensor::empty({s.N, s.C, s.P, s.Q}, DType::i64, x.device());
+  SELFSUP_KERNEL_CALL(x.device(), max_pool2d_fwd)(x.dtype(), s, xc.raw_data(), y.raw_data(), arg.data_ptr<int64_t>());
+  autograd::record("max_pool2d", {x}, {y}, [s, arg, dt = x.dtype()](const Grads& g) {
+    Tensor gy = g[0].contiguous();
+    Tensor dx = Tensor::empty({s.N, s.C, s.H, s.W}, dt, gy.device());
+    SELFSUP_KERNEL_CALL(gy.device(), max_pool2d_bwd)(dt, s, gy.raw_data(), arg.data_ptr<int64_t>(), dx.raw_data());
+    return Grads{dx};
+  });
+  return y;
+}
+
+Tensor avg_pool2d(const Tensor& x, const Pool2dOptions& opt_in) {
+  Pool2dOptions opt = opt_in;
+  SELFSUP_CHECK(opt.dilation[0] == 1 && opt.dilation[1] == 1, "avg_pool2d: dilation is not supported");
+  kernels::Pool2dShape s = pool_shape(x, opt, "avg_pool2d");
+  Tensor xc = x.detach().contiguous();
+  Tensor y = Tensor::empty({s.N, s.C, s.P, s.Q}, x.dtype(), x.device());
+  SELFSUP_KERNEL_CALL(x.device(), avg_pool2d_fwd)(x.dtype(), s, xc.raw_data(), y.raw_data());
+  autograd::record("avg_pool2d", {x}, {y}, [s, dt = x.dtype()](const Grads& g) {
+    Tensor gy = g[0].contiguous();
+    Tensor dx = Tensor::empty({s.N, s.C, s.H, s.W}, dt, gy.device());
+    SELFSUP_KERNEL_CALL(gy.device(), avg_pool2d_bwd)(dt, s, gy.raw_data(), dx.raw_data());
+    return Grads{dx};
+  });
+  return y;
+}
+
+Tensor adaptive_avg_pool2d(const Tensor& x, std::array<int64_t, 2> out) {
+  check_floating(x, "adaptive_avg_pool2d");
+  check_dim(x, 4, "adaptive_avg_pool2d", "input (N, C, H, W)");
+  SELFSUP_CHECK(out[0] >= 1 && out[1] >= 1, "adaptive_avg_pool2d: output size must be positive, got ", out[0], "x",
+                out[1]);
+  const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3), P = out[0], Q = out[1];
+  Tensor xc = x.detach().contiguous();
+  Tensor y = Tensor::empty({N, C, P, Q}, x.dtype(), x.device());
+  SELFSUP_KERNEL_CALL(x.device(), adaptive_avg_pool2d_fwd)(x.dtype(), N, C, H, W, P, Q, xc.raw_data(), y.raw_data());
+  autograd::record("adaptive_avg_pool2d", {x}, {y}, [N, C, H, W, P, Q, dt = x.dtype()](const Grads& g) {
+    Tensor gy = g[0].contiguous();
+    Tensor dx = Tensor::empty({N, C, H, W}, dt, gy.device());
+    SELFSUP_KERNEL_CALL(gy.device(), adaptive_avg_pool2d_bwd)(dt, N, C, H, W, P, Q, gy.raw_data(), dx.raw_data());
+    return Grads{dx};
+  });
+  return y;
+}
+
+Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& running_var, const Tensor& weight,
+                  const Tensor& bias, bool training, double momentum, double eps) {
+  check_floating(x, "batch_norm");
+  SELFSUP_CHECK(x.dim() == 2 || x.dim() == 4, "batch_norm: input must be (N, C) or (N, C, H, W), got ",
+                shape_str(x.sizes()));
+  const int64_t N = x.size(0), C = x.size(1), S = x.dim() == 4 ? x.size(2) * x.size(3) : 1;
+  auto check_param = [&](const Tensor& t, const char* what) {
+    if (!t.defined()) return;
+    SELFSUP_CHECK(t.dim() == 1 && t.size(0) == C && t.dtype() == x.dtype(), "batch_norm: ", what, " of shape ",
+                  shape_str(t.sizes()), " and dtype ", dtype_name(t.dtype()), " must be (", C, ") of dtype ",
+                  dtype_name(x.dtype()));
+    SELFSUP_CHECK(t.is_contiguous(), "batch_norm: ", what, " must be contiguous");
+  };
+  check_param(weight, "weight");
+  check_param(bias, "bias");
+  check_param(running_mean, "running_mean");
+  check_param(running_var, "running_var");
+  SELFSUP_CHECK(running_mean.defined() == running_var.defined(),
+                "batch_norm: running_mean and running_var must be given together");
+  auto ptr = [](const Tensor& t) -> void* { return t.defined() ? t.raw_data() : nullptr; };
+  Tensor xc = x.detach().contiguous();
+  Tensor y = Tensor::empty(x.sizes(), x.dtype(), x.device());
+  if (!training) {
+    SELFSUP_CHECK(running_mean.defined(), "batch_norm: eval mode needs running_mean and running_var");
+    if (!autograd::needs_grad({x, weight, bias})) {
+      SELFSUP_KERNEL_CALL(x.device(), batch_norm_fwd_eval)(x.dtype(), N, C, S, xc.raw_data(), ptr(weight), ptr(bias),
+                                                           running_mean.raw_data(), running_var.raw_data(), eps,
+                                                           y.raw_data());
+      return y;
+    }
+    // With gradients: the same affine map composed from differentiable ops (eval backward is elementwise).
+    Shape bshape = x.dim() == 4 ? Shape{1, C, 1, 1} : Shape{1, C};
+    Tensor scale = rsqrt(add(running_var.detach(), eps)).reshape(bshape);
+    Tensor out = mul(sub(x, running_mean.detach().reshape(bshape)), scale);
+    if (weight.defined()) out = mul(out, weight.reshape(bshape));
+    if (bias.defined()) out = add(out, bias.reshape(bshape));
+    return out;
+  }
+  SELFSUP_CHECK(N * S > 1, "batch_norm: training needs more than one value per channel, got input of shape ",
+                shape_str(x.sizes()));
+  Tensor save_mean = Tensor::empty({C}, x.dtype(), x.device()), save_invstd = Tensor::empty({C}, x.dtype(), x.device());
+  SELFSUP_KERNEL_CALL(x.device(), batch_norm_fwd_train)(x.dtype(), N, C, S, xc.raw_data(), ptr(weight), ptr(bias), eps,
+                                                        momentum, y.raw_data(), save_mean.raw_data(),
+                                                        save_invstd.raw_data(), ptr(running_mean), ptr(running_var));
+  if (running_mean.defined()) {
+    running_mean.bump_version();
+    running_var.bump_version();
+  }
+  if (autograd::needs_grad({x, weight, bias})) {
+    SavedTensor sx = xc, sw = weight;
+    bool affine_grad = (weight.defined() && weight.requires_grad()) || (bias.defined() && bias.requires_grad());
+    bool has_w = weight.defined(), has_b = bias.defined();
+    autograd::record("batch_norm", {x, weight, bias}, {y},
+                     [sx, sw, save_mean, save_invstd, N, C, S, affine_grad, has_w, has_b](const Grads& g) {
+                       Tensor xs = sx.unpack("batch_norm"), ws = sw.unpack("batch_norm");
+                       Tensor gy = g[0].contiguous();
+                       Tensor dx = Tensor::empty(xs.sizes(), xs.dtype(), xs.device());
+                       Tensor dw = affine_grad && has_w ? Tensor::empty({C}, xs.dtype(), xs.device()) : Tensor();
+                       Tensor db = affine_grad && has_b ? Tensor::empty({C}, xs.dtype(), xs.device()) : Tensor();
+                       auto p = [](const Tensor& t) -> void* { return t.defined() ? t.raw_data() : nullptr; };
+                       SELFSUP_KERNEL_CALL(xs.device(), batch_norm_bwd)(
+                           xs.dtype(), N, C, S, gy.raw_data(), xs.raw_data(), p(ws), save_mean.raw_data(),
+                           save_invstd.raw_data(), dx.raw_data(), p(dw), p(db));
+                       return Grads{dx, dw, db};
+                     });
+  }
+  return y;
+}
+
+}  // namespace selfsup

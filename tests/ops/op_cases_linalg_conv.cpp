@@ -1,0 +1,35 @@
+// OpCase rows: matrix products and convolution.
+#include "engine/ops/ops.h"
+#include "tests/support/engine_op_case.h"
+
+using namespace selfsup;
+using namespace selfsup::testing;
+using V = std::vector<Tensor>;
+
+namespace {
+Conv2dOptions conv(int64_t stride, int64_t pad, int64_t dil = 1, int64_t groups = 1) {
+  Conv2dOptions o;
+  o.stride = {stride, stride};
+  o.padding = {pad, pad};
+  o.dilation = {dil, dil};
+  o.groups = groups;
+  return o;
+}
+}  // namespace
+
+SELFSUP_OP_CASES({
+    {"matmul/2d", {{3, 4}, {4, 5}}, [](const V& x) { return matmul(x[0], x[1]); }},
+    {"matmul/transposed", {{4, 3}, {5, 4}}, [](const V& x) { return matmul(x[0].t(), x[1].t()); }},
+    {"matmul/vector", {{3, 4}, {4}}, [](const V& x) { return matmul(x[0], x[1]); }},
+    {"matmul/nd_x_2d", {{2, 3, 4}, {4, 2}}, [](const V& x) { return matmul(x[0], x[1]); }},
+    {"matmul/batched", {{2, 3, 4}, {2, 4, 2}}, [](const V& x) { return matmul(x[0], x[1]); }},
+    {"bmm/transposed", {{2, 4, 3}, {2, 4, 2}}, [](const V& x) { return bmm(x[0].transpose(1, 2), x[1]); }},
+    {"linear/bias", {{5, 4}, {3, 4}, {3}}, [](const V& x) { return linear(x[0], x[1], x[2]); }},
+    {"linear/no_bias_3d", {{2, 3, 4}, {2, 4}}, [](const V& x) { return linear(x[0], x[1]); }},
+    {"conv2d/basic", {{2, 3, 5, 5}, {4, 3, 3, 3}, {4}}, [](const V& x) { return conv2d(x[0], x[1], x[2]); }},
+    {"conv2d/stride2_pad1", {{1, 2, 6, 5}, {3, 2, 3, 3}}, [](const V& x) { return conv2d(x[0], x[1], Tensor(), conv(2, 1)); }},
+    {"conv2d/dilation2", {{1, 2, 7, 7}, {2, 2, 3, 3}}, [](const V& x) { return conv2d(x[0], x[1], Tensor(), conv(1, 2, 2)); }},
+    {"conv2d/groups2", {{2, 4, 4, 4}, {6, 2, 3, 3}, {6}}, [](const V& x) { return conv2d(x[0], x[1], x[2], conv(1, 1, 1, 2)); }},
+    {"conv2d/depthwise", {{1, 3, 5, 5}, {3, 1, 3, 3}}, [](const V& x) { return conv2d(x[0], x[1], Tensor(), conv(1, 1, 1, 3)); }},
+    {"conv2d/1x1_permuted_input", {{2, 4, 4, 3}, {5, 3, 1, 1}}, [](const V& x) { return conv2d(x[0].permute({0, 3, 1, 2}), x[1]); }},
+});
