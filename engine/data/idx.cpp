@@ -122,7 +122,7 @@ std::vector<int64_t> read_idx_u8(const std::string& path, int expected_dims, std
 
 ImageDataset load_idx(const std::string& images_path, const std::string& labels_path, const std::string& name) {
   std::vector<uint8_t> pixels, label_bytes;
-  std::vector<int64_t> idims = read_idx_u8(images_path, 3, pixels);  // (N, H, W)
+  std::vector<int64_t> idims = read_idx_u8(images_path, 3, pixels);       // (N, H, W)
   std::vector<int64_t> ldims = read_idx_u8(labels_path, 1, label_bytes);  // (N)
   SELFSUP_CHECK(idims[0] == ldims[0], "idx: '", images_path, "' holds ", idims[0], " images but '", labels_path,
                 "' holds ", ldims[0], " labels; expected the same count");
