@@ -115,7 +115,8 @@ struct Pool2dShape {
   int64_t P, Q;                                                    // output size (ceil_mode already applied)
   bool count_include_pad;                                          // avg pool only
 };
-// argmax (N,C,P,Q) receives the flat index h*W+w of each window's maximum (the first one on ties).
+// argmax (N,C,P,Q) receives the flat index h*W+w of each window's maximum (the first one on ties; -1 with
+// y = -inf for a window that dilation places entirely in the padding).
 template <typename T>
 void max_pool2d_fwd_cpu(const Pool2dShape& s, const T* x, T* y, int64_t* argmax);
 template <typename T>

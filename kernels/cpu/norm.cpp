@@ -1,0 +1,229 @@
+// CPU batch norm, x viewed as (N, C, S) with S = H*W (1 for BatchNorm1d), PyTorch's semantics: normalise
+// with the biased batch variance, update running_var with the unbiased one.
+//
+// Each kernel is one reduction per channel (statistics, or the two gradient sums) followed by one streaming
+// elementwise pass. Reductions accumulate in double and read memory once: the statistics use sums of
+// x - shift and (x - shift)^2 with shift = a sample of the channel, so the one-pass variance formula does not
+// cancel catastrophically (the shift puts the mean near 0). The reduction order depends only on the shapes,
+// never on the thread count, so results are bit-identical for any OMP_NUM_THREADS.
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+#include <vector>
+
+#include "kernels/kernel_api.h"
+
+namespace selfsup::kernels {
+
+namespace {
+
+constexpr int64_t kParallelMinWork = 1 << 14;
+// Rows of at least this many elements are long enough to stream per channel (parallel over C).
+constexpr int64_t kLongRow = 16;
+// Short-row path: per-channel partial sums are kept for blocks of about this many elements.
+constexpr int64_t kBlockElems = 1 << 14;
+
+// out (2, C) = per-channel sums over (N, S) of u = p - p_center[c] and of u (q - q_center[c]), p and q being
+// (N, C, S). Statistics use p = q = x centred on a shift; the backward p = dy (centre 0), q = x (centre mean).
+template <typename T>
+void channel_sums(int64_t N, int64_t C, int64_t S, const T* p, const double* p_center, const T* q,
+                  const double* q_center, double* out) {
+  if (S >= kLongRow) {
+    // Long rows: one thread owns a channel and reads its N rows, each a contiguous stream.
+#pragma omp parallel for schedule(static) if (N * C * S > kParallelMinWork)
+    for (int64_t c = 0; c < C; ++c) {
+      const double pc = p_center[c], qc = q_center[c];
+      double sa = 0, sb = 0;
+      for (int64_t n = 0; n < N; ++n) {
+        const T* pr = p + (n * C + c) * S;
+        const T* qr = q + (n * C + c) * S;
+#pragma omp simd reduction(+ : sa, sb)
+        for (int64_t s = 0; s < S; ++s) {
+          const double u = static_cast<double>(pr[s]) - pc;
+          sa += u;
+          sb += u * (static_cast<double>(qr[s]) - qc);
+        }
+      }
+      out[c] = sa;
+      out[C + c] = sb;
+    }
+    return;
+  }
+  // Short rows (S = 1 is (N, C)): a channel is strided by C*S, so walk memory in order instead, a block of
+  // whole samples per task, each block keeping its own (2, C) partial sums; blocks are then summed in order.
+  const int64_t rows_per_block = std::max<int64_t>(1, kBlockElems / (C * S));
+  const int64_t blocks = (N + rows_per_block - 1) / rows_per_block;
+  std::vector<double> partial(static_cast<size_t>(blocks * 2 * C), 0.0);  // (blocks, 2, C)
+#pragma omp parallel for schedule(static) if (N * C * S > kParallelMinWork)
+  for (int64_t blk = 0; blk < blocks; ++blk) {
+    double* pa = partial.data() + blk * 2 * C;
+    double* pb = pa + C;
+    const int64_t n_end = std::min(N, (blk + 1) * rows_per_block);
+    for (int64_t n = blk * rows_per_block; n < n_end; ++n) {
+      const T* pr = p + n * C * S;  // (C, S)
+      const T* qr = q + n * C * S;
+      if (S == 1) {
+#pragma omp simd
+        for (int64_t c = 0; c < C; ++c) {  // vectorised along C
+          const double u = static_cast<double>(pr[c]) - p_center[c];
+          pa[c] += u;
+          pb[c] += u * (static_cast<double>(qr[c]) - q_center[c]);
+        }
+        continue;
+      }
+      for (int64_t c = 0; c < C; ++c)
+        for (int64_t s = 0; s < S; ++s) {
+          const double u = static_cast<double>(pr[c * S + s]) - p_center[c];
+          pa[c] += u;
+          pb[c] += u * (static_cast<double>(qr[c * S + s]) - q_center[c]);
+        }
+    }
+  }
+  for (int64_t i = 0; i < 2 * C; ++i) out[i] = 0;
+  for (int64_t blk = 0; blk < blocks; ++blk)
+    for (int64_t i = 0; i < 2 * C; ++i) out[i] += partial[blk * 2 * C + i];
+}
+
+// y = (x - center[c]) * scale[c] + shift[c] over (N, C, S); center is subtracted first so that large means
+// do not cost float precision.
+template <typename T>
+void center_scale_shift(int64_t N, int64_t C, int64_t S, const T* x, const T* center, const T* scale,
+                        const T* shift, T* y) {
+  if (S == 1) {  // (N, C): vectorise along C
+#pragma omp parallel for schedule(static) if (N * C > kParallelMinWork)
+    for (int64_t n = 0; n < N; ++n) {
+      const T* xr = x + n * C;
+      T* yr = y + n * C;
+#pragma omp simd
+      for (int64_t c = 0; c < C; ++c) yr[c] = (xr[c] - center[c]) * scale[c] + shift[c];
+    }
+    return;
+  }
+#pragma omp parallel for collapse(2) schedule(static) if (N * C * S > kParallelMinWork)
+  for (int64_t n = 0; n < N; ++n) {
+    for (int64_t c = 0; c < C; ++c) {
+      const T* xr = x + (n * C + c) * S;
+      T* yr = y + (n * C + c) * S;
+      const T m = center[c], a = scale[c], b = shift[c];
+#pragma omp simd
+      for (int64_t s = 0; s < S; ++s) yr[s] = (xr[s] - m) * a + b;
+    }
+  }
+}
+
+}  // namespace
+
+template <typename T>
+void batch_norm_fwd_train_cpu(int64_t N, int64_t C, int64_t S, const T* x, const T* gamma, const T* beta,
+                              double eps, double momentum, T* y, T* save_mean, T* save_invstd, T* running_mean,
+                              T* running_var) {
+  const int64_t count = N * S;
+  // The unbiased variance needs two values; PyTorch refuses this case the same way.
+  if (count < 2) throw std::runtime_error("batch_norm: expected more than 1 value per channel when training");
+  std::vector<double> shift(static_cast<size_t>(C));  // (C) a sample of each channel: x[0, c, 0]
+  for (int64_t c = 0; c < C; ++c) shift[c] = static_cast<double>(x[c * S]);
+  std::vector<double> sums(static_cast<size_t>(2 * C));  // (2, C): sum(x - shift), sum((x - shift)^2)
+  channel_sums(N, C, S, x, shift.data(), x, shift.data(), sums.data());
+
+  std::vector<T> mean_t(static_cast<size_t>(C)), scale(static_cast<size_t>(C)), offset(static_cast<size_t>(C));
+  const double inv_count = 1.0 / static_cast<double>(count);
+  for (int64_t c = 0; c < C; ++c) {
+    const double d_mean = sums[c] * inv_count;  // mean - shift
+    const double var = std::max(0.0, sums[C + c] * inv_count - d_mean * d_mean);  // biased
+    const double mean = shift[c] + d_mean;
+    const double invstd = 1.0 / std::sqrt(var + eps);
+    save_mean[c] = static_cast<T>(mean);
+    save_invstd[c] = static_cast<T>(invstd);
+    if (running_mean) running_mean[c] = static_cast<T>((1 - momentum) * running_mean[c] + momentum * mean);
+    if (running_var) {
+      const double unbiased = var * static_cast<double>(count) / static_cast<double>(count - 1);
+      running_var[c] = static_cast<T>((1 - momentum) * running_var[c] + momentum * unbiased);
+    }
+    mean_t[c] = static_cast<T>(mean);
+    scale[c] = static_cast<T>(invstd * (gamma ? static_cast<double>(gamma[c]) : 1.0));
+    offset[c] = beta ? beta[c] : T(0);
+  }
+  center_scale_shift(N, C, S, x, mean_t.data(), scale.data(), offset.data(), y);
+}
+
+template <typename T>
+void batch_norm_fwd_eval_cpu(int64_t N, int64_t C, int64_t S, const T* x, const T* gamma, const T* beta,
+                             const T* running_mean, const T* running_var, double eps, T* y) {
+  std::vector<T> scale(static_cast<size_t>(C)), offset(static_cast<size_t>(C));
+  for (int64_t c = 0; c < C; ++c) {
+    const double invstd = 1.0 / std::sqrt(static_cast<double>(running_var[c]) + eps);
+    scale[c] = static_cast<T>(invstd * (gamma ? static_cast<double>(gamma[c]) : 1.0));
+    offset[c] = beta ? beta[c] : T(0);
+  }
+  center_scale_shift(N, C, S, x, running_mean, scale.data(), offset.data(), y);
+}
+
+// With xhat = (x - mean) invstd, g = gamma invstd and n = N*S:
+//   dbeta = sum(dy), dgamma = sum(dy xhat),
+//   dx = g (dy - mean(dy) - xhat mean(dy xhat)) = (dy - mean(dy)) g - (x - mean) k,
+//   k = g invstd^2 sum(dy (x - mean)) / n.
+template <typename T>
+void batch_norm_bwd_cpu(int64_t N, int64_t C, int64_t S, const T* dy, const T* x, const T* gamma,
+                        const T* save_mean, const T* save_invstd, T* dx, T* dgamma, T* dbeta) {
+  if (N * S == 0) {  // no samples: zero gradients for the (C) parameters, nothing to write in dx
+    for (int64_t c = 0; c < C; ++c) {
+      if (dgamma) dgamma[c] = T(0);
+      if (dbeta) dbeta[c] = T(0);
+    }
+    return;
+  }
+  std::vector<double> sums(static_cast<size_t>(2 * C));  // (2, C): sum(dy), sum(dy (x - mean))
+  const std::vector<double> zeros(static_cast<size_t>(C), 0.0);
+  std::vector<double> mean(static_cast<size_t>(C));
+  for (int64_t c = 0; c < C; ++c) mean[c] = static_cast<double>(save_mean[c]);
+  channel_sums(N, C, S, dy, zeros.data(), x, mean.data(), sums.data());
+
+  // Per channel: dx = (dy - mean_dy) g - (x - mean) k, computed as one pass over (N, C, S).
+  std::vector<T> mean_dy(static_cast<size_t>(C)), g(static_cast<size_t>(C)), k(static_cast<size_t>(C));
+  const double inv_count = 1.0 / static_cast<double>(N * S);
+  for (int64_t c = 0; c < C; ++c) {
+    const double invstd = static_cast<double>(save_invstd[c]);
+    const double gc = invstd * (gamma ? static_cast<double>(gamma[c]) : 1.0);
+    if (dbeta) dbeta[c] = static_cast<T>(sums[c]);
+    if (dgamma) dgamma[c] = static_cast<T>(sums[C + c] * invstd);
+    mean_dy[c] = static_cast<T>(sums[c] * inv_count);
+    g[c] = static_cast<T>(gc);
+    k[c] = static_cast<T>(gc * invstd * invstd * sums[C + c] * inv_count);
+  }
+  if (S == 1) {  // (N, C): vectorise along C
+#pragma omp parallel for schedule(static) if (N * C > kParallelMinWork)
+    for (int64_t n = 0; n < N; ++n) {
+      const T* xr = x + n * C;
+      const T* dyr = dy + n * C;
+      T* dxr = dx + n * C;
+#pragma omp simd
+      for (int64_t c = 0; c < C; ++c) dxr[c] = (dyr[c] - mean_dy[c]) * g[c] - (xr[c] - save_mean[c]) * k[c];
+    }
+    return;
+  }
+#pragma omp parallel for collapse(2) schedule(static) if (N * C * S > kParallelMinWork)
+  for (int64_t n = 0; n < N; ++n) {
+    for (int64_t c = 0; c < C; ++c) {
+      const int64_t off = (n * C + c) * S;
+      const T* xr = x + off;
+      const T* dyr = dy + off;
+      T* dxr = dx + off;
+      const T mdy = mean_dy[c], gc = g[c], kc = k[c], m = save_mean[c];
+#pragma omp simd
+      for (int64_t s = 0; s < S; ++s) dxr[s] = (dyr[s] - mdy) * gc - (xr[s] - m) * kc;
+    }
+  }
+}
+
+#define SELFSUP_INSTANTIATE_BN(T)                                                                             \
+  template void batch_norm_fwd_train_cpu<T>(int64_t, int64_t, int64_t, const T*, const T*, const T*, double,  \
+                                            double, T*, T*, T*, T*, T*);                                      \
+  template void batch_norm_fwd_eval_cpu<T>(int64_t, int64_t, int64_t, const T*, const T*, const T*, const T*, \
+                                           const T*, double, T*);                                             \
+  template void batch_norm_bwd_cpu<T>(int64_t, int64_t, int64_t, const T*, const T*, const T*, const T*,      \
+                                      const T*, T*, T*, T*);
+SELFSUP_INSTANTIATE_BN(float)
+SELFSUP_INSTANTIATE_BN(double)
+#undef SELFSUP_INSTANTIATE_BN
+
+}  // namespace selfsup::kernels
