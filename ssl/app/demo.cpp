@@ -202,8 +202,8 @@ class Net {
   std::vector<Param> params_;
 };
 
-// SGD with momentum and decoupled-from-the-graph weight decay, as torch.optim.SGD:
-// g += wd * w; v = momentum * v + g; w -= lr * v. In place, outside the graph.
+// SGD with momentum and L2 weight decay, as torch.optim.SGD: g += wd * w; v = momentum * v + g;
+// w -= lr * v. In place under NoGradGuard: the update must not become part of any graph.
 void sgd_step(std::vector<Param>& params, double lr) {
   NoGradGuard no_grad;
   for (Param& p : params) {
@@ -261,8 +261,9 @@ EvalResult evaluate(const Net& net, const data::ImageDataset& ds) {
     const int64_t n = std::min(kEvalBatch, ds.size() - start);
     Tensor labels = ds.labels.narrow(0, start, n);  // (n)
     all_correct += count_correct(net.forward(to_input(ds.images.narrow(0, start, n)), false), labels, &correct);
-    Tensor lc = labels.contiguous();
-    for (int64_t i = 0; i < n; ++i) ++total[lc.data_ptr<int64_t>()[i]];
+    const Tensor lc = labels.contiguous();
+    const int64_t* lp = lc.data_ptr<int64_t>();
+    for (int64_t i = 0; i < n; ++i) ++total[lp[i]];
   }
   EvalResult r;
   r.accuracy = ds.size() ? static_cast<double>(all_correct) / static_cast<double>(ds.size()) : 0.0;
