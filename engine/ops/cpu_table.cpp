@@ -101,6 +101,118 @@ void fill_cpu_table(KernelTable& t) {
                                    static_cast<T*>(db));
     });
   };
+  t.max_pool2d_fwd = [](DType dt, const kn::Pool2dShape& s, const void* x, void* y, int64_t* arg) {
+    on_float(dt, "max_pool2d_fwd", [&](auto v) {
+      using T = decltype(v);
+      kn::max_pool2d_fwd_cpu<T>(s, static_cast<const T*>(x), static_cast<T*>(y), arg);
+    });
+  };
+  t.max_pool2d_bwd = [](DType dt, const kn::Pool2dShape& s, const void* dy, const int64_t* arg, void* dx) {
+    on_float(dt, "max_pool2d_bwd", [&](auto v) {
+      using T = decltype(v);
+      kn::max_pool2d_bwd_cpu<T>(s, static_cast<const T*>(dy), arg, static_cast<T*>(dx));
+    });
+  };
+  t.avg_pool2d_fwd = [](DType dt, const kn::Pool2dShape& s, const void* x, void* y) {
+    on_float(dt, "avg_pool2d_fwd", [&](auto v) {
+      using T = decltype(v);
+      kn::avg_pool2d_fwd_cpu<T>(s, static_cast<const T*>(x), static_cast<T*>(y));
+    });
+  };
+  t.avg_pool2d_bwd = [](DType dt, const kn::Pool2dShape& s, const void* dy, void* dx) {
+    on_float(dt, "avg_pool2d_bwd", [&](auto v) {
+      using T = decltype(v);
+      kn::avg_pool2d_bwd_cpu<T>(s, static_cast<const T*>(dy), static_cast<T*>(dx));
+    });
+  };
+  t.adaptive_avg_pool2d_fwd = [](DType dt, int64_t N, int64_t C, int64_t H, int64_t W, int64_t P, int64_t Q,
+                                 const void* x, void* y) {
+    on_float(dt, "adaptive_avg_pool2d_fwd", [&](auto v) {
+      using T = decltype(v);
+      kn::adaptive_avg_pool2d_fwd_cpu<T>(N, C, H, W, P, Q, static_cast<const T*>(x), static_cast<T*>(y));
+    });
+  };
+  t.adaptive_avg_pool2d_bwd = [](DType dt, int64_t N, int64_t C, int64_t H, int64_t W, int64_t P, int64_t Q,
+                                 const void* dy, void* dx) {
+    on_float(dt, "adaptive_avg_pool2d_bwd", [&](auto v) {
+      using T = decltype(v);
+      kn::adaptive_avg_pool2d_bwd_cpu<T>(N, C, H, W, P, Q, static_cast<const T*>(dy), static_cast<T*>(dx));
+    });
+  };
+  t.batch_norm_fwd_train = [](DType dt, int64_t N, int64_t C, int64_t S, const void* x, const void* g, const void* b,
+                              double eps, double momentum, void* y, void* mean, void* invstd, void* rm, void* rv) {
+    on_float(dt, "batch_norm_fwd_train", [&](auto v) {
+      using T = decltype(v);
+      kn::batch_norm_fwd_train_cpu<T>(N, C, S, static_cast<const T*>(x), static_cast<const T*>(g),
+                                      static_cast<const T*>(b), eps, momentum, static_cast<T*>(y),
+                                      static_cast<T*>(mean), static_cast<T*>(invstd), static_cast<T*>(rm),
+                                      static_cast<T*>(rv));
+    });
+  };
+  t.batch_norm_fwd_eval = [](DType dt, int64_t N, int64_t C, int64_t S, const void* x, const void* g, const void* b,
+                             const void* rm, const void* rv, double eps, void* y) {
+    on_float(dt, "batch_norm_fwd_eval", [&](auto v) {
+      using T = decltype(v);
+      kn::batch_norm_fwd_eval_cpu<T>(N, C, S, static_cast<const T*>(x), static_cast<const T*>(g),
+                                     static_cast<const T*>(b), static_cast<const T*>(rm), static_cast<const T*>(rv),
+                                     eps, static_cast<T*>(y));
+    });
+  };
+  t.batch_norm_bwd = [](DType dt, int64_t N, int64_t C, int64_t S, const void* dy, const void* x, const void* g,
+                        const void* mean, const void* invstd, void* dx, void* dg, void* db) {
+    on_float(dt, "batch_norm_bwd", [&](auto v) {
+      using T = decltype(v);
+      kn::batch_norm_bwd_cpu<T>(N, C, S, static_cast<const T*>(dy), static_cast<const T*>(x), static_cast<const T*>(g),
+                                static_cast<const T*>(mean), static_cast<const T*>(invstd), static_cast<T*>(dx),
+                                static_cast<T*>(dg), static_cast<T*>(db));
+    });
+  };
+  t.softmax_fwd = [](DType dt, int64_t outer, int64_t n, int64_t inner, const void* x, void* y, bool log) {
+    on_float(dt, "softmax_fwd", [&](auto v) {
+      using T = decltype(v);
+      kn::softmax_fwd_cpu<T>(outer, n, inner, static_cast<const T*>(x), static_cast<T*>(y), log);
+    });
+  };
+  t.softmax_bwd = [](DType dt, int64_t outer, int64_t n, int64_t inner, const void* y, const void* dy, void* dx,
+                     bool log) {
+    on_float(dt, "softmax_bwd", [&](auto v) {
+      using T = decltype(v);
+      kn::softmax_bwd_cpu<T>(outer, n, inner, static_cast<const T*>(y), static_cast<const T*>(dy), static_cast<T*>(dx),
+                             log);
+    });
+  };
+  t.cross_entropy_fwd = [](DType dt, int64_t N, int64_t C, const void* logits, const int64_t* target, double ls,
+                           void* loss, void* lse) {
+    on_float(dt, "cross_entropy_fwd", [&](auto v) {
+      using T = decltype(v);
+      kn::cross_entropy_fwd_cpu<T>(N, C, static_cast<const T*>(logits), target, ls, static_cast<T*>(loss),
+                                   static_cast<T*>(lse));
+    });
+  };
+  t.cross_entropy_bwd = [](DType dt, int64_t N, int64_t C, const void* logits, const int64_t* target, double ls,
+                           const void* lse, const void* dloss, void* dlogits) {
+    on_float(dt, "cross_entropy_bwd", [&](auto v) {
+      using T = decltype(v);
+      kn::cross_entropy_bwd_cpu<T>(N, C, static_cast<const T*>(logits), target, ls, static_cast<const T*>(lse),
+                                   static_cast<const T*>(dloss), static_cast<T*>(dlogits));
+    });
+  };
+  t.l2_normalize_fwd = [](DType dt, int64_t outer, int64_t n, int64_t inner, const void* x, double eps, void* y,
+                          void* norm) {
+    on_float(dt, "l2_normalize_fwd", [&](auto v) {
+      using T = decltype(v);
+      kn::l2_normalize_fwd_cpu<T>(outer, n, inner, static_cast<const T*>(x), eps, static_cast<T*>(y),
+                                  static_cast<T*>(norm));
+    });
+  };
+  t.l2_normalize_bwd = [](DType dt, int64_t outer, int64_t n, int64_t inner, const void* y, const void* norm,
+                          double eps, const void* dy, void* dx) {
+    on_float(dt, "l2_normalize_bwd", [&](auto v) {
+      using T = decltype(v);
+      kn::l2_normalize_bwd_cpu<T>(outer, n, inner, static_cast<const T*>(y), static_cast<const T*>(norm), eps,
+                                  static_cast<const T*>(dy), static_cast<T*>(dx));
+    });
+  };
 }
 
 }  // namespace
