@@ -1,0 +1,155 @@
+// IDX files: a 4-byte magic (0, 0, element type, number of dims), one big-endian uint32 per dim, then the
+// elements in row-major order. We read the whole file first and check the header against its length, so a
+// corrupt header can never make us allocate or index past what the file holds.
+#include "engine/data/idx.h"
+
+#include <zlib.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <memory>
+
+#include "engine/core/check.h"
+
+namespace selfsup::data {
+
+namespace {
+
+constexpr uint8_t kTypeU8 = 0x08;
+
+struct GzCloser {
+  void operator()(gzFile_s* f) const { gzclose(f); }
+};
+using GzFile = std::unique_ptr<gzFile_s, GzCloser>;
+
+// The uncompressed bytes of `path`. gzread passes raw files through unchanged, so one path serves both.
+std::vector<uint8_t> read_all(const std::string& path) {
+  if (std::filesystem::is_directory(path)) throw_error(str_cat("idx: '", path, "' is a directory, expected a file"));
+  errno = 0;
+  GzFile f(gzopen(path.c_str(), "rb"));
+  if (!f) {
+    throw_error(str_cat("idx: cannot open '", path, "': ", errno ? std::strerror(errno) : "out of memory"));
+  }
+  std::vector<uint8_t> bytes;
+  constexpr size_t kChunk = size_t{1} << 20;
+  for (;;) {
+    size_t have = bytes.size();
+    bytes.resize(have + kChunk);
+    int got = gzread(f.get(), bytes.data() + have, static_cast<unsigned>(kChunk));
+    if (got < 0) {
+      int code = 0;
+      const char* msg = gzerror(f.get(), &code);
+      throw_error(str_cat("idx: cannot read '", path, "': ", msg, " (corrupt or truncated gzip data?)"));
+    }
+    bytes.resize(have + static_cast<size_t>(got));
+    if (got == 0) break;
+  }
+  // A gzip stream cut short reads as a clean end of file; zlib only reports it on close.
+  int rc = gzclose_r(f.release());
+  if (rc == Z_BUF_ERROR) throw_error(str_cat("idx: '", path, "': gzip data ends early (truncated file)"));
+  if (rc != Z_OK) throw_error(str_cat("idx: '", path, "': error closing the file (zlib code ", rc, ")"));
+  return bytes;
+}
+
+uint32_t read_be32(const uint8_t* p) {
+  return (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | uint32_t{p[3]};
+}
+
+std::string hex32(uint32_t v) {
+  char buf[16];
+  std::snprintf(buf, sizeof buf, "0x%08x", v);
+  return buf;
+}
+
+std::string dims_str(const std::vector<int64_t>& dims) {
+  std::string s;
+  for (size_t i = 0; i < dims.size(); ++i) s += (i ? " x " : "") + std::to_string(dims[i]);
+  return s;
+}
+
+// `stem` with .gz preferred (the Debian package ships compressed files), else the raw file.
+std::string find_split_file(const std::string& dir, const std::string& stem) {
+  for (const char* ext : {".gz", ""}) {
+    std::string p = dir + "/" + stem + ext;
+    if (std::filesystem::is_regular_file(p)) return p;
+  }
+  throw_error(str_cat("fashion-mnist: neither '", dir, "/", stem, ".gz' nor '", dir, "/", stem,
+                      "' exists; install the data set with `apt-get install dataset-fashion-mnist`",
+                      " or pass a directory holding the IDX files"));
+}
+
+const std::vector<std::string>& fashion_mnist_classes() {
+  static const std::vector<std::string> names = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                                                 "Sandal",      "Shirt",   "Sneaker",  "Bag",   "Ankle boot"};
+  return names;
+}
+
+}  // namespace
+
+std::vector<int64_t> read_idx_u8(const std::string& path, int expected_dims, std::vector<uint8_t>& data) {
+  std::vector<uint8_t> bytes = read_all(path);
+  const uint32_t expected_magic = (uint32_t{kTypeU8} << 8) | static_cast<uint32_t>(expected_dims);
+  SELFSUP_CHECK(bytes.size() >= 4, "idx: '", path, "' is ", bytes.size(), " bytes long, too short for the 4-byte ",
+                "magic number (expected ", hex32(expected_magic), ")");
+  const uint32_t magic = read_be32(bytes.data());
+  SELFSUP_CHECK(magic == expected_magic, "idx: '", path, "': magic number ", hex32(magic), ", expected ",
+                hex32(expected_magic), " (uint8 data, ", expected_dims, " dims)");
+  const size_t header = 4 + 4 * static_cast<size_t>(expected_dims);
+  SELFSUP_CHECK(bytes.size() >= header, "idx: '", path, "' is ", bytes.size(), " bytes long, too short for its ",
+                header, "-byte header (truncated file)");
+
+  std::vector<int64_t> dims(expected_dims);
+  const size_t payload = bytes.size() - header;
+  // Three uint32 dims can overflow 64 bits; any product past the payload is already an error.
+  uint64_t need = 1;
+  bool overflow = false;
+  for (int d = 0; d < expected_dims; ++d) {
+    dims[d] = read_be32(bytes.data() + 4 + 4 * d);
+    overflow = overflow || __builtin_mul_overflow(need, static_cast<uint64_t>(dims[d]), &need);
+  }
+  SELFSUP_CHECK(!overflow && need <= payload, "idx: '", path, "': header says ", dims_str(dims), " = ",
+                overflow ? std::string("more than 2^64") : std::to_string(need), " bytes of data, but the file has ",
+                payload, " after the ", header, "-byte header (truncated file)");
+  SELFSUP_CHECK(need == payload, "idx: '", path, "': header says ", dims_str(dims), " = ", need,
+                " bytes of data, but the file has ", payload, " after the ", header,
+                "-byte header (trailing data: header and file disagree)");
+  data.assign(bytes.begin() + static_cast<std::ptrdiff_t>(header), bytes.end());
+  return dims;
+}
+
+ImageDataset load_idx(const std::string& images_path, const std::string& labels_path, const std::string& name) {
+  std::vector<uint8_t> pixels, label_bytes;
+  std::vector<int64_t> idims = read_idx_u8(images_path, 3, pixels);       // (N, H, W)
+  std::vector<int64_t> ldims = read_idx_u8(labels_path, 1, label_bytes);  // (N)
+  SELFSUP_CHECK(idims[0] == ldims[0], "idx: '", images_path, "' holds ", idims[0], " images but '", labels_path,
+                "' holds ", ldims[0], " labels; expected the same count");
+
+  ImageDataset ds;
+  ds.name = name.empty() ? std::filesystem::path(images_path).filename().string() : name;
+  ds.images = Tensor::from_blob(pixels.data(), {idims[0], idims[1], idims[2], 1}, DType::u8);  // (N, H, W, C)
+  std::vector<int64_t> labels(label_bytes.begin(), label_bytes.end());
+  ds.labels = Tensor::from_vector(labels, {ldims[0]});  // (N)
+  ds.num_classes = labels.empty() ? 0 : *std::max_element(labels.begin(), labels.end()) + 1;
+  return ds;
+}
+
+ImageDataset load_fashion_mnist(const std::string& root, bool train) {
+  const std::string dir = root == "fashion-mnist" ? std::string(kFashionMnistDir) : root;
+  SELFSUP_CHECK(std::filesystem::is_directory(dir), "fashion-mnist: directory '", dir,
+                "' not found; install the data set with `apt-get install dataset-fashion-mnist`",
+                " or pass a directory holding the IDX files");
+  const std::string split = train ? "train" : "t10k";
+  const std::string images = find_split_file(dir, split + "-images-idx3-ubyte");
+  const std::string labels = find_split_file(dir, split + "-labels-idx1-ubyte");
+  ImageDataset ds = load_idx(images, labels, train ? "fashion-mnist/train" : "fashion-mnist/test");
+  SELFSUP_CHECK(ds.num_classes <= 10, "fashion-mnist: '", labels, "' holds label ", ds.num_classes - 1,
+                ", expected labels 0..9");
+  ds.num_classes = 10;
+  ds.class_names = fashion_mnist_classes();
+  return ds;
+}
+
+}  // namespace selfsup::data
