@@ -2,7 +2,6 @@
 // its test accuracy. Until the SSL trainer exists this is the end-to-end check of the whole stack: IDX
 // data -> conv2d / batch_norm / relu / max_pool2d / linear -> cross_entropy -> backward -> SGD, written
 // with the functional ops only (no nn modules or optimizers yet), so each step is visible here.
-#include <malloc.h>
 #include <omp.h>
 
 #include <algorithm>
@@ -282,12 +281,6 @@ int cmd_demo(const std::vector<std::string>& args) {
   }
   const Clock::time_point wall0 = Clock::now();
   if (opt.threads > 0) omp_set_num_threads(opt.threads);
-  // The CPU allocator hands every tensor to malloc, which serves blocks of several MB (every activation
-  // here) with fresh mmaps and returns them on free, so each step page-faults its activations in anew:
-  // about 20% of a training step and half of evaluation. Keeping freed memory in the heap avoids it until
-  // the allocator caches blocks itself.
-  mallopt(M_MMAP_THRESHOLD, 1 << 30);
-  mallopt(M_TRIM_THRESHOLD, 1 << 30);
 
   data::ImageDataset train = data::load_fashion_mnist(opt.data, true);
   data::ImageDataset test = data::load_fashion_mnist(opt.data, false);
