@@ -26,6 +26,8 @@ ImageDataset load_cifar_files(CifarKind kind, const std::vector<std::string>& fi
   ds.labels = Tensor::empty({total}, DType::i64);
   ds.num_classes = classes;
   ds.name = what;
+  if (kind == CifarKind::cifar10)
+    ds.class_names = {"airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"};
   uint8_t* img = ds.images.data_ptr<uint8_t>();
   int64_t* lab = ds.labels.data_ptr<int64_t>();
   int64_t n = 0;

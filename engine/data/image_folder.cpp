@@ -138,6 +138,7 @@ ImageDataset load_image_folder(const std::string& root, const ImageFolderOptions
   ds.labels = Tensor::empty({n}, DType::i64);
   ds.num_classes = static_cast<int64_t>(classes.size());
   ds.name = "folder:" + root;
+  ds.class_names = classes;
   uint8_t* img = ds.images.data_ptr<uint8_t>();
   int64_t* lab = ds.labels.data_ptr<int64_t>();
   for (int64_t k = 0; k < n; ++k) {

@@ -85,6 +85,7 @@ ImageDataset load_stl10(const std::string& dir, const std::string& split) {
   ds.labels = Tensor::empty({total}, DType::i64);
   ds.num_classes = 10;
   ds.name = "stl10-" + split;
+  ds.class_names = {"airplane", "bird", "car", "cat", "deer", "dog", "horse", "monkey", "ship", "truck"};
   int64_t at = 0;
   for (const Part& p : parts) {
     read_part(p, ds.images.data_ptr<uint8_t>() + at * kImageBytes, ds.labels.data_ptr<int64_t>() + at);
