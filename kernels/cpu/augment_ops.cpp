@@ -2,8 +2,14 @@
 // torchvision.transforms.functional on float tensors (torchvision 0.14, functional_tensor.py) op for op:
 // the same formulas, the same clamps, the same interpolation convention. The fused pipeline
 // (augment.cpp) chains them on a per-thread scratch image; tests compare each against torchvision.
+// The values are the same either way; not modelling floating-point exception flags lets GCC if-convert
+// and vectorise the selects around divisions (hue) instead of keeping a scalar loop.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("no-trapping-math")
+#endif
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 #include "kernels/augment_api.h"
@@ -88,18 +94,48 @@ void aug_resized_crop_f32_cpu(int32_t C, int32_t H, int32_t W, const float* src,
 void aug_resized_crop_u8_cpu(int32_t C, int32_t H, int32_t W, const uint8_t* src, int32_t y, int32_t x,
                              int32_t h, int32_t w, bool flip, int32_t out_h, int32_t out_w, float* dst) {
   // Interpolate the raw 0..255 values and scale once: the same as interpolating x / 255 up to rounding.
-  if (C == 1) {
-    resized_crop_impl(
-        1, y, x, h, w, flip, out_h, out_w, 1.0f / 255.0f,
-        [&](int32_t, int32_t yy, int32_t xx) { return static_cast<float>(src[static_cast<int64_t>(yy) * W + xx]); },
-        dst);
-  } else {
-    resized_crop_impl(
-        C, y, x, h, w, flip, out_h, out_w, 1.0f / 255.0f,
-        [&](int32_t c, int32_t yy, int32_t xx) {
-          return static_cast<float>(src[(static_cast<int64_t>(yy) * W + xx) * C + c]);
-        },
-        dst);
+  // Rows are interpolated horizontally once per distinct source row (adjacent output rows share them),
+  // into float planes, then blended vertically.
+  t_ax.build(x, w, out_w, flip);
+  t_ay.build(y, h, out_h, false);
+  thread_local std::vector<int32_t> off0, off1;
+  thread_local std::vector<float> rows;  // two cached horizontally-resized rows: (2, C, out_w)
+  off0.resize(out_w);
+  off1.resize(out_w);
+  for (int32_t o = 0; o < out_w; ++o) off0[o] = t_ax.i0[o] * C, off1[o] = t_ax.i1[o] * C;
+  rows.resize(static_cast<size_t>(2) * C * out_w);
+  int32_t cached[2] = {-1, -1};
+  const float* l1 = t_ax.l1.data();
+  // The row sy, computing it into the slot that does not hold `keep` (the other operand of this output row).
+  auto hrow = [&](int32_t sy, int32_t keep) -> const float* {
+    for (int k = 0; k < 2; ++k)
+      if (cached[k] == sy) return rows.data() + static_cast<size_t>(k) * C * out_w;
+    const int k = cached[0] == keep ? 1 : 0;
+    cached[k] = sy;
+    float* out = rows.data() + static_cast<size_t>(k) * C * out_w;
+    const uint8_t* line = src + static_cast<int64_t>(sy) * W * C;
+    for (int32_t c = 0; c < C; ++c) {
+      const uint8_t* lc = line + c;
+      float* oc = out + static_cast<size_t>(c) * out_w;
+      for (int32_t o = 0; o < out_w; ++o) {
+        const float a = lc[off0[o]], b = lc[off1[o]];
+        oc[o] = a + l1[o] * (b - a);
+      }
+    }
+    return out;
+  };
+  const int64_t plane = static_cast<int64_t>(out_h) * out_w;
+  for (int32_t r = 0; r < out_h; ++r) {
+    const float* ra = hrow(t_ay.i0[r], -1);
+    const float* rb = hrow(t_ay.i1[r], t_ay.i0[r]);
+    const float ly1 = t_ay.l1[r], ly0 = 1.0f - ly1;
+    const float wa = ly0 * (1.0f / 255.0f), wb = ly1 * (1.0f / 255.0f);
+    for (int32_t c = 0; c < C; ++c) {
+      const float* a = ra + static_cast<size_t>(c) * out_w;
+      const float* b = rb + static_cast<size_t>(c) * out_w;
+      float* __restrict d = dst + c * plane + static_cast<int64_t>(r) * out_w;
+      for (int32_t o = 0; o < out_w; ++o) d[o] = wa * a[o] + wb * b[o];
+    }
   }
 }
 
@@ -144,10 +180,13 @@ void aug_saturation_cpu(int32_t C, int64_t HW, float* img, float f) {
 
 void aug_hue_cpu(int32_t C, int64_t HW, float* img, float f) {
   if (C != 3) return;
-  float *R = img, *G = img + HW, *B = img + 2 * HW;
+  float* __restrict R = img;
+  float* __restrict G = img + HW;
+  float* __restrict B = img + 2 * HW;
+  // torchvision's _rgb2hsv / _hsv2rgb written without branches so the loop vectorises. Two rewrites are
+  // exact: fmod(x, 1) = x - floor(x) for x >= 0, and (int(floor(6h)) % 6) as a float compare on [0, 6].
   for (int64_t i = 0; i < HW; ++i) {
     const float r = R[i], g = G[i], b = B[i];
-    // _rgb2hsv
     const float maxc = std::max(r, std::max(g, b));
     const float minc = std::min(r, std::min(g, b));
     const bool eqc = maxc == minc;
@@ -155,38 +194,26 @@ void aug_hue_cpu(int32_t C, int64_t HW, float* img, float f) {
     const float s = cr / (eqc ? 1.0f : maxc);
     const float crd = eqc ? 1.0f : cr;
     const float rc = (maxc - r) / crd, gc = (maxc - g) / crd, bc = (maxc - b) / crd;
-    float h;
-    if (maxc == r) {
-      h = bc - gc;
-    } else if (maxc == g) {
-      h = 2.0f + rc - bc;
-    } else {
-      h = 4.0f + gc - rc;
-    }
-    h = std::fmod(h / 6.0f + 1.0f, 1.0f);
-    // shift, wrapped into [0, 1) (Python's % on tensors)
+    const float h_r = bc - gc, h_g = 2.0f + rc - bc, h_b = 4.0f + gc - rc;
+    float h = maxc == r ? h_r : (maxc == g ? h_g : h_b);
+    h = h / 6.0f + 1.0f;
+    h -= std::floor(h);
     h += f;
     h -= std::floor(h);
-    // _hsv2rgb
     const float v = maxc;
     const float hi = std::floor(h * 6.0f);
     const float fr = h * 6.0f - hi;
-    int sector = static_cast<int>(hi) % 6;
+    const float sec = hi >= 6.0f ? hi - 6.0f : hi;
     const float p = clamp01(v * (1.0f - s));
     const float q = clamp01(v * (1.0f - s * fr));
     const float t = clamp01(v * (1.0f - s * (1.0f - fr)));
-    float ro, go, bo;
-    switch (sector) {
-      case 0: ro = v, go = t, bo = p; break;
-      case 1: ro = q, go = v, bo = p; break;
-      case 2: ro = p, go = v, bo = t; break;
-      case 3: ro = p, go = q, bo = v; break;
-      case 4: ro = t, go = p, bo = v; break;
-      default: ro = v, go = p, bo = q; break;
-    }
-    R[i] = ro;
-    G[i] = go;
-    B[i] = bo;
+    // sector:   0  1  2  3  4  5
+    //   R       v  q  p  p  t  v
+    //   G       t  v  v  q  p  p
+    //   B       p  p  t  v  v  q
+    R[i] = ((sec == 0.0f) | (sec == 5.0f)) ? v : (sec == 1.0f ? q : (sec == 4.0f ? t : p));
+    G[i] = ((sec == 1.0f) | (sec == 2.0f)) ? v : (sec == 0.0f ? t : (sec == 3.0f ? q : p));
+    B[i] = ((sec == 3.0f) | (sec == 4.0f)) ? v : (sec == 2.0f ? t : (sec == 5.0f ? q : p));
   }
 }
 
@@ -217,19 +244,25 @@ void aug_gaussian_blur_cpu(int32_t C, int32_t H, int32_t W, float* img, int32_t 
   }
   for (int32_t i = 0; i < k; ++i) wts[i] /= total;
 
-  // Rows: a reflect-padded copy of each row, then a contiguous dot product per output pixel.
+  // Rows: a reflect-padded copy of each row (only the edges need reflecting), then the taps accumulated
+  // along x so the inner loop is a unit-stride axpy.
   thread_local std::vector<float> line;
   line.resize(static_cast<size_t>(W + 2 * half));
   for (int32_t c = 0; c < C; ++c) {
     for (int32_t y = 0; y < H; ++y) {
       const float* row = img + (static_cast<int64_t>(c) * H + y) * W;
-      for (int32_t i = -half; i < W + half; ++i) line[i + half] = row[reflect(i, W)];
-      float* out = scratch + (static_cast<int64_t>(c) * H + y) * W;
-      for (int32_t xo = 0; xo < W; ++xo) {
-        const float* l = line.data() + xo;
-        float acc = 0;
-        for (int32_t t = 0; t < k; ++t) acc += wts[t] * l[t];
-        out[xo] = acc;
+      float* l = line.data();
+      for (int32_t i = 0; i < half; ++i) {
+        l[i] = row[reflect(i - half, W)];
+        l[half + W + i] = row[reflect(W + i, W)];
+      }
+      std::memcpy(l + half, row, sizeof(float) * static_cast<size_t>(W));
+      float* __restrict out = scratch + (static_cast<int64_t>(c) * H + y) * W;
+      for (int32_t xo = 0; xo < W; ++xo) out[xo] = wts[0] * l[xo];
+      for (int32_t t = 1; t < k; ++t) {
+        const float wt = wts[t];
+        const float* lt = l + t;
+        for (int32_t xo = 0; xo < W; ++xo) out[xo] += wt * lt[xo];
       }
     }
   }
@@ -237,7 +270,7 @@ void aug_gaussian_blur_cpu(int32_t C, int32_t H, int32_t W, float* img, int32_t 
   for (int32_t c = 0; c < C; ++c) {
     const float* plane = scratch + static_cast<int64_t>(c) * H * W;
     for (int32_t y = 0; y < H; ++y) {
-      float* out = img + (static_cast<int64_t>(c) * H + y) * W;
+      float* __restrict out = img + (static_cast<int64_t>(c) * H + y) * W;
       for (int32_t xo = 0; xo < W; ++xo) out[xo] = 0;
       for (int32_t t = 0; t < k; ++t) {
         const float* src = plane + static_cast<int64_t>(reflect(y - half + t, H)) * W;
