@@ -17,9 +17,12 @@
 #include <string>
 #include <vector>
 
+#include "bench/harness.h"
 #include "kernels/kernel_api.h"
 
 namespace sk = selfsup::kernels;
+namespace bench = selfsup::bench;
+using bench::median_ms;
 
 namespace {
 
@@ -98,18 +101,6 @@ std::string label(const Case& c) {
   return buf;
 }
 
-double median_ms(const std::function<void()>& fn, int warmup, int runs) {
-  for (int i = 0; i < warmup; ++i) fn();
-  std::vector<double> t;
-  for (int i = 0; i < runs; ++i) {
-    const auto t0 = std::chrono::steady_clock::now();
-    fn();
-    t.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
-  }
-  std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
-}
-
 std::vector<float> random_floats(size_t n) {
   std::mt19937 rng(42);
   std::uniform_real_distribution<float> d(-1.f, 1.f);
@@ -149,46 +140,18 @@ Timing time_selfsup(const Case& c, int warmup, int runs) {
   return t;
 }
 
-// Reads `"name": <number>` from a JSON line; the peer prints flat objects, so a search is enough.
-double json_number(const std::string& line, const char* name) {
-  const auto at = line.find("\"" + std::string(name) + "\":");
-  return at == std::string::npos ? 0.0 : std::strtod(line.c_str() + at + std::strlen(name) + 3, nullptr);
-}
-
-std::string json_string(const std::string& line, const char* name) {
-  const std::string tag = "\"" + std::string(name) + "\": \"";
-  const auto at = line.find(tag);
-  if (at == std::string::npos) return "";
-  const auto begin = at + tag.size();
-  return line.substr(begin, line.find('"', begin) - begin);
-}
-
 // Runs the PyTorch peer on the given cases; returns timings by key (empty when PyTorch is unavailable).
 std::map<std::string, Timing> run_peer(const std::string& script, const std::vector<Case>& cases, int runs) {
   std::map<std::string, Timing> out;
-  const char* python = "/usr/bin/python3";
-  if (access(python, X_OK) != 0 || access(script.c_str(), R_OK) != 0) return out;
-  std::string cmd = std::string("OMP_NUM_THREADS=2 ") + python + " " + script + " --runs=" + std::to_string(runs);
-  for (const auto& c : cases) cmd += " " + key(c);
-  cmd += " 2>/dev/null";
-  FILE* pipe = popen(cmd.c_str(), "r");
-  if (!pipe) return out;
-  char buf[1024];
-  while (std::fgets(buf, sizeof buf, pipe)) {
-    const std::string line = buf;
+  std::string args = "--runs=" + std::to_string(runs);
+  for (const auto& c : cases) args += " " + key(c);
+  for (const std::string& line : bench::run_peer(script, args)) {
     Timing t;
-    for (int d = 0; d < 3; ++d) t.ms[d] = json_number(line, (std::string(kDirs[d]) + "_ms").c_str());
-    const std::string k = json_string(line, "key");
+    for (int d = 0; d < 3; ++d) t.ms[d] = bench::json_number(line, (std::string(kDirs[d]) + "_ms").c_str());
+    const std::string k = bench::json_string(line, "key");
     if (!k.empty()) out[k] = t;
   }
-  pclose(pipe);
   return out;
-}
-
-std::string peer_script_path() {
-  // __FILE__ is this source's path as CMake passed it (absolute), so the script is found from any directory.
-  std::string here = __FILE__;
-  return here.substr(0, here.find_last_of('/') + 1) + "peers/torch_cpu_dense.py";
 }
 
 void usage() {
@@ -201,7 +164,7 @@ void usage() {
       "  --rounds N  alternate selfsup and PyTorch N times, keep each side's best median (default 2)\n"
       "  --no-peer   skip PyTorch\n"
       "  --peer S    the PyTorch script (default: %s)\n",
-      peer_script_path().c_str());
+      bench::peer_script("torch_cpu_dense.py").c_str());
 }
 
 }  // namespace
@@ -209,7 +172,7 @@ void usage() {
 int main(int argc, char** argv) {
   bool quick = false, peer = true;
   int runs = 7, rounds = 2;
-  std::string script = peer_script_path();
+  std::string script = bench::peer_script("torch_cpu_dense.py");
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--quick") {

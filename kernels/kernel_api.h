@@ -175,4 +175,29 @@ template <typename T>
 void l2_normalize_bwd_cpu(int64_t outer, int64_t dim, int64_t inner, const T* y, const T* norm, double eps,
                           const T* dy, T* dx);
 
+// ============================ contrastive losses (kernels/cpu/infonce.cpp)
+// InfoNCE of M rows q (M, D) against Ncol columns k (Ncol, D), never holding the (M, Ncol) logit matrix:
+// tiles of logits s_ij = <q_i, k_j> * inv_tau are recomputed block by block with an online log-sum-exp.
+// Row i's positive is column pos[i]. Column self_col[i] (when self_col is non-null and the entry >= 0) is
+// excluded (SimCLR's own view); columns [0, n_private) are "private": valid for row i only when j == pos[i]
+// (MoCo's batch keys: each query sees only its own key, plus every queue column after them).
+// loss_i = lse_i - s_{i,pos_i}; lse (M) is saved for backward; correct_i = (argmax over valid j == pos_i).
+// The same kernel serves "local rows x all-gathered global columns" across processes.
+template <typename T>
+void infonce_fwd_cpu(int64_t M, int64_t Ncol, int64_t D, const T* q, const T* k, const int64_t* pos,
+                     const int64_t* self_col, int64_t n_private, double inv_tau, T* loss, T* lse, uint8_t* correct);
+// Given dloss (M): dq (M, D) and/or dk (Ncol, D) (either may be null), overwritten:
+// dq_i = inv_tau dloss_i (sum_j p_ij k_j - k_pos_i), dk_j = inv_tau sum_i dloss_i (p_ij - [j == pos_i]) q_i,
+// with p_ij = exp(s_ij - lse_i) over valid columns.
+template <typename T>
+void infonce_bwd_cpu(int64_t M, int64_t Ncol, int64_t D, const T* q, const T* k, const int64_t* pos,
+                     const int64_t* self_col, int64_t n_private, double inv_tau, const T* lse, const T* dloss, T* dq,
+                     T* dk);
+
+// ============================ momentum encoder (kernels/cpu/momentum.cpp)
+// For every tensor t of a list, target[t] = m * target[t] + (1 - m) * online[t]: one call (one kernel
+// launch on CUDA) over all parameters of an encoder.
+template <typename T>
+void ema_update_cpu(int64_t n_tensors, T* const* target, const T* const* online, const int64_t* numel, double m);
+
 }  // namespace selfsup::kernels

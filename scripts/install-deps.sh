@@ -10,6 +10,7 @@ PACKAGES=(
   libopenblas-dev        # BLAS for float64 GEMM (reference precision, gradient checks)
   zlib1g-dev             # gzip-compressed IDX files
   libstb-dev             # image decode/encode (image folders, PNG plots)
+  nlohmann-json3-dev     # JSON: safetensors headers, checkpoint metadata, configs
   dataset-fashion-mnist  # the default dataset of the demo and the tests
 )
 

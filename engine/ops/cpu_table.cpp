@@ -213,6 +213,32 @@ void fill_cpu_table(KernelTable& t) {
                                   static_cast<const T*>(dy), static_cast<T*>(dx));
     });
   };
+  t.infonce_fwd = [](DType dt, int64_t M, int64_t Ncol, int64_t D, const void* q, const void* k, const int64_t* pos,
+                     const int64_t* self_col, int64_t n_private, double inv_tau, void* loss, void* lse,
+                     uint8_t* correct) {
+    on_float(dt, "infonce_fwd", [&](auto v) {
+      using T = decltype(v);
+      kn::infonce_fwd_cpu<T>(M, Ncol, D, static_cast<const T*>(q), static_cast<const T*>(k), pos, self_col, n_private,
+                             inv_tau, static_cast<T*>(loss), static_cast<T*>(lse), correct);
+    });
+  };
+  t.infonce_bwd = [](DType dt, int64_t M, int64_t Ncol, int64_t D, const void* q, const void* k, const int64_t* pos,
+                     const int64_t* self_col, int64_t n_private, double inv_tau, const void* lse, const void* dloss,
+                     void* dq, void* dk) {
+    on_float(dt, "infonce_bwd", [&](auto v) {
+      using T = decltype(v);
+      kn::infonce_bwd_cpu<T>(M, Ncol, D, static_cast<const T*>(q), static_cast<const T*>(k), pos, self_col, n_private,
+                             inv_tau, static_cast<const T*>(lse), static_cast<const T*>(dloss), static_cast<T*>(dq),
+                             static_cast<T*>(dk));
+    });
+  };
+  t.ema_update = [](DType dt, int64_t n, void* const* target, const void* const* online, const int64_t* numel,
+                    double m) {
+    on_float(dt, "ema_update", [&](auto v) {
+      using T = decltype(v);
+      kn::ema_update_cpu<T>(n, reinterpret_cast<T* const*>(target), reinterpret_cast<const T* const*>(online), numel, m);
+    });
+  };
 }
 
 }  // namespace

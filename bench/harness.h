@@ -1,0 +1,65 @@
+// Shared by the bench/ programs: median timing after warm-up, and running a PyTorch peer script that
+// prints one flat JSON object per line (the peer measures the same work on the same machine in the same run).
+#pragma once
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace selfsup::bench {
+
+// Median wall time in milliseconds of `runs` calls after `warmup` untimed ones.
+inline double median_ms(const std::function<void()>& fn, int warmup, int runs) {
+  for (int i = 0; i < warmup; ++i) fn();
+  std::vector<double> t;
+  for (int i = 0; i < runs; ++i) {
+    const auto t0 = std::chrono::steady_clock::now();
+    fn();
+    t.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  }
+  std::sort(t.begin(), t.end());
+  return t[t.size() / 2];
+}
+
+// Reads `"name": <number>` from a flat JSON line; 0 when absent.
+inline double json_number(const std::string& line, const char* name) {
+  const auto at = line.find("\"" + std::string(name) + "\":");
+  return at == std::string::npos ? 0.0 : std::strtod(line.c_str() + at + std::strlen(name) + 3, nullptr);
+}
+
+inline std::string json_string(const std::string& line, const char* name) {
+  const std::string tag = "\"" + std::string(name) + "\": \"";
+  const auto at = line.find(tag);
+  if (at == std::string::npos) return "";
+  const auto begin = at + tag.size();
+  return line.substr(begin, line.find('"', begin) - begin);
+}
+
+// bench/peers/<name>, found from this header's own path so programs run from any directory.
+inline std::string peer_script(const char* name) {
+  std::string here = __FILE__;
+  return here.substr(0, here.find_last_of('/') + 1) + "peers/" + name;
+}
+
+// Runs `/usr/bin/python3 script args` with 2 threads and returns its stdout lines; empty when the peer
+// (Python or the script) is unavailable, so the caller can print "peer: PyTorch not available".
+inline std::vector<std::string> run_peer(const std::string& script, const std::string& args) {
+  std::vector<std::string> lines;
+  const char* python = "/usr/bin/python3";
+  if (access(python, X_OK) != 0 || access(script.c_str(), R_OK) != 0) return lines;
+  const std::string cmd = std::string("OMP_NUM_THREADS=2 ") + python + " " + script + " " + args + " 2>/dev/null";
+  FILE* pipe = popen(cmd.c_str(), "r");
+  if (!pipe) return lines;
+  char buf[4096];
+  while (std::fgets(buf, sizeof buf, pipe)) lines.emplace_back(buf);
+  pclose(pipe);
+  return lines;
+}
+
+}  // namespace selfsup::bench

@@ -1,0 +1,49 @@
+// Training checkpoints: everything a run needs to resume exactly, in one safetensors file.
+//
+// Tensors are grouped by prefix:
+//   model.<name>                 the model's parameters and buffers (torchvision names for ResNets)
+//   optim.<name>                 Optimizer::state_dict() (lrs, step counts, momentum/Adam buffers)
+//   method.<name>                the SSL method's own state: queues, memory banks, momentum encoder
+//   loader.<name>                the data position (e.g. epoch permutation seed, next index)
+//   rng.<name>.seed|stream|offset  each named Philox generator as three int64 scalars (uint64 bit patterns)
+// and __metadata__ holds format ("selfsup.checkpoint"), format_version, step, epoch and config (the run's
+// configuration as a JSON string), plus any extra string entries.
+//
+// save_checkpoint to a directory writes ckpt-<step>.safetensors atomically, then the `latest` pointer file
+// (atomically, naming that file), then prunes to the newest `keep_last` checkpoints by step (never the one
+// `latest` names). Each step is atomic on its own, and the order means a crash at any point leaves `latest`
+// naming a complete checkpoint.
+#pragma once
+#include <cstdint>
+#include <map>
+#include <string>
+
+#include "engine/core/rng.h"
+#include "engine/io/safetensors.h"
+
+namespace selfsup {
+
+constexpr int kCheckpointFormatVersion = 1;
+
+struct Checkpoint {
+  int64_t step = 0;
+  int64_t epoch = 0;
+  std::string config_json = "{}";  // must be valid JSON
+  TensorMap model, optim, method, loader;  // names without their prefix
+  std::map<std::string, Generator> rng;
+  Metadata extra;  // further metadata entries (names must not clash with the reserved ones)
+};
+
+// `dir_or_path` ending in ".safetensors" is a file, written atomically (no pointer file, no pruning);
+// anything else is a directory (created if missing) managed as described above. Returns the file written.
+std::string save_checkpoint(const std::string& dir_or_path, const Checkpoint& ckpt, int keep_last = 2);
+
+// Loads a checkpoint file, or the one a directory's `latest` names (without `latest`: the highest step).
+// Errors name the file and what is wrong: no checkpoint in a directory, not a selfsup checkpoint, a newer
+// format version, an unknown prefix, an incomplete generator.
+Checkpoint load_checkpoint(const std::string& path_or_dir);
+
+// The checkpoint file load_checkpoint(dir) would read, or "" when the directory holds none.
+std::string latest_checkpoint(const std::string& dir);
+
+}  // namespace selfsup
