@@ -7,5 +7,6 @@ namespace selfsup::app {
 
 int cmd_info(const std::vector<std::string>& args);
 int cmd_demo(const std::vector<std::string>& args);
+int cmd_augment(const std::vector<std::string>& args);
 
 }  // namespace selfsup::app

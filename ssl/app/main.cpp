@@ -17,6 +17,7 @@ void print_usage() {
       "usage: selfsup <command> [options]\n\n"
       "commands:\n"
       "  info     version, build options, devices\n"
+      "  augment  preview augmentation views of a dataset as a PNG grid\n"
       "  demo     train a small supervised CNN on Fashion-MNIST and print test accuracy\n\n"
       "Run 'selfsup <command> --help' for the options of a command.\n",
       SELFSUP_VERSION);
@@ -34,6 +35,7 @@ int main(int argc, char** argv) {
   try {
     if (cmd == "info") return selfsup::app::cmd_info(args);
     if (cmd == "demo") return selfsup::app::cmd_demo(args);
+    if (cmd == "augment") return selfsup::app::cmd_augment(args);
     throw selfsup::Error("unknown command '" + cmd + "' (expected info or demo; see selfsup --help)");
   } catch (const std::exception& e) {
     std::fprintf(stderr, "selfsup %s: error: %s\n", cmd.c_str(), e.what());

@@ -1,0 +1,157 @@
+#include "engine/data/image_folder.h"
+
+#include <stb/stb_image.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <vector>
+
+#include "engine/data/file_util.h"
+#include "kernels/augment_api.h"
+
+namespace selfsup {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+bool is_image_file(const fs::path& p) {
+  std::string ext = p.extension().string();
+  std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
+  return ext == ".png" || ext == ".jpg" || ext == ".jpeg" || ext == ".bmp";
+}
+
+struct Decoded {
+  std::vector<uint8_t> pixels;  // (h, w, C)
+  int h = 0, w = 0;
+  std::string error;  // empty when decoded
+};
+
+Decoded decode(const std::string& path, int channels, int rh, int rw) {
+  Decoded d;
+  std::vector<uint8_t> bytes;
+  try {
+    bytes = data_detail::read_file_bytes(path, "image folder");
+  } catch (const Error& e) {
+    d.error = e.what();
+    return d;
+  }
+  int w = 0, h = 0, comp = 0;
+  uint8_t* px = stbi_load_from_memory(bytes.data(), static_cast<int>(bytes.size()), &w, &h, &comp, channels);
+  if (px == nullptr) {
+    const char* why = stbi_failure_reason();
+    d.error = std::string("cannot decode: ") + (why ? why : "unknown error");
+    return d;
+  }
+  if (rh > 0 && rw > 0 && (h != rh || w != rw)) {
+    d.pixels.resize(static_cast<size_t>(rh) * rw * channels);
+    resize_image_u8(px, h, w, channels, d.pixels.data(), rh, rw);
+    d.h = rh;
+    d.w = rw;
+  } else {
+    d.pixels.assign(px, px + static_cast<size_t>(h) * w * channels);
+    d.h = h;
+    d.w = w;
+  }
+  stbi_image_free(px);
+  return d;
+}
+
+}  // namespace
+
+void resize_image_u8(const uint8_t* src, int H, int W, int C, uint8_t* dst, int h, int w) {
+  std::vector<float> planar(static_cast<size_t>(C) * h * w);
+  kernels::aug_resized_crop_u8_cpu(C, H, W, src, 0, 0, H, W, false, h, w, planar.data());
+  const int64_t plane = static_cast<int64_t>(h) * w;
+  for (int64_t i = 0; i < plane; ++i)
+    for (int c = 0; c < C; ++c) {
+      const float v = planar[c * plane + i] * 255.0f + 0.5f;
+      dst[i * C + c] = static_cast<uint8_t>(v < 0 ? 0 : (v > 255 ? 255 : v));
+    }
+}
+
+ImageDataset load_image_folder(const std::string& root, const ImageFolderOptions& opt, ImageFolderInfo* info) {
+  SELFSUP_CHECK(opt.channels == 1 || opt.channels == 3, "image folder: channels must be 1 or 3, got ",
+                opt.channels);
+  SELFSUP_CHECK((opt.resize_h > 0) == (opt.resize_w > 0) && opt.resize_h >= 0 && opt.resize_w >= 0,
+                "image folder: resize needs both a height and a width > 0, got ", opt.resize_h, "x",
+                opt.resize_w);
+  data_detail::require_exists(root, "image folder");
+  SELFSUP_CHECK(fs::is_directory(root), "image folder: '", root, "' is not a directory");
+
+  std::vector<std::string> classes;
+  for (const auto& e : fs::directory_iterator(root))
+    if (e.is_directory()) classes.push_back(e.path().filename().string());
+  std::sort(classes.begin(), classes.end());
+  SELFSUP_CHECK(!classes.empty(), "image folder: '", root,
+                "' has no class subdirectories (expected root/<class_name>/<image>.png|jpg|jpeg|bmp)");
+  std::vector<std::string> files;
+  std::vector<int64_t> file_labels;
+  for (size_t c = 0; c < classes.size(); ++c) {
+    std::vector<std::string> in_class;
+    for (const auto& e : fs::directory_iterator(fs::path(root) / classes[c]))
+      if (e.is_regular_file() && is_image_file(e.path())) in_class.push_back(e.path().string());
+    std::sort(in_class.begin(), in_class.end());
+    for (auto& f : in_class) {
+      files.push_back(std::move(f));
+      file_labels.push_back(static_cast<int64_t>(c));
+    }
+  }
+  SELFSUP_CHECK(!files.empty(), "image folder: no images (.png .jpg .jpeg .bmp) in the class directories of '",
+                root, "'");
+
+  const int64_t n_files = static_cast<int64_t>(files.size());
+  std::vector<Decoded> decoded(files.size());
+#pragma omp parallel for schedule(dynamic, 4)
+  for (int64_t i = 0; i < n_files; ++i) decoded[i] = decode(files[i], opt.channels, opt.resize_h, opt.resize_w);
+
+  std::vector<int64_t> keep;
+  std::vector<std::string> skipped;
+  for (int64_t i = 0; i < n_files; ++i) {
+    if (decoded[i].error.empty()) {
+      keep.push_back(i);
+      continue;
+    }
+    SELFSUP_CHECK(opt.skip_bad_images, "image folder: '", files[i], "': ", decoded[i].error,
+                  " (pass --skip-bad-images to skip unreadable files)");
+    std::fprintf(stderr, "warning: image folder: skipping '%s': %s\n", files[i].c_str(), decoded[i].error.c_str());
+    skipped.push_back(files[i] + ": " + decoded[i].error);
+  }
+  if (!skipped.empty())
+    std::fprintf(stderr, "warning: image folder: skipped %zu of %lld files under '%s'\n", skipped.size(),
+                 static_cast<long long>(n_files), root.c_str());
+  SELFSUP_CHECK(!keep.empty(), "image folder: none of the ", n_files, " files under '", root, "' could be decoded");
+
+  const Decoded& first = decoded[keep[0]];
+  for (int64_t i : keep) {
+    SELFSUP_CHECK(decoded[i].h == first.h && decoded[i].w == first.w, "image folder: '", files[i], "' is ",
+                  decoded[i].w, "x", decoded[i].h, " but '", files[keep[0]], "' is ", first.w, "x", first.h,
+                  "; images must share one size (ask for a resize, e.g. --resize ", first.h, ")");
+  }
+  const int64_t n = static_cast<int64_t>(keep.size());
+  const int64_t bytes = static_cast<int64_t>(first.h) * first.w * opt.channels;
+  ImageDataset ds;
+  ds.images = Tensor::empty({n, first.h, first.w, opt.channels}, DType::u8);
+  ds.labels = Tensor::empty({n}, DType::i64);
+  ds.num_classes = static_cast<int64_t>(classes.size());
+  ds.name = "folder:" + root;
+  ds.class_names = classes;
+  uint8_t* img = ds.images.data_ptr<uint8_t>();
+  int64_t* lab = ds.labels.data_ptr<int64_t>();
+  for (int64_t k = 0; k < n; ++k) {
+    std::memcpy(img + k * bytes, decoded[keep[k]].pixels.data(), static_cast<size_t>(bytes));
+    lab[k] = file_labels[keep[k]];
+  }
+  if (info) {
+    info->classes = classes;
+    info->files.clear();
+    for (int64_t i : keep) info->files.push_back(files[i]);
+    info->skipped = skipped;
+  }
+  return ds;
+}
+
+}  // namespace selfsup

@@ -1,0 +1,168 @@
+// `selfsup augment`: loads a dataset, draws views with a recipe and writes a PNG grid (one row per image:
+// the original, then its views) so a user can see what the model sees. Uses the same sampling as training:
+// view v of image i at step t comes from (seed, t, i, v).
+#include <stb/stb_image_write.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "engine/core/check.h"
+#include "engine/data/augment.h"
+#include "engine/data/cifar.h"
+#include "engine/data/image_folder.h"
+#include "engine/data/stl10.h"
+#include "ssl/app/commands.h"
+
+#if __has_include("engine/data/idx.h")
+#include "engine/data/idx.h"
+#define SELFSUP_APP_HAVE_IDX 1
+#endif
+
+namespace selfsup::app {
+
+namespace {
+
+const char* kUsage =
+    "usage: selfsup augment --data SPEC [--recipe NAME] [--views N] [--count N] [--preview FILE.png]\n"
+    "                       [--seed N] [--step N] [--start N] [--size N] [--split S] [--resize N]\n"
+    "                       [--channels 1|3] [--skip-bad-images]\n\n"
+    "Draws views of a few images with an augmentation recipe and writes a PNG grid: each row is an image\n"
+    "(resized to the view size) followed by its views.\n\n"
+    "  --data SPEC        fashion-mnist | cifar10:PATH | cifar100:PATH | stl10:PATH | folder:PATH\n"
+    "                     (PATH: a directory or, for CIFAR, one .bin file; stl10: the stl10_binary dir)\n"
+    "  --recipe NAME      simclr | mocov1 | mocov2 | gray | eval (default: simclr, gray for 1 channel)\n"
+    "  --views N          views per image (default 4)\n"
+    "  --count N          images, one row each (default 8)\n"
+    "  --preview FILE     output PNG (default views.png)\n"
+    "  --seed N           augmentation seed (default 0); --step N the training step (default 0)\n"
+    "  --start N          first image index (default 0)\n"
+    "  --size N           view size (default: the images' height)\n"
+    "  --split S          train | test (stl10 also unlabeled, train+unlabeled; default train)\n"
+    "  --resize N         folder: resize every image to N x N\n"
+    "  --channels C       folder: decode to 1 or 3 channels (default 3)\n"
+    "  --skip-bad-images  folder: skip unreadable images with a warning instead of failing\n";
+
+int64_t parse_int(const std::string& flag, const std::string& v) {
+  try {
+    size_t used = 0;
+    const long long x = std::stoll(v, &used);
+    SELFSUP_CHECK(used == v.size(), "");
+    return x;
+  } catch (...) {
+    throw Error("augment: " + flag + " expects an integer, got '" + v + "'");
+  }
+}
+
+ImageDataset load_spec(const std::string& spec, const std::string& split, const ImageFolderOptions& folder) {
+  const size_t colon = spec.find(':');
+  const std::string kind = spec.substr(0, colon), path = colon == std::string::npos ? "" : spec.substr(colon + 1);
+  const bool train = split != "test";
+  if (kind == "fashion-mnist") {
+#ifdef SELFSUP_APP_HAVE_IDX
+    return data::load_fashion_mnist(path.empty() ? "fashion-mnist" : path, train);
+#else
+    throw Error("augment: fashion-mnist needs the IDX reader (engine/data/idx.h), not built in this tree");
+#endif
+  }
+  SELFSUP_CHECK(!path.empty(), "augment: --data ", kind, " needs a path, e.g. ", kind, ":/data/", kind);
+  if (kind == "cifar10") return load_cifar(CifarKind::cifar10, path, train);
+  if (kind == "cifar100") return load_cifar(CifarKind::cifar100, path, train);
+  if (kind == "stl10") return load_stl10(path, split);
+  if (kind == "folder") return load_image_folder(path, folder);
+  throw Error("augment: unknown --data '" + spec +
+              "' (expected fashion-mnist, cifar10:PATH, cifar100:PATH, stl10:PATH or folder:PATH)");
+}
+
+// Writes a float (C, s, s) normalized view into the grid at (row, col), zoomed by nearest neighbour.
+void blit(const float* v, int C, int s, const AugmentRecipe& r, int zoom, int pad, std::vector<uint8_t>& grid,
+          int grid_w, int row, int col) {
+  const int cell = s * zoom;
+  const int y0 = pad + row * (cell + pad), x0 = pad + col * (cell + pad);
+  for (int y = 0; y < cell; ++y)
+    for (int x = 0; x < cell; ++x)
+      for (int c = 0; c < C; ++c) {
+        const float val = v[(static_cast<int64_t>(c) * s + y / zoom) * s + x / zoom] * r.std[c] + r.mean[c];
+        const float b = std::clamp(val, 0.0f, 1.0f) * 255.0f + 0.5f;
+        grid[(static_cast<int64_t>(y0 + y) * grid_w + x0 + x) * C + c] = static_cast<uint8_t>(b);
+      }
+}
+
+}  // namespace
+
+int cmd_augment(const std::vector<std::string>& args) {
+  std::string spec, recipe_name, preview = "views.png", split = "train";
+  int64_t views = 4, count = 8, seed = 0, step = 0, start = 0, size = 0;
+  ImageFolderOptions folder;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if (a == "--help" || a == "-h") {
+      std::printf("%s", kUsage);
+      return 0;
+    }
+    if (a == "--skip-bad-images") {
+      folder.skip_bad_images = true;
+      continue;
+    }
+    SELFSUP_CHECK(i + 1 < args.size(), "augment: ", a, " needs a value (see selfsup augment --help)");
+    const std::string& v = args[++i];
+    if (a == "--data") spec = v;
+    else if (a == "--recipe") recipe_name = v;
+    else if (a == "--preview") preview = v;
+    else if (a == "--split") split = v;
+    else if (a == "--views") views = parse_int(a, v);
+    else if (a == "--count") count = parse_int(a, v);
+    else if (a == "--seed") seed = parse_int(a, v);
+    else if (a == "--step") step = parse_int(a, v);
+    else if (a == "--start") start = parse_int(a, v);
+    else if (a == "--size") size = parse_int(a, v);
+    else if (a == "--resize") folder.resize_h = folder.resize_w = static_cast<int>(parse_int(a, v));
+    else if (a == "--channels") folder.channels = static_cast<int>(parse_int(a, v));
+    else throw Error("augment: unknown option '" + a + "' (see selfsup augment --help)");
+  }
+  SELFSUP_CHECK(!spec.empty(), "augment: --data is required (see selfsup augment --help)");
+  SELFSUP_CHECK(views >= 1 && views <= 64, "augment: --views must be in [1, 64], got ", views);
+  SELFSUP_CHECK(count >= 1 && count <= 256, "augment: --count must be in [1, 256], got ", count);
+  SELFSUP_CHECK(seed >= 0 && step >= 0 && start >= 0, "augment: --seed, --step and --start must be >= 0");
+
+  const ImageDataset ds = load_spec(spec, split, folder);
+  const int64_t N = ds.images.size(0), H = ds.images.size(1), C = ds.images.size(3);
+  SELFSUP_CHECK(start < N, "augment: --start ", start, " but the dataset has ", N, " images");
+  count = std::min(count, N - start);
+  if (size == 0) size = H;
+  SELFSUP_CHECK(size >= 4 && size <= 1024, "augment: --size must be in [4, 1024], got ", size);
+  if (recipe_name.empty()) recipe_name = C == 1 ? "gray" : "simclr";
+  const AugmentRecipe recipe = make_recipe(recipe_name, static_cast<int>(size), static_cast<int>(C));
+
+  const Tensor images = ds.images.narrow(0, start, count).contiguous();
+  std::vector<int64_t> id_list(static_cast<size_t>(count));
+  for (int64_t i = 0; i < count; ++i) id_list[i] = start + i;
+  const Tensor ids = Tensor::from_vector(id_list, {count});
+  const std::vector<Tensor> out = augment_views(images, ids, recipe, static_cast<uint64_t>(seed),
+                                                static_cast<uint64_t>(step), static_cast<int>(views));
+  // The original: the eval recipe (whole image, or its central square) at the view size, same mean/std.
+  AugmentRecipe eval = make_recipe("eval", static_cast<int>(size), static_cast<int>(C));
+  for (int c = 0; c < 3; ++c) eval.mean[c] = recipe.mean[c], eval.std[c] = recipe.std[c];
+  const Tensor originals = augment_views(images, ids, eval, 0, 0, 1)[0];
+
+  const int s = static_cast<int>(size), zoom = std::max(1, (96 + s - 1) / s), pad = 2, cell = s * zoom;
+  const int cols = static_cast<int>(views) + 1, rows = static_cast<int>(count);
+  const int gw = pad + cols * (cell + pad), gh = pad + rows * (cell + pad);
+  std::vector<uint8_t> grid(static_cast<size_t>(gw) * gh * C, 40);  // dark gray separators
+  const int64_t per = C * size * size;
+  for (int r = 0; r < rows; ++r) {
+    blit(originals.data_ptr<float>() + r * per, static_cast<int>(C), s, eval, zoom, pad, grid, gw, r, 0);
+    for (int v = 0; v < views; ++v)
+      blit(out[v].data_ptr<float>() + r * per, static_cast<int>(C), s, recipe, zoom, pad, grid, gw, r, v + 1);
+  }
+  SELFSUP_CHECK(stbi_write_png(preview.c_str(), gw, gh, static_cast<int>(C), grid.data(), gw * static_cast<int>(C)) != 0,
+                "augment: cannot write '", preview, "'");
+  std::printf("%s: %lld images x (1 original + %lld %s views) of %s, %dx%d px -> %s\n", ds.name.c_str(),
+              static_cast<long long>(count), static_cast<long long>(views), recipe_name.c_str(), ds.name.c_str(), s,
+              s, preview.c_str());
+  return 0;
+}
+
+}  // namespace selfsup::app
