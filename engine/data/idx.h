@@ -7,20 +7,9 @@
 #include <vector>
 
 #include "engine/core/tensor.h"
+#include "engine/data/dataset.h"
 
 namespace selfsup::data {
-
-// A labelled image data set held in memory, as stored on disk (uint8, channels last); the consumer
-// converts and normalises batches as it needs them.
-struct ImageDataset {
-  Tensor images;  // uint8 (N, H, W, C)
-  Tensor labels;  // int64 (N), values in [0, num_classes)
-  int64_t num_classes = 0;
-  std::string name;
-  std::vector<std::string> class_names;  // empty when the data set does not name its classes
-
-  int64_t size() const { return images.defined() ? images.size(0) : 0; }
-};
 
 // Reads a whole IDX file (gzip-compressed or raw: zlib reads both) and checks its header against
 // `expected_dims` and the file's length. Returns the dimensions; `data` receives the uint8 payload.
