@@ -11,15 +11,8 @@
 
 #include "engine/core/check.h"
 #include "engine/data/augment.h"
-#include "engine/data/cifar.h"
-#include "engine/data/image_folder.h"
-#include "engine/data/stl10.h"
+#include "engine/data/spec.h"
 #include "ssl/app/commands.h"
-
-#if __has_include("engine/data/idx.h")
-#include "engine/data/idx.h"
-#define SELFSUP_APP_HAVE_IDX 1
-#endif
 
 namespace selfsup::app {
 
@@ -54,26 +47,6 @@ int64_t parse_int(const std::string& flag, const std::string& v) {
   } catch (...) {
     throw Error("augment: " + flag + " expects an integer, got '" + v + "'");
   }
-}
-
-ImageDataset load_spec(const std::string& spec, const std::string& split, const ImageFolderOptions& folder) {
-  const size_t colon = spec.find(':');
-  const std::string kind = spec.substr(0, colon), path = colon == std::string::npos ? "" : spec.substr(colon + 1);
-  const bool train = split != "test";
-  if (kind == "fashion-mnist") {
-#ifdef SELFSUP_APP_HAVE_IDX
-    return data::load_fashion_mnist(path.empty() ? "fashion-mnist" : path, train);
-#else
-    throw Error("augment: fashion-mnist needs the IDX reader (engine/data/idx.h), not built in this tree");
-#endif
-  }
-  SELFSUP_CHECK(!path.empty(), "augment: --data ", kind, " needs a path, e.g. ", kind, ":/data/", kind);
-  if (kind == "cifar10") return load_cifar(CifarKind::cifar10, path, train);
-  if (kind == "cifar100") return load_cifar(CifarKind::cifar100, path, train);
-  if (kind == "stl10") return load_stl10(path, split);
-  if (kind == "folder") return load_image_folder(path, folder);
-  throw Error("augment: unknown --data '" + spec +
-              "' (expected fashion-mnist, cifar10:PATH, cifar100:PATH, stl10:PATH or folder:PATH)");
 }
 
 // Writes a float (C, s, s) normalized view into the grid at (row, col), zoomed by nearest neighbour.
@@ -127,7 +100,7 @@ int cmd_augment(const std::vector<std::string>& args) {
   SELFSUP_CHECK(count >= 1 && count <= 256, "augment: --count must be in [1, 256], got ", count);
   SELFSUP_CHECK(seed >= 0 && step >= 0 && start >= 0, "augment: --seed, --step and --start must be >= 0");
 
-  const ImageDataset ds = load_spec(spec, split, folder);
+  const ImageDataset ds = data::load_dataset(spec, split, folder);
   const int64_t N = ds.images.size(0), H = ds.images.size(1), C = ds.images.size(3);
   SELFSUP_CHECK(start < N, "augment: --start ", start, " but the dataset has ", N, " images");
   count = std::min(count, N - start);
