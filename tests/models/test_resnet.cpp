@@ -64,9 +64,9 @@ void run_resnet_case(const std::string& tag) {
   const FixtureTensor& a = get(fx, tag + ".attrs");
   const Shape x_shape{static_cast<int64_t>(a.data[5]), static_cast<int64_t>(a.data[1]),
                       static_cast<int64_t>(a.data[6]), static_cast<int64_t>(a.data[7])};
-  // float64 is the reference precision: PyTorch and we differ only by summation order.
+  // float64 is the reference precision: PyTorch and we differ only by summation order (measured < 1e-11).
   models::ResNet m64(options_from_attrs(a));
-  check_model_case(m64, fx, tag, x_shape, DType::f64, 1e-8);
+  check_model_case(m64, fx, tag, x_shape, DType::f64, 1e-10);
   // float32: training-mode BN over tiny batches amplifies rounding, hence the loose bound.
   models::ResNet m32(options_from_attrs(a));
   check_model_case(m32, fx, tag, x_shape, DType::f32, 2e-3);
