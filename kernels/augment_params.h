@@ -81,9 +81,9 @@ SELFSUP_HD CropBox rrc_from_draws(int32_t H, int32_t W, float ratio_lo, float ra
   const double area = static_cast<double>(H) * W;
   for (int k = 0; k < 10; ++k) {
     const double target_area = area * static_cast<double>(scale[k]);
-    const double aspect = static_cast<double>(expf(logr[k]));
-    const int32_t w = static_cast<int32_t>(rint(sqrt(target_area * aspect)));
-    const int32_t h = static_cast<int32_t>(rint(sqrt(target_area / aspect)));
+    const double aspect = static_cast<double>(::expf(logr[k]));
+    const int32_t w = static_cast<int32_t>(::rint(::sqrt(target_area * aspect)));
+    const int32_t h = static_cast<int32_t>(::rint(::sqrt(target_area / aspect)));
     if (0 < w && w <= W && 0 < h && h <= H) {
       return CropBox{static_cast<int32_t>(aug_uint_below(row_word[k], static_cast<uint32_t>(H - h + 1))),
                      static_cast<int32_t>(aug_uint_below(col_word[k], static_cast<uint32_t>(W - w + 1))), h, w};
@@ -93,9 +93,9 @@ SELFSUP_HD CropBox rrc_from_draws(int32_t H, int32_t W, float ratio_lo, float ra
   const double in_ratio = static_cast<double>(W) / H;
   int32_t w = W, h = H;
   if (in_ratio < ratio_lo) {
-    h = static_cast<int32_t>(rint(W / static_cast<double>(ratio_lo)));
+    h = static_cast<int32_t>(::rint(W / static_cast<double>(ratio_lo)));
   } else if (in_ratio > ratio_hi) {
-    w = static_cast<int32_t>(rint(H * static_cast<double>(ratio_hi)));
+    w = static_cast<int32_t>(::rint(H * static_cast<double>(ratio_hi)));
   }
   return CropBox{(H - h) / 2, (W - w) / 2, h, w};
 }
@@ -109,7 +109,7 @@ SELFSUP_HD AugmentParams sample_augment_params(const AugmentRecipe& r, int32_t H
   AugmentParams p;
   float scale[10], logr[10];
   uint32_t rows[10], cols[10];
-  const float lr_lo = logf(r.ratio_lo), lr_hi = logf(r.ratio_hi);
+  const float lr_lo = ::logf(r.ratio_lo), lr_hi = ::logf(r.ratio_hi);
   for (int k = 0; k < 10; ++k) {
     const Philox4 b = aug_block(seed, kPurposeAugment, step, sample, view, k);
     scale[k] = aug_uniform(b.v[0], r.scale_lo, r.scale_hi);
@@ -133,9 +133,9 @@ SELFSUP_HD AugmentParams sample_augment_params(const AugmentRecipe& r, int32_t H
   const Philox4 o = aug_block(seed, kPurposeAugment, step, sample, view, 12);
   if (p.jitter) {
     // A strength of 0 leaves the op out (torchvision passes None); the factor then stays the identity.
-    if (r.brightness > 0) p.brightness = aug_uniform(f.v[0], fmaxf(0.f, 1.f - r.brightness), 1.f + r.brightness);
-    if (r.contrast > 0) p.contrast = aug_uniform(f.v[1], fmaxf(0.f, 1.f - r.contrast), 1.f + r.contrast);
-    if (r.saturation > 0) p.saturation = aug_uniform(f.v[2], fmaxf(0.f, 1.f - r.saturation), 1.f + r.saturation);
+    if (r.brightness > 0) p.brightness = aug_uniform(f.v[0], ::fmaxf(0.f, 1.f - r.brightness), 1.f + r.brightness);
+    if (r.contrast > 0) p.contrast = aug_uniform(f.v[1], ::fmaxf(0.f, 1.f - r.contrast), 1.f + r.contrast);
+    if (r.saturation > 0) p.saturation = aug_uniform(f.v[2], ::fmaxf(0.f, 1.f - r.saturation), 1.f + r.saturation);
     if (r.hue > 0) p.hue = aug_uniform(f.v[3], -r.hue, r.hue);
     // Uniform random order: Fisher-Yates with words 0..2.
     for (uint32_t k = 3; k >= 1; --k) {

@@ -1,0 +1,110 @@
+// Layer constructors (PyTorch's default initialisation) and forwards (one engine op each).
+#include "engine/nn/layers.h"
+
+#include "engine/autograd/grad_mode.h"
+#include "engine/nn/init.h"
+
+namespace selfsup::nn {
+
+// ---------------------------------------------------------------- Conv2d
+
+Conv2d::Conv2d(const Conv2dOptions& opt, Generator& gen) : opt_(opt) {
+  SELFSUP_CHECK(opt.in_channels > 0 && opt.out_channels > 0 && opt.groups >= 1 &&
+                    opt.in_channels % opt.groups == 0 && opt.out_channels % opt.groups == 0,
+                "Conv2d: channels ", opt.in_channels, " -> ", opt.out_channels, " must be positive and divisible by groups ",
+                opt.groups);
+  Shape wshape{opt.out_channels, opt.in_channels / opt.groups, opt.kernel[0], opt.kernel[1]};
+  register_parameter("weight", &weight, init::default_weight(wshape, DType::f32, gen));
+  if (opt.bias) register_parameter("bias", &bias, init::default_bias(opt.out_channels, init::fan_in(wshape), DType::f32, gen));
+}
+
+Conv2d::Conv2d(int64_t in, int64_t out, int64_t k, int64_t stride, int64_t padding, bool has_bias, Generator& gen)
+    : Conv2d(Conv2dOptions{in, out, {k, k}, {stride, stride}, {padding, padding}, {1, 1}, 1, has_bias}, gen) {}
+
+Tensor Conv2d::forward(const Tensor& x) {
+  selfsup::Conv2dOptions o;
+  o.stride = opt_.stride, o.padding = opt_.padding, o.dilation = opt_.dilation, o.groups = opt_.groups;
+  return conv2d(x, weight, bias, o);
+}
+
+// ---------------------------------------------------------------- Linear
+
+Linear::Linear(int64_t in, int64_t out, bool has_bias, Generator& gen) : in_(in), out_(out) {
+  SELFSUP_CHECK(in > 0 && out > 0, "Linear: features must be positive, got ", in, " -> ", out);
+  register_parameter("weight", &weight, init::default_weight({out, in}, DType::f32, gen));
+  if (has_bias) register_parameter("bias", &bias, init::default_bias(out, in, DType::f32, gen));
+}
+
+Tensor Linear::forward(const Tensor& x) {
+  SELFSUP_CHECK(x.dim() >= 1 && x.size(-1) == in_, "Linear(", in_, " -> ", out_, "): input of shape ",
+                shape_str(x.sizes()), " must end in ", in_, " features");
+  return linear(x, weight, bias);
+}
+
+// ---------------------------------------------------------------- BatchNorm
+
+BatchNorm::BatchNorm(int64_t num_features, int spatial_dims, const BatchNormOptions& opt)
+    : c_(num_features), spatial_dims_(spatial_dims), opt_(opt) {
+  SELFSUP_CHECK(num_features > 0, type_name(), ": num_features must be positive, got ", num_features);
+  if (opt.affine) {
+    register_parameter("weight", &weight, Tensor::ones({c_}));
+    register_parameter("bias", &bias, Tensor::zeros({c_}));
+  }
+  if (opt.track_running_stats) {
+    register_buffer("running_mean", &running_mean, Tensor::zeros({c_}));
+    register_buffer("running_var", &running_var, Tensor::ones({c_}));
+    register_buffer("num_batches_tracked", &num_batches_tracked, Tensor::zeros({}, DType::i64));
+  }
+}
+
+Tensor BatchNorm::forward(const Tensor& x) {
+  const int64_t want = 2 + spatial_dims_;
+  SELFSUP_CHECK(x.dim() == want && x.size(1) == c_, type_name(), "(", c_, "): expected input of ", want,
+                " dims with ", c_, " channels, got ", shape_str(x.sizes()));
+  const bool use_batch_stats = is_training() || !opt_.track_running_stats;
+  double momentum = 0.0;
+  if (is_training() && opt_.track_running_stats) {
+    // num_batches_tracked counts training forwards; with momentum=None it sets the cumulative average.
+    int64_t* n = num_batches_tracked.data_ptr<int64_t>();
+    *n += 1;
+    num_batches_tracked.bump_version();
+    momentum = opt_.momentum ? *opt_.momentum : 1.0 / static_cast<double>(*n);
+  }
+  // Running stats are read in eval, written in training; without tracking they are not passed at all.
+  Tensor rm = opt_.track_running_stats ? running_mean : Tensor();
+  Tensor rv = opt_.track_running_stats ? running_var : Tensor();
+  return batch_norm(x, rm, rv, weight, bias, use_batch_stats, momentum, opt_.eps);
+}
+
+// ---------------------------------------------------------------- pooling
+
+MaxPool2d::MaxPool2d(int64_t kernel, int64_t stride, int64_t padding) {
+  opt_.kernel = {kernel, kernel};
+  opt_.stride = {stride, stride};
+  opt_.padding = {padding, padding};
+}
+
+AvgPool2d::AvgPool2d(int64_t kernel, int64_t stride, int64_t padding) {
+  opt_.kernel = {kernel, kernel};
+  opt_.stride = {stride, stride};
+  opt_.padding = {padding, padding};
+}
+
+// ---------------------------------------------------------------- Sequential
+
+Sequential::Sequential(const std::vector<std::shared_ptr<Module>>& modules) {
+  for (const auto& m : modules) push_back(m);
+}
+
+Tensor Sequential::forward(const Tensor& x) {
+  Tensor y = x;
+  for (auto& [_, m] : named_children()) y = m->forward(y);
+  return y;
+}
+
+std::shared_ptr<Module> Sequential::operator[](int64_t i) const {
+  SELFSUP_CHECK(i >= 0 && i < size_, "Sequential: index ", i, " out of range for ", size_, " modules");
+  return named_children()[static_cast<size_t>(i)].second;
+}
+
+}  // namespace selfsup::nn
