@@ -8,5 +8,9 @@ namespace selfsup::app {
 int cmd_info(const std::vector<std::string>& args);
 int cmd_demo(const std::vector<std::string>& args);
 int cmd_augment(const std::vector<std::string>& args);
+int cmd_train(const std::vector<std::string>& args);
+int cmd_eval(const std::vector<std::string>& args);
+int cmd_embed(const std::vector<std::string>& args);
+int cmd_supervised(const std::vector<std::string>& args);
 
 }  // namespace selfsup::app

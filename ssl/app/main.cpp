@@ -16,9 +16,13 @@ void print_usage() {
       "selfsup %s: self-supervised learning engine\n\n"
       "usage: selfsup <command> [options]\n\n"
       "commands:\n"
-      "  info     version, build options, devices\n"
-      "  augment  preview augmentation views of a dataset as a PNG grid\n"
-      "  demo     train a small supervised CNN on Fashion-MNIST and print test accuracy\n\n"
+      "  train       self-supervised training (SimCLR) with a kNN monitor, checkpoints and exact resume\n"
+      "  eval        linear probe or kNN on a trained encoder's frozen features (eval linear|knn)\n"
+      "  embed       write an encoder's features as a NumPy .npy file\n"
+      "  augment     preview augmentation views of a dataset as a PNG grid\n"
+      "  demo        the default SSL job: SimCLR on Fashion-MNIST, then the linear probe, one summary\n"
+      "  supervised  a small supervised CNN on Fashion-MNIST (a quick check of the whole stack)\n"
+      "  info        version, build options, devices\n\n"
       "Run 'selfsup <command> --help' for the options of a command.\n",
       SELFSUP_VERSION);
 }
@@ -34,7 +38,11 @@ int main(int argc, char** argv) {
   std::vector<std::string> args(argv + 2, argv + argc);
   try {
     if (cmd == "info") return selfsup::app::cmd_info(args);
+    if (cmd == "train") return selfsup::app::cmd_train(args);
+    if (cmd == "eval") return selfsup::app::cmd_eval(args);
+    if (cmd == "embed") return selfsup::app::cmd_embed(args);
     if (cmd == "demo") return selfsup::app::cmd_demo(args);
+    if (cmd == "supervised") return selfsup::app::cmd_supervised(args);
     if (cmd == "augment") return selfsup::app::cmd_augment(args);
     throw selfsup::Error("unknown command '" + cmd + "' (expected info or demo; see selfsup --help)");
   } catch (const std::exception& e) {

@@ -1,0 +1,37 @@
+#include "ssl/eval/features.h"
+
+#include <numeric>
+
+#include "engine/autograd/grad_mode.h"
+#include "engine/data/augment.h"
+#include "engine/ops/ops.h"
+
+namespace selfsup::eval {
+
+Tensor extract_features(models::ResNet& encoder, const ImageDataset& data, int64_t image_size,
+                        const std::string& recipe, int64_t limit, int64_t batch) {
+  const int64_t n = limit > 0 ? std::min(limit, data.size()) : data.size();
+  SELFSUP_CHECK(n > 0, "features: the data set ", data.name, " is empty");
+  const int channels = static_cast<int>(data.images.size(3));
+  AugmentRecipe eval_recipe = make_recipe("eval", static_cast<int>(image_size), channels);
+  const AugmentRecipe train_recipe = make_recipe(recipe, static_cast<int>(image_size), channels);
+  std::copy(std::begin(train_recipe.mean), std::end(train_recipe.mean), std::begin(eval_recipe.mean));
+  std::copy(std::begin(train_recipe.std), std::end(train_recipe.std), std::begin(eval_recipe.std));
+  const bool was_training = encoder.is_training();
+  encoder.eval();
+  NoGradGuard ng;
+  std::vector<Tensor> parts;
+  for (int64_t b0 = 0; b0 < n; b0 += batch) {
+    const int64_t rows = std::min(batch, n - b0);
+    std::vector<int64_t> ids(static_cast<size_t>(rows));
+    std::iota(ids.begin(), ids.end(), b0);
+    std::vector<AugmentParams> params = sample_params(eval_recipe, static_cast<int>(data.images.size(1)),
+                                                      static_cast<int>(data.images.size(2)), 0, 0, ids.data(), rows, 0);
+    Tensor x = apply_augment(data.images.narrow(0, b0, rows), eval_recipe, params);  // (rows, C, s, s)
+    parts.push_back(encoder.forward_features(x));
+  }
+  encoder.train(was_training);
+  return cat(parts, 0);
+}
+
+}  // namespace selfsup::eval

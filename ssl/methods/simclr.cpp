@@ -1,0 +1,26 @@
+#include "ssl/methods/simclr.h"
+
+#include "engine/ops/contrastive.h"
+#include "engine/ops/ops.h"
+#include "models/heads.h"
+
+namespace selfsup::ssl {
+
+SimCLR::SimCLR(const SimCLROptions& opt) : opt_(opt) {
+  models::ResNetOptions eo = opt.encoder;
+  eo.num_classes = 0;
+  encoder_ = register_module("encoder", std::make_shared<models::ResNet>(eo));
+  Generator gen(eo.seed, 0x48454144ull);  // "HEAD": the head's init stream, apart from the encoder's
+  head_ = register_module("head", models::simclr_projection_head(encoder_->feature_dim(), opt.proj_hidden,
+                                                                 opt.proj_dim, gen));
+}
+
+StepResult SimCLR::training_step(const std::vector<Tensor>& views) {
+  SELFSUP_CHECK(views.size() == 2, "simclr: expects 2 views per image, got ", views.size());
+  Tensor x = cat(views, 0);                          // (2B, C, h, w)
+  Tensor z = head_->forward(encoder_->forward_features(x));  // (2B, proj_dim)
+  ContrastiveResult r = nt_xent(z, opt_.temperature);
+  return {r.loss, r.accuracy};
+}
+
+}  // namespace selfsup::ssl

@@ -1,0 +1,59 @@
+// The configuration of a training run: every choice `selfsup train` makes, with presets per data set.
+// It is printed at the start, written to DIR/config.json, and stored in every checkpoint, so a resumed run
+// continues with exactly the configuration it was started with.
+#pragma once
+#include <cstdint>
+#include <string>
+
+namespace selfsup::ssl {
+
+struct TrainConfig {
+  std::string method = "simclr";
+  std::string data = "fashion-mnist";
+  int64_t limit = 0;  // use only the first N training images (0 = all)
+  // encoder and head
+  std::string arch = "resnet18";
+  int64_t width = 16;
+  std::string stem = "cifar";
+  int64_t in_channels = 1;
+  int64_t image_size = 28;
+  int64_t proj_hidden = 512;
+  int64_t proj_dim = 128;
+  // augmentation
+  std::string recipe = "gray";
+  double crop_min = 0.2;  // RandomResizedCrop's lower area bound
+  // loss and optimisation
+  double temperature = 0.2;
+  std::string optimizer = "sgd";  // sgd | lars
+  double lr = 0.3;
+  double weight_decay = 5e-4;
+  double momentum = 0.9;
+  double warmup_fraction = 0.05;  // of the total steps
+  int64_t batch = 256;
+  // length: exactly one of epochs / minutes / steps decides total_steps (minutes: after timing a few steps)
+  double epochs = 0;
+  double minutes = 0;
+  int64_t steps = 0;
+  int64_t total_steps = 0;  // resolved at the start of training and kept for resume
+  // run
+  std::string device = "auto";
+  uint64_t seed = 0;
+  int threads = 0;  // 0 = OpenMP default
+  std::string out = "runs/simclr";
+  int64_t log_every = 10;
+  double checkpoint_minutes = 5;
+  int64_t knn_k = 200;
+  int64_t knn_train_limit = 10000;  // training images used as the kNN monitor's memory (0 = all)
+  int64_t knn_test_limit = 0;       // test images classified by the monitor (0 = all)
+  bool knn_every_epoch = true;
+
+  std::string to_json() const;  // pretty-printed
+  static TrainConfig from_json(const std::string& json, const std::string& source);
+};
+
+// Data-set defaults: fashion-mnist (1 channel, 28x28, grayscale recipe, CIFAR stem), cifar10/cifar100 (3
+// channels, 32x32, SimCLR recipe, CIFAR stem), stl10 (3 channels, 96x96, SimCLR recipe, ImageNet stem).
+// Applies to the fields a user did not set on the command line.
+void apply_data_preset(TrainConfig& cfg);
+
+}  // namespace selfsup::ssl

@@ -1,0 +1,24 @@
+// Restoring a trained encoder for evaluation: from a training checkpoint (its stored configuration says
+// which architecture to build) or from a safetensors file of torchvision-named ResNet weights.
+#pragma once
+#include <memory>
+#include <string>
+
+#include "models/resnet.h"
+#include "ssl/trainer/config.h"
+
+namespace selfsup::ssl {
+
+struct LoadedEncoder {
+  std::shared_ptr<models::ResNet> encoder;
+  TrainConfig config;  // architecture, image size and recipe (normalisation) of the encoder
+};
+
+// A run directory or checkpoint file written by `selfsup train`.
+LoadedEncoder load_encoder_from_checkpoint(const std::string& dir_or_file);
+// A torchvision-style state dict (conv1.weight, layer1.0.bn1.running_mean, ...; an `fc.*` classifier is
+// ignored) built as `arch` describes (arch, width, stem, in_channels, image_size, recipe). Wrong or missing
+// keys and shapes are errors naming the key.
+LoadedEncoder load_encoder_from_weights(const std::string& file, const TrainConfig& arch);
+
+}  // namespace selfsup::ssl

@@ -1,0 +1,312 @@
+#include "ssl/trainer/trainer.h"
+
+#include <omp.h>
+#include <sys/stat.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+
+#include "engine/autograd/grad_mode.h"
+#include "engine/data/augment.h"
+#include "engine/data/loader.h"
+#include "engine/data/spec.h"
+#include "engine/io/atomic_file.h"
+#include "engine/io/checkpoint.h"
+#include "engine/optim/lars.h"
+#include "engine/optim/schedule.h"
+#include "engine/optim/sgd.h"
+#include "ssl/eval/features.h"
+#include "ssl/eval/knn.h"
+#include "ssl/methods/simclr.h"
+#include "ssl/trainer/plot.h"
+#include "ssl/trainer/progress.h"
+
+namespace selfsup::ssl {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+namespace fs = std::filesystem;
+
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+void validate(const TrainConfig& c) {
+  SELFSUP_CHECK(c.method == "simclr", "train: unknown --method '", c.method,
+                "' (expected simclr; MoCo, PIRL, RotNet, Jigsaw and Context Encoder are planned)");
+  SELFSUP_CHECK(c.arch == "resnet18" || c.arch == "resnet34" || c.arch == "resnet50", "train: unknown --arch '",
+                c.arch, "' (expected resnet18, resnet34 or resnet50)");
+  SELFSUP_CHECK(c.stem == "cifar" || c.stem == "imagenet", "train: unknown --stem '", c.stem,
+                "' (expected cifar or imagenet)");
+  SELFSUP_CHECK(c.optimizer == "sgd" || c.optimizer == "lars", "train: unknown --optimizer '", c.optimizer,
+                "' (expected sgd or lars)");
+  SELFSUP_CHECK(c.device == "auto" || c.device == "cpu" || c.device == "cuda", "train: unknown --device '", c.device,
+                "' (expected auto, cpu or cuda)");
+  SELFSUP_CHECK(c.device != "cuda", "train: --device cuda: this build has no CUDA tensor backend yet (use cpu)");
+  SELFSUP_CHECK(c.width >= 1 && c.batch >= 2 && c.proj_dim >= 1 && c.proj_hidden >= 1 && c.image_size >= 8,
+                "train: --width, --proj-dim and --proj-hidden must be >= 1, --batch >= 2, the image size >= 8");
+  SELFSUP_CHECK(c.temperature > 0 && c.lr > 0 && c.weight_decay >= 0 && c.momentum >= 0 && c.crop_min > 0 &&
+                    c.crop_min <= 1 && c.warmup_fraction >= 0 && c.warmup_fraction < 1,
+                "train: --temperature and --lr must be positive, --crop-min in (0, 1], --warmup in [0, 1)");
+  const int given = (c.epochs > 0) + (c.minutes > 0) + (c.steps > 0);
+  SELFSUP_CHECK(given == 1 || c.total_steps > 0, "train: give exactly one of --epochs, --minutes or --steps");
+}
+
+std::shared_ptr<Method> make_method(const TrainConfig& c) {
+  models::ResNetOptions eo;
+  eo.depth = c.arch == "resnet18" ? 18 : c.arch == "resnet34" ? 34 : 50;
+  eo.in_channels = c.in_channels;
+  eo.stem = c.stem == "cifar" ? models::Stem::cifar : models::Stem::imagenet;
+  eo.width = c.width;
+  eo.num_classes = 0;
+  eo.seed = c.seed;
+  return std::make_shared<SimCLR>(SimCLROptions{eo, c.proj_hidden, c.proj_dim, c.temperature});
+}
+
+std::unique_ptr<Optimizer> make_optimizer(const TrainConfig& c, Method& m) {
+  if (c.optimizer == "lars")
+    return std::make_unique<LARS>(m.parameters(), LarsOptions{c.lr, c.momentum, c.weight_decay});
+  return std::make_unique<SGD>(m.parameters(), SgdOptions{c.lr, c.momentum, 0.0, c.weight_decay, false});
+}
+
+TensorMap to_map(const nn::NamedTensors& named) {
+  TensorMap m;
+  for (const auto& [k, v] : named) m[k] = v;
+  return m;
+}
+
+nn::NamedTensors to_named(const TensorMap& m) { return nn::NamedTensors(m.begin(), m.end()); }
+
+// The first `limit` images of a data set (0 = all), sharing memory.
+ImageDataset head_of(ImageDataset d, int64_t limit) {
+  if (limit > 0 && limit < d.size()) {
+    d.images = d.images.narrow(0, 0, limit);
+    d.labels = d.labels.narrow(0, 0, limit);
+  }
+  return d;
+}
+
+// One line per event in DIR/metrics.jsonl; opened in append mode so a resumed run continues the file.
+class MetricsLog {
+ public:
+  explicit MetricsLog(const std::string& path) : f_(std::fopen(path.c_str(), "a")) {
+    SELFSUP_CHECK(f_ != nullptr, "train: cannot open ", path, " for writing");
+  }
+  ~MetricsLog() { std::fclose(f_); }
+  void line(const std::string& json) {
+    std::fprintf(f_, "%s\n", json.c_str());
+    std::fflush(f_);
+  }
+
+ private:
+  std::FILE* f_;
+};
+
+std::string num(double v) {
+  if (!std::isfinite(v)) return "null";
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.9g", v);
+  return buf;
+}
+
+}  // namespace
+
+TrainSummary train(TrainConfig cfg, const TrainControl& control) {
+  const Clock::time_point t_start = Clock::now();
+  // ---- resume: the stored configuration wins, so the continued run is the same run
+  Checkpoint resumed;
+  bool resuming = !control.resume.empty();
+  if (resuming) {
+    resumed = load_checkpoint(control.resume);
+    TrainConfig stored = TrainConfig::from_json(resumed.config_json, control.resume);
+    stored.out = fs::is_directory(control.resume) ? control.resume : fs::path(control.resume).parent_path().string();
+    if (stored.out.empty()) stored.out = ".";
+    cfg = stored;
+  }
+  validate(cfg);
+  if (cfg.threads > 0) omp_set_num_threads(cfg.threads);
+
+  fs::create_directories(cfg.out);
+  SELFSUP_CHECK(resuming || latest_checkpoint(cfg.out).empty(), "train: ", cfg.out, " already holds a run (",
+                latest_checkpoint(cfg.out), "); pass --resume ", cfg.out, " to continue it, or choose another --out");
+
+  // ---- data
+  ImageDataset train_set = head_of(data::load_dataset(cfg.data, "train"), cfg.limit);
+  SELFSUP_CHECK(train_set.images.size(3) == cfg.in_channels, "train: ", cfg.data, " has ", train_set.images.size(3),
+                " channels, the configuration expects ", cfg.in_channels, " (--in-channels)");
+  SELFSUP_CHECK(cfg.batch <= train_set.size(), "train: --batch ", cfg.batch, " is larger than the ", train_set.size(),
+                " training images of ", cfg.data);
+  AugmentRecipe recipe = make_recipe(cfg.recipe, static_cast<int>(cfg.image_size), static_cast<int>(cfg.in_channels));
+  recipe.scale_lo = static_cast<float>(cfg.crop_min);
+  LoaderOptions lo;
+  lo.batch_size = cfg.batch;
+  lo.seed = cfg.seed;
+  lo.num_workers = 1;
+  DataLoader loader(train_set, lo, make_augment_transform(recipe, cfg.seed, 2));
+  const int64_t steps_per_epoch = loader.batches_per_epoch();
+
+  // The kNN monitor: the test split classified against (a prefix of) the training split, when there is one.
+  ImageDataset knn_train, knn_test;
+  if (cfg.knn_every_epoch) {
+    try {
+      knn_test = head_of(data::load_dataset(cfg.data, "test"), cfg.knn_test_limit);
+      knn_train = head_of(train_set, cfg.knn_train_limit);
+    } catch (const Error& e) {
+      if (!control.quiet) std::printf("kNN monitor off: %s\n", e.what());
+    }
+  }
+
+  // ---- model and optimizer
+  std::shared_ptr<Method> method = make_method(cfg);
+  std::unique_ptr<Optimizer> optim = make_optimizer(cfg, *method);
+  int64_t step = 0;
+  if (resuming) {
+    method->load_state_dict(to_named(resumed.model));
+    optim->load_state_dict(resumed.optim);
+    SELFSUP_CHECK(resumed.loader.count("epoch") && resumed.loader.count("batch"), control.resume,
+                  ": the checkpoint has no loader position (loader.epoch, loader.batch)");
+    loader.set_position({static_cast<int64_t>(resumed.loader.at("epoch").item()),
+                         static_cast<int64_t>(resumed.loader.at("batch").item())});
+    step = resumed.step;
+  }
+
+  // ---- length of the run
+  const bool calibrate = cfg.total_steps == 0 && cfg.minutes > 0;
+  if (cfg.total_steps == 0) {
+    if (cfg.steps > 0) cfg.total_steps = cfg.steps;
+    if (cfg.epochs > 0) cfg.total_steps = std::max<int64_t>(1, std::llround(cfg.epochs * steps_per_epoch));
+    if (calibrate) cfg.total_steps = std::numeric_limits<int64_t>::max();  // set after timing a few steps
+  }
+  auto write_config = [&] {
+    std::string text = cfg.to_json() + "\n";
+    atomic_write_file((fs::path(cfg.out) / "config.json").string(), text.data(), text.size());
+  };
+  if (!calibrate) write_config();
+
+  if (!control.quiet) {
+    std::printf("selfsup train: %s %s\n%s\n", resuming ? "resuming" : "starting", cfg.out.c_str(),
+                cfg.to_json().c_str());
+    std::printf("data: %s, %ld training images, %ld steps per epoch; encoder %s width %ld (%ld parameters)\n",
+                train_set.name.c_str(), long(train_set.size()), long(steps_per_epoch), cfg.arch.c_str(),
+                long(cfg.width), long(method->num_parameters()));
+    if (resuming) std::printf("resumed at step %ld of %ld\n", long(step), long(cfg.total_steps));
+  }
+
+  MetricsLog metrics((fs::path(cfg.out) / "metrics.jsonl").string());
+  std::vector<double> plot_steps, plot_loss, plot_epochs, plot_knn;
+  TrainSummary summary;
+  auto save = [&](int64_t at_step) {
+    Checkpoint ck;
+    ck.step = at_step;
+    ck.epoch = loader.position().epoch;
+    ck.config_json = cfg.to_json();
+    ck.model = to_map(method->state_dict());
+    ck.optim = optim->state_dict();
+    ck.loader["epoch"] = Tensor::from_vector(std::vector<int64_t>{loader.position().epoch}, {});
+    ck.loader["batch"] = Tensor::from_vector(std::vector<int64_t>{loader.position().batch}, {});
+    summary.checkpoint = save_checkpoint(cfg.out, ck, 2);
+  };
+  auto knn_monitor = [&](int64_t epoch) {
+    if (!knn_test.images.defined()) return;
+    Tensor ftr = eval::extract_features(method->encoder(), knn_train, cfg.image_size, cfg.recipe);
+    Tensor fte = eval::extract_features(method->encoder(), knn_test, cfg.image_size, cfg.recipe);
+    eval::KnnOptions ko;
+    ko.k = cfg.knn_k;
+    summary.knn_top1 = eval::knn_accuracy(ftr, knn_train.labels, fte, knn_test.labels, knn_test.num_classes, ko);
+    metrics.line(str_cat("{\"type\": \"epoch\", \"epoch\": ", epoch, ", \"step\": ", step, ", \"knn_top1\": ",
+                         num(summary.knn_top1), "}"));
+    plot_epochs.push_back(static_cast<double>(epoch));
+    plot_knn.push_back(100.0 * summary.knn_top1);
+    if (!control.quiet) std::printf("\nepoch %ld: kNN top-1 %.2f%%\n", long(epoch), 100.0 * summary.knn_top1);
+  };
+  auto write_plot = [&] {
+    trainer::write_line_chart_png((fs::path(cfg.out) / "metrics.png").string(),
+                         {trainer::Panel{"SimCLR loss", "step", {trainer::Series{"loss", plot_steps, plot_loss, 0x1f77b4}}},
+                          trainer::Panel{"kNN top-1 %", "epoch",
+                                         {trainer::Series{"kNN top-1 %", plot_epochs, plot_knn, 0xd62728}}}});
+  };
+
+  // ---- the loop
+  const int64_t start_step = step;
+  // No progress output when quiet; recreated once a --minutes run knows its length.
+  auto make_progress = [&] {
+    return control.quiet ? nullptr : std::make_unique<trainer::Progress>(cfg.total_steps, stdout);
+  };
+  std::unique_ptr<trainer::Progress> progress = make_progress();
+  Clock::time_point t_loop = Clock::now(), t_ckpt = Clock::now();
+  int64_t images = 0;
+  double last_loss = 0;
+  const int64_t calib_steps = 6;
+  while (step < cfg.total_steps) {
+    Batch batch = loader.next();
+    const double lr_factor =
+        WarmupCosineSchedule{cfg.lr, std::llround(cfg.warmup_fraction * static_cast<double>(cfg.total_steps)),
+                             cfg.total_steps, 0.0}
+            .factor(step);
+    optim->set_lr_factor(lr_factor);
+    StepResult r = method->training_step(batch.views);
+    const double loss = r.loss.item();
+    if (!std::isfinite(loss)) {
+      throw Error(str_cat("train: the loss is ", loss, " at step ", step, "; training stopped. ",
+                          summary.checkpoint.empty() && latest_checkpoint(cfg.out).empty()
+                              ? std::string("No checkpoint was written yet.")
+                              : "The last good checkpoint is " + latest_checkpoint(cfg.out) + "."));
+    }
+    optim->zero_grad();
+    r.loss.backward();
+    optim->step();
+    method->after_step();
+    ++step;
+    images += batch.images.size(0);
+    last_loss = loss;
+    const double elapsed = seconds_since(t_loop);
+    if (calibrate && step - start_step == calib_steps) {
+      // Size the run to the time budget from the measured step time (the first step is warm-up).
+      const double per_step = elapsed / static_cast<double>(calib_steps);
+      const double budget = cfg.minutes * 60.0 - seconds_since(t_start) + elapsed;
+      cfg.total_steps = std::max<int64_t>(step, static_cast<int64_t>(budget / per_step * 0.92));
+      write_config();
+      if (progress) progress->finish();
+      progress = make_progress();
+    }
+    if (step % cfg.log_every == 0 || step == cfg.total_steps) {
+      metrics.line(str_cat("{\"type\": \"step\", \"step\": ", step, ", \"epoch\": ", loader.position().epoch,
+                           ", \"loss\": ", num(loss), ", \"acc\": ", num(r.accuracy), ", \"lr\": ",
+                           num(cfg.lr * lr_factor), ", \"images_per_s\": ", num(images / elapsed), "}"));
+      plot_steps.push_back(static_cast<double>(step));
+      plot_loss.push_back(loss);
+    }
+    if (progress)
+      progress->update(step, {{"loss", loss}, {"acc", r.accuracy}, {"lr", cfg.lr * lr_factor}},
+                       static_cast<double>(images) / elapsed);
+    if (step % steps_per_epoch == 0 && step < cfg.total_steps) {
+      knn_monitor(step / steps_per_epoch);
+      write_plot();
+    }
+    const bool interrupted = control.stop_after > 0 && step - start_step >= control.stop_after;
+    if (interrupted || seconds_since(t_ckpt) >= cfg.checkpoint_minutes * 60.0) {
+      save(step);
+      t_ckpt = Clock::now();
+    }
+    if (interrupted) break;
+  }
+  if (progress) progress->finish();
+  summary.steps = step;
+  summary.steps_this_run = step - start_step;
+  summary.seconds = seconds_since(t_loop);
+  summary.images_per_s = summary.seconds > 0 ? static_cast<double>(images) / summary.seconds : 0;
+  summary.last_loss = last_loss;
+  if (step >= cfg.total_steps) {
+    knn_monitor((step + steps_per_epoch - 1) / steps_per_epoch);
+    write_plot();
+    save(step);
+    save_safetensors((fs::path(cfg.out) / "encoder.safetensors").string(), to_map(method->encoder().state_dict()),
+                     {{"format", "pt"}, {"arch", cfg.arch}, {"config", cfg.to_json()}});
+  }
+  return summary;
+}
+
+}  // namespace selfsup::ssl
