@@ -1,0 +1,139 @@
+// The training loop on a small slice of Fashion-MNIST: exact resume, the files a run writes, a non-finite
+// loss stop, and the errors bad configurations must raise.
+#include <doctest/doctest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "engine/io/checkpoint.h"
+#include "ssl/trainer/encoder_io.h"
+#include "ssl/trainer/trainer.h"
+
+using namespace selfsup;
+namespace fs = std::filesystem;
+
+namespace {
+
+bool have_fashion_mnist() { return fs::exists("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz"); }
+
+ssl::TrainConfig tiny(const std::string& out) {
+  ssl::TrainConfig c;
+  c.limit = 512;
+  c.batch = 64;
+  c.width = 4;
+  c.proj_hidden = 32;
+  c.proj_dim = 16;
+  c.epochs = 2;
+  c.log_every = 1;
+  c.knn_every_epoch = false;
+  c.out = out;
+  return c;
+}
+
+std::string fresh_dir(const std::string& name) {
+  fs::path p = fs::temp_directory_path() / ("selfsup_trainer_" + name);
+  fs::remove_all(p);
+  return p.string();
+}
+
+// The step lines of metrics.jsonl without the throughput field (wall-clock dependent).
+std::vector<std::string> step_lines(const std::string& dir) {
+  std::ifstream in(dir + "/metrics.jsonl");
+  std::vector<std::string> out;
+  for (std::string line; std::getline(in, line);)
+    if (line.find("\"type\": \"step\"") != std::string::npos) out.push_back(line.substr(0, line.find(", \"images_per_s\"")));
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("a resumed run reproduces the uninterrupted run's losses bit for bit") {
+  if (!have_fashion_mnist()) {
+    MESSAGE("SKIPPED: dataset-fashion-mnist is not installed");
+    return;
+  }
+  const std::string a = fresh_dir("a"), b = fresh_dir("b");
+  ssl::TrainSummary sa = ssl::train(tiny(a), {"", 0, true});
+  CHECK(sa.steps == 16);
+  ssl::TrainSummary sb1 = ssl::train(tiny(b), {"", 5, true});
+  CHECK(sb1.steps == 5);
+  ssl::TrainSummary sb2 = ssl::train(tiny("ignored"), {b, 0, true});
+  CHECK(sb2.steps == 16);
+  CHECK(sb2.steps_this_run == 11);
+  std::vector<std::string> la = step_lines(a), lb = step_lines(b);
+  REQUIRE(la.size() == 16);
+  CHECK(la == lb);
+  // What a run leaves behind.
+  for (const char* f : {"config.json", "metrics.jsonl", "metrics.png", "encoder.safetensors", "latest"})
+    CHECK(fs::exists(fs::path(a) / f));
+  CHECK(latest_checkpoint(a).find("ckpt-16.safetensors") != std::string::npos);
+  ssl::LoadedEncoder le = ssl::load_encoder_from_checkpoint(a);
+  CHECK(le.config.width == 4);
+  CHECK(le.encoder->feature_dim() == 32);
+}
+
+TEST_CASE("a non-finite loss stops training, naming the step, and keeps the last good checkpoint") {
+  if (!have_fashion_mnist()) {
+    MESSAGE("SKIPPED: dataset-fashion-mnist is not installed");
+    return;
+  }
+  const std::string d = fresh_dir("nan");
+  ssl::TrainConfig c = tiny(d);
+  ssl::train(c, {"", 3, true});  // a good checkpoint at step 3
+  const std::string good = latest_checkpoint(d);
+  ssl::TrainConfig bad = c;
+  bad.lr = 1e30;  // diverges at once
+  bad.warmup_fraction = 0;
+  const std::string d2 = fresh_dir("nan2");
+  bad.out = d2;
+  CHECK_THROWS_WITH_AS(ssl::train(bad, {"", 0, true}), doctest::Contains("at step"), Error);
+  CHECK(latest_checkpoint(d2).empty());  // nothing written for a diverged run
+  CHECK(latest_checkpoint(d) == good);
+}
+
+TEST_CASE("bad configurations fail with one clear message and write nothing over") {
+  if (!have_fashion_mnist()) {
+    MESSAGE("SKIPPED: dataset-fashion-mnist is not installed");
+    return;
+  }
+  const std::string d = fresh_dir("bad");
+  ssl::TrainConfig c = tiny(d);
+  c.method = "byol";
+  CHECK_THROWS_WITH_AS(ssl::train(c, {"", 0, true}), doctest::Contains("unknown --method 'byol'"), Error);
+  c = tiny(d);
+  c.arch = "vgg16";
+  CHECK_THROWS_WITH_AS(ssl::train(c, {"", 0, true}), doctest::Contains("unknown --arch 'vgg16'"), Error);
+  c = tiny(d);
+  c.batch = 1024;  // more than the 512 images
+  CHECK_THROWS_WITH_AS(ssl::train(c, {"", 0, true}), doctest::Contains("--batch 1024 is larger than the 512"), Error);
+  c = tiny(d);
+  c.data = "cifar10:/nonexistent/cifar";
+  CHECK_THROWS_AS(ssl::train(c, {"", 0, true}), Error);
+  c = tiny(d);
+  c.data = "fashion-mnist:/nonexistent";
+  CHECK_THROWS_WITH_AS(ssl::train(c, {"", 0, true}), doctest::Contains("dataset-fashion-mnist"), Error);
+  // --resume of a directory without a checkpoint.
+  const std::string empty = fresh_dir("empty");
+  fs::create_directories(empty);
+  CHECK_THROWS_WITH_AS(ssl::train(tiny(d), {empty, 0, true}), doctest::Contains("no checkpoint"), Error);
+  // A finished run is not overwritten by a new one.
+  const std::string done = fresh_dir("done");
+  ssl::train(tiny(done), {"", 2, true});
+  const std::string before = latest_checkpoint(done);
+  CHECK_THROWS_WITH_AS(ssl::train(tiny(done), {"", 0, true}), doctest::Contains("already holds a run"), Error);
+  CHECK(latest_checkpoint(done) == before);
+}
+
+TEST_CASE("weights of another architecture are refused, naming the key") {
+  if (!have_fashion_mnist()) {
+    MESSAGE("SKIPPED: dataset-fashion-mnist is not installed");
+    return;
+  }
+  const std::string d = fresh_dir("arch");
+  ssl::train(tiny(d), {"", 2, true});
+  ssl::TrainConfig other = tiny(d);
+  other.width = 8;
+  CHECK_THROWS_WITH_AS(ssl::load_encoder_from_weights(latest_checkpoint(d), other), doctest::Contains("does not match"),
+                       Error);
+}
