@@ -111,7 +111,9 @@ void Progress::update(int64_t step, const Metrics& metrics, double items_per_s) 
   // Rate: exponential moving average of steps/s, weighted by elapsed time (alpha = 1 - exp(-dt / tau)), so a
   // burst of updates microseconds apart counts as little as it lasted. Samples with no elapsed time are merged
   // into the next one; a step that goes backwards (a restarted loop) starts a new sample.
-  if (step < sample_step_) {
+  // The first update only sets the baseline: a loop that starts mid-way (a resumed run, a re-created
+  // reporter) must not count the steps before it as done in the moment since construction.
+  if (!have_update_ || step < sample_step_) {
     sample_t_ = t, sample_step_ = step;
   } else if (t > sample_t_ && step > sample_step_) {
     const double dt = t - sample_t_;
