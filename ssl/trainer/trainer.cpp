@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <memory>
 
 #include "engine/autograd/grad_mode.h"
@@ -231,9 +232,10 @@ TrainSummary train(TrainConfig cfg, const TrainControl& control) {
 
   // ---- the loop
   const int64_t start_step = step;
-  // No progress output when quiet; recreated once a --minutes run knows its length.
+  // No progress output when quiet; a --minutes run gets its reporter once it knows its length.
   auto make_progress = [&] {
-    return control.quiet ? nullptr : std::make_unique<trainer::Progress>(cfg.total_steps, stdout);
+    const bool length_known = cfg.total_steps != std::numeric_limits<int64_t>::max();
+    return control.quiet || !length_known ? nullptr : std::make_unique<trainer::Progress>(cfg.total_steps, stdout);
   };
   std::unique_ptr<trainer::Progress> progress = make_progress();
   Clock::time_point t_loop = Clock::now(), t_ckpt = Clock::now();
