@@ -69,10 +69,10 @@ bool sync_debug_enabled();
 // In destructors: report, never throw.
 #define SELFSUP_CUDA_WARN(call)                                                                      \
   do {                                                                                             \
-    cudaError_t e_ = (call);                                                                       \
-    if (e_ != cudaSuccess)                                                                         \
+    cudaError_t sw_err_ = (call);                                                                     \
+    if (sw_err_ != cudaSuccess)                                                                      \
       std::fprintf(stderr, "selfsup: warning: %s failed at %s:%d: %s\n", #call, __FILE__, __LINE__, \
-                   cudaGetErrorString(e_));                                                        \
+                   cudaGetErrorString(sw_err_));                                                      \
   } while (0)
 
 #if defined(__CUDACC__)
