@@ -174,16 +174,18 @@ TEST_CASE("cuda: cuBLAS GEMM matches the CPU (transposes, batched, leading dims,
       const int64_t B = 3, M = 37, N = 29, K = 45;
       Tensor a = Tensor::randn(ta ? Shape{B, K, M} : Shape{B, M, K}, DType::f32, &gen);
       Tensor b = Tensor::randn(tb ? Shape{B, N, K} : Shape{B, K, N}, DType::f32, &gen);
-      Tensor ao = ta ? a.transpose(1, 2) : a, bo = tb ? b.transpose(1, 2) : b;
-      Tensor c_cpu = matmul(ao, bo);
-      Tensor c_gpu = matmul(ao.to(kCuda), bo.to(kCuda));
+      // Transpose on each device (to(Device) would make a transposed view contiguous, hiding the flags).
+      auto op = [](const Tensor& t, bool tr) { return tr ? t.transpose(1, 2) : t; };
+      Tensor c_cpu = matmul(op(a, ta), op(b, tb));
+      Tensor c_gpu = matmul(op(a.to(kCuda), ta), op(b.to(kCuda), tb));
       CloseResult r = allclose(c_gpu.to(Device::cpu()), c_cpu, 1e-4, 1e-4);
       INFO(r.message);
       CHECK(r.ok);
       // sliced operand: leading dimension larger than the row length
-      Tensor wide = Tensor::randn({M, K + 9}, DType::f32, &gen).slice(1, 3, 3 + K);
+      Tensor wide = Tensor::randn({M, K + 9}, DType::f32, &gen);
       Tensor w2 = Tensor::randn({K, N}, DType::f32, &gen);
-      CloseResult r2 = allclose(matmul(wide.to(kCuda), w2.to(kCuda)).to(Device::cpu()), matmul(wide, w2), 1e-4, 1e-4);
+      CloseResult r2 = allclose(matmul(wide.to(kCuda).slice(1, 3, 3 + K), w2.to(kCuda)).to(Device::cpu()),
+                                matmul(wide.slice(1, 3, 3 + K), w2), 1e-4, 1e-4);
       INFO(r2.message);
       CHECK(r2.ok);
     }
