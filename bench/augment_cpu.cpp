@@ -4,7 +4,6 @@
 // (bench/peers/torchvision_augment.py through /usr/bin/python3: two worker processes, PIL and tensor paths;
 // the ratio is against the faster of the two). The views are the output size of the source, as in training.
 #include <omp.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -15,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/harness.h"
 #include "engine/data/augment.h"
 #include "kernels/philox.h"
 
@@ -30,19 +30,6 @@ struct Shape3 {
 struct PeerResult {
   double pil = 0, tensor = 0;
 };
-
-double json_number(const std::string& line, const char* name) {
-  const auto at = line.find("\"" + std::string(name) + "\":");
-  return at == std::string::npos ? 0.0 : std::strtod(line.c_str() + at + std::strlen(name) + 3, nullptr);
-}
-
-std::string json_key(const std::string& line) {
-  const std::string tag = "\"key\": \"";
-  const auto at = line.find(tag);
-  if (at == std::string::npos) return "";
-  const auto begin = at + tag.size();
-  return line.substr(begin, line.find('"', begin) - begin);
-}
 
 // selfsup: `n` random images, augment_views with 2 views over all of them; best images/s of `runs` runs
 // (each run a different step, so the parameters change as in training).
@@ -67,26 +54,16 @@ double time_selfsup(const Shape3& s, int64_t n, int runs) {
 
 std::map<std::string, PeerResult> run_peer(const std::string& script, const std::vector<Shape3>& shapes, int64_t n) {
   std::map<std::string, PeerResult> out;
-  const char* python = "/usr/bin/python3";
-  if (access(python, X_OK) != 0 || access(script.c_str(), R_OK) != 0) return out;
-  std::string cmd = std::string(python) + " " + script + " --n " + std::to_string(n) + " --shapes ";
-  for (size_t i = 0; i < shapes.size(); ++i) cmd += (i ? "," : "") + shapes[i].key();
-  cmd += " 2>/dev/null";
-  FILE* pipe = popen(cmd.c_str(), "r");
-  if (!pipe) return out;
-  char buf[1024];
-  while (std::fgets(buf, sizeof buf, pipe)) {
-    const std::string line = buf, k = json_key(line);
-    if (!k.empty()) out[k] = {json_number(line, "pil_img_s"), json_number(line, "tensor_img_s")};
+  std::string args = "--n " + std::to_string(n) + " --shapes ";
+  for (size_t i = 0; i < shapes.size(); ++i) args += (i ? "," : "") + shapes[i].key();
+  for (const std::string& line : bench::run_peer(script, args)) {
+    const std::string k = bench::json_string(line, "key");
+    if (!k.empty()) out[k] = {bench::json_number(line, "pil_img_s"), bench::json_number(line, "tensor_img_s")};
   }
-  pclose(pipe);
   return out;
 }
 
-std::string peer_script_path() {
-  std::string here = __FILE__;
-  return here.substr(0, here.find_last_of('/') + 1) + "peers/torchvision_augment.py";
-}
+std::string peer_script_path() { return bench::peer_script("torchvision_augment.py"); }
 
 void usage() {
   std::printf(

@@ -31,14 +31,10 @@ std::vector<uint8_t> serialize_npy(const Tensor& t) {
   size_t total = 10 + header.size() + 1;
   header.append((64 - total % 64) % 64, ' ');
   header += '\n';
-  std::vector<uint8_t> out;
-  const char magic[] = "\x93NUMPY";
-  out.insert(out.end(), magic, magic + 6);
-  out.push_back(1);
-  out.push_back(0);
-  out.push_back(static_cast<uint8_t>(header.size() & 0xff));
-  out.push_back(static_cast<uint8_t>(header.size() >> 8));
-  out.insert(out.end(), header.begin(), header.end());
+  // magic, version 1.0, little-endian header length, header
+  const std::string preamble = std::string("\x93NUMPY\x01\x00", 8) + static_cast<char>(header.size() & 0xff) +
+                               static_cast<char>(header.size() >> 8) + header;
+  std::vector<uint8_t> out(preamble.begin(), preamble.end());
   size_t bytes = static_cast<size_t>(c.numel()) * dtype_size(c.dtype());
   size_t at = out.size();
   out.resize(at + bytes);

@@ -53,6 +53,14 @@ void map2(const StridedLoop<3>& loop, F f) {
 template <typename T, typename F>
 void map_bwd(const StridedLoop<4>& loop, F f) {
   loop.run([&](int64_t n, const std::array<char*, 4>& p, const std::array<int64_t, 4>& s) {
+    if (s[0] == sizeof(T) && s[1] == sizeof(T) && s[2] == sizeof(T) && s[3] == sizeof(T)) {
+      T* dx = reinterpret_cast<T*>(p[0]);
+      const T* dy = reinterpret_cast<const T*>(p[1]);
+      const T* x = reinterpret_cast<const T*>(p[2]);
+      const T* y = reinterpret_cast<const T*>(p[3]);
+      for (int64_t i = 0; i < n; ++i) dx[i] = f(dy[i], x[i], y[i]);
+      return;
+    }
     for (int64_t i = 0; i < n; ++i) {
       T dy = *reinterpret_cast<const T*>(p[1] + i * s[1]);
       T x = *reinterpret_cast<const T*>(p[2] + i * s[2]);

@@ -4,8 +4,10 @@
 //   forward: per row, a running max and a running sum of exponentials (online log-sum-exp), the positive's
 //            logit, and the running argmax; lse is all backward needs.
 //   backward: recompute each tile, turn it into G = dloss/dlogits = inv_tau dloss_i (p_ij - [j == pos_i]),
-//            then dq += G k (threads own row blocks) and dk += G^T q (threads own column blocks, a second
-//            sweep), so no two threads write the same output row.
+//            then dq += G k (threads own row blocks) and dk += G^T q, either into a per-thread (Ncol, D)
+//            accumulator in the same sweep (summed in thread order at the end), or, when those would be
+//            too large, in a second sweep where threads own column blocks. No two threads write the same
+//            output row, and the result does not depend on scheduling.
 #include <omp.h>
 
 #include <algorithm>
@@ -111,6 +113,44 @@ void infonce_bwd_cpu(int64_t M, int64_t Ncol, int64_t D, const T* q, const T* k,
                      const int64_t* self_col, int64_t n_private, double inv_tau, const T* lse, const T* dloss, T* dq,
                      T* dk) {
   const int64_t n_row_blocks = (M + kRowBlock - 1) / kRowBlock, n_col_blocks = (Ncol + kColBlock - 1) / kColBlock;
+  const int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
+  // With both gradients wanted, one sweep over row blocks serves both when every thread may keep its own
+  // (Ncol, D) dk accumulator: each tile is then computed and exponentiated once instead of twice. The
+  // static schedule fixes which rows each thread owns and the partial sums are added in thread order, so
+  // the result is the same on every run with the same thread count.
+  const bool one_sweep = dq && dk &&
+                         static_cast<double>(threads) * static_cast<double>(Ncol * D) * sizeof(T) <= 256.0 * (1 << 20);
+  if (one_sweep) {
+    std::vector<std::vector<T>> partial(static_cast<size_t>(threads));
+#pragma omp parallel num_threads(threads)
+    {
+      std::vector<T> tile(static_cast<size_t>(kRowBlock * kColBlock));
+      std::vector<T>& dk_part = partial[static_cast<size_t>(omp_get_thread_num())];
+      dk_part.assign(static_cast<size_t>(Ncol * D), T(0));
+#pragma omp for schedule(static)
+      for (int64_t rb = 0; rb < n_row_blocks; ++rb) {
+        const int64_t r0 = rb * kRowBlock, rows = std::min(kRowBlock, M - r0);
+        for (int64_t c0 = 0; c0 < Ncol; c0 += kColBlock) {
+          const int64_t cols = std::min(kColBlock, Ncol - c0);
+          logits_tile(rows, cols, D, q + r0 * D, k + c0 * D, inv_tau, tile.data());
+          tile_to_grad(r0, rows, c0, cols, tile.data(), pos, self_col, n_private, inv_tau, lse, dloss);
+          // dq (rows, D) (+)= G (rows, cols) k (cols, D);  dk_part (cols, D) += G^T (cols, rows) q (rows, D)
+          gemm_cpu<T>(false, false, rows, D, cols, T(1), tile.data(), cols, k + c0 * D, D, c0 == 0 ? T(0) : T(1),
+                      dq + r0 * D, D);
+          gemm_cpu<T>(true, false, cols, D, rows, T(1), tile.data(), cols, q + r0 * D, D, T(1),
+                      dk_part.data() + c0 * D, D);
+        }
+      }
+    }
+    const int64_t n = Ncol * D;
+#pragma omp parallel for schedule(static)
+    for (int64_t e = 0; e < n; ++e) {
+      T acc = T(0);
+      for (const std::vector<T>& part : partial) acc += part.empty() ? T(0) : part[e];
+      dk[e] = acc;
+    }
+    return;
+  }
   if (dq) {
 #pragma omp parallel
     {

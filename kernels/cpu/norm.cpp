@@ -32,17 +32,23 @@ void channel_sums(int64_t N, int64_t C, int64_t S, const T* p, const double* p_c
     // Long rows: one thread owns a channel and reads its N rows, each a contiguous stream.
 #pragma omp parallel for schedule(static) if (N * C * S > kParallelMinWork)
     for (int64_t c = 0; c < C; ++c) {
-      const double pc = p_center[c], qc = q_center[c];
+      // Each row is summed in T (float rows of a few hundred centred values lose nothing that matters, and
+      // float lanes are twice as many and need no conversions: this loop was 11% of a SimCLR step when it
+      // converted every element to double), the rows' sums in double.
+      const T pc = static_cast<T>(p_center[c]), qc = static_cast<T>(q_center[c]);
       double sa = 0, sb = 0;
       for (int64_t n = 0; n < N; ++n) {
         const T* pr = p + (n * C + c) * S;
         const T* qr = q + (n * C + c) * S;
-#pragma omp simd reduction(+ : sa, sb)
+        T ra = 0, rb = 0;
+#pragma omp simd reduction(+ : ra, rb)
         for (int64_t s = 0; s < S; ++s) {
-          const double u = static_cast<double>(pr[s]) - pc;
-          sa += u;
-          sb += u * (static_cast<double>(qr[s]) - qc);
+          const T u = pr[s] - pc;
+          ra += u;
+          rb += u * (qr[s] - qc);
         }
+        sa += static_cast<double>(ra);
+        sb += static_cast<double>(rb);
       }
       out[c] = sa;
       out[C + c] = sb;

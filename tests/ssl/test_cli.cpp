@@ -67,3 +67,39 @@ TEST_CASE("every command has --help") {
     CHECK(r.out.find("usage: selfsup") != std::string::npos);
   }
 }
+
+TEST_CASE("train, eval knn, eval linear and embed from the command line") {
+  if (!std::filesystem::exists("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz")) {
+    MESSAGE("SKIPPED: dataset-fashion-mnist is not installed");
+    return;
+  }
+  const std::string dir = (std::filesystem::temp_directory_path() / "selfsup_cli_run").string();
+  std::filesystem::remove_all(dir);
+  Run t = run("train --limit 256 --batch 64 --width 4 --proj-hidden 32 --proj-dim 16 --steps 4 --no-knn --out " + dir);
+  INFO(t.out);
+  REQUIRE(t.code == 0);
+  CHECK(t.out.find("trained 4 steps") != std::string::npos);
+  Run k = run("eval knn --checkpoint " + dir + " --train-limit 500 --test-limit 200 --k 20");
+  INFO(k.out);
+  CHECK(k.code == 0);
+  CHECK(k.out.find("kNN (k=20, T=0.07) test top-1:") != std::string::npos);
+  Run l = run("eval linear --checkpoint " + dir + " --train-limit 500 --test-limit 200 --epochs 2");
+  INFO(l.out);
+  CHECK(l.code == 0);
+  CHECK(l.out.find("linear probe: train top-1") != std::string::npos);
+  const std::string npy = dir + "/feats.npy";
+  Run e = run("embed --checkpoint " + dir + " --data fashion-mnist --split test --limit 10 --out " + npy);
+  INFO(e.out);
+  CHECK(e.code == 0);
+  CHECK(e.out.find("10 x 32 features") != std::string::npos);
+  // 128-byte header (64-byte multiple) + 10 x 32 float32
+  CHECK(std::filesystem::file_size(npy) == 128 + 10 * 32 * 4);
+  // The torchvision-named encoder weights load with a matching description, and not with another width.
+  Run w = run("embed --weights " + dir + "/encoder.safetensors --width 4 --limit 5 --out " + dir + "/w.npy");
+  INFO(w.out);
+  CHECK(w.code == 0);
+  Run bad = run("embed --weights " + dir + "/encoder.safetensors --width 8 --limit 5 --out " + dir + "/x.npy");
+  CHECK(bad.code != 0);
+  CHECK(bad.out.find("does not match resnet18 width 8") != std::string::npos);
+  CHECK(!std::filesystem::exists(dir + "/x.npy"));
+}
