@@ -1,5 +1,6 @@
 // Allocator interface: a Storage asks its allocator for bytes and gives them back. The CPU allocator
-// aligns to 64 bytes (one cache line, one AVX-512 vector); the CUDA caching allocator plugs in here too.
+// aligns to 64 bytes (one cache line, one AVX-512 vector); CUDA devices get the caching allocator of
+// engine/core/cuda_allocator.h.
 #pragma once
 #include <cstddef>
 

@@ -1,5 +1,6 @@
-// Where a tensor's memory lives. CPU now; CUDA devices once the CUDA backend is built.
+// Where a tensor's memory lives: the CPU or CUDA device `index` (engine/core/cuda_context.h lists them).
 #pragma once
+#include <cstdint>
 #include <string>
 
 namespace selfsup {

@@ -9,6 +9,7 @@
 
 #include "engine/autograd/grad_mode.h"
 #include "engine/autograd/node.h"
+#include "engine/core/cuda_context.h"
 #include "engine/ops/dispatch.h"
 #include "engine/ops/op_utils.h"
 #include "engine/ops/ops.h"
@@ -380,10 +381,21 @@ Tensor Tensor::to(DType dt) const {
   return out;
 }
 
+// Between devices: a strided tensor is made contiguous on its own device first (one kernel there, one
+// plain copy across). Differentiable: the gradient goes back with to(source device).
 Tensor Tensor::to(Device d) const {
   if (d == device()) return *this;
-  throw_error(str_cat("to: cannot move a tensor from ", device().str(), " to ", d.str(),
-                      ": this build has no CUDA tensor backend yet"));
+  check_device(d);
+  Tensor src = contiguous();
+  Tensor out = empty(sizes(), dtype(), d);
+  copy_bytes(out.raw_data(), d, src.raw_data(), src.device(), static_cast<size_t>(numel()) * dtype_size(dtype()));
+  if (is_floating(dtype())) {
+    Device from = device();
+    autograd::record("to_device", {src}, {out}, [from](const std::vector<Tensor>& g) {
+      return std::vector<Tensor>{g[0].to(from)};
+    });
+  }
+  return out;
 }
 
 // ---------------------------------------------------------------- autograd entry points
@@ -422,11 +434,14 @@ Tensor& Tensor::fill_(double value) {
   ops_detail::check_inplace(*this, "fill_");
   if (numel() > 0) {
     Tensor& self = *this;
-    if (is_floating(dtype()) && (dtype() == DType::f32 || dtype() == DType::f64)) {
+    // The fill kernel covers float32/float64 (and bfloat16 on CUDA, whose unary kernels take it).
+    const bool kernel_fill =
+        dtype() == DType::f32 || dtype() == DType::f64 || (device().is_cuda() && dtype() == DType::bf16);
+    if (kernel_fill) {
       SELFSUP_KERNEL_CALL(device(), unary)(dtype(), kernels::UnaryOp::fill, static_cast<int>(dim()),
                                            sizes().data(), operand(self), operand(self), value, 0.0);
     } else {  // other dtypes: convert one value and broadcast it
-      Tensor v = from_vector(std::vector<double>{value}, {}).to(dtype());
+      Tensor v = from_vector(std::vector<double>{value}, {}).to(dtype()).to(device());
       Tensor e = v.expand(sizes());
       SELFSUP_KERNEL_CALL(device(), copy_cast)(static_cast<int>(dim()), sizes().data(), dtype(), operand(self),
                                                dtype(), operand(e));
@@ -440,8 +455,8 @@ Tensor& Tensor::zero_() { return fill_(0.0); }
 
 Tensor& Tensor::copy_(const Tensor& src) {
   ops_detail::check_inplace(*this, "copy_");
-  ops_detail::check_same_device(*this, src, "copy_");
-  Tensor s = src.expand(sizes());
+  // Across devices the source moves first (copy_ records no autograd history, so detach).
+  Tensor s = (src.device() == device() ? src : src.detach().to(device())).expand(sizes());
   SELFSUP_KERNEL_CALL(device(), copy_cast)(static_cast<int>(dim()), sizes().data(), dtype(), operand(*this),
                                            s.dtype(), operand(s));
   bump_version();

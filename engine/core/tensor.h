@@ -111,6 +111,8 @@ class Tensor {
   // Same data, no autograd history, requires_grad false.
   Tensor detach() const;
   Tensor to(DType dtype) const;
+  // To another device (CPU <-> CUDA, CUDA <-> CUDA); differentiable. Uploads are asynchronous on the
+  // destination's current stream; downloads wait for the data.
   Tensor to(Device device) const;
 
   // ---- autograd
@@ -128,7 +130,7 @@ class Tensor {
   // ---- in-place (bump the version counter; refused on tensors that require grad while grad mode is on)
   Tensor& zero_();
   Tensor& fill_(double value);
-  Tensor& copy_(const Tensor& src);  // broadcasts src, converts dtype
+  Tensor& copy_(const Tensor& src);  // broadcasts src, converts dtype, moves it from another device
   Tensor& add_(const Tensor& other, double alpha = 1.0);
   Tensor& sub_(const Tensor& other, double alpha = 1.0) { return add_(other, -alpha); }
   Tensor& mul_(const Tensor& other);

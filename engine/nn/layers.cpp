@@ -65,10 +65,16 @@ Tensor BatchNorm::forward(const Tensor& x) {
   double momentum = 0.0;
   if (is_training() && opt_.track_running_stats) {
     // num_batches_tracked counts training forwards; with momentum=None it sets the cumulative average.
-    int64_t* n = num_batches_tracked.data_ptr<int64_t>();
-    *n += 1;
-    num_batches_tracked.bump_version();
-    momentum = opt_.momentum ? *opt_.momentum : 1.0 / static_cast<double>(*n);
+    if (num_batches_tracked.device().is_cpu()) {
+      int64_t* n = num_batches_tracked.data_ptr<int64_t>();
+      *n += 1;
+      num_batches_tracked.bump_version();
+      momentum = opt_.momentum ? *opt_.momentum : 1.0 / static_cast<double>(*n);
+    } else {  // on a GPU: count there; read it back (a sync) only when momentum=None needs the value
+      NoGradGuard ng;
+      num_batches_tracked.add_(Tensor::ones({}, DType::i64, num_batches_tracked.device()));
+      momentum = opt_.momentum ? *opt_.momentum : 1.0 / num_batches_tracked.item();
+    }
   }
   // Running stats are read in eval, written in training; without tracking they are not passed at all.
   Tensor rm = opt_.track_running_stats ? running_mean : Tensor();

@@ -27,18 +27,25 @@ ContrastiveResult contrastive_loss(const Tensor& q, const Tensor& k, const Tenso
                 "contrastive_loss: pos must be int64 of shape (", M, ")");
   SELFSUP_CHECK(n_private >= 0 && n_private <= Ncol, "contrastive_loss: n_private ", n_private, " outside [0, ", Ncol,
                 "]");
-  Tensor pc = pos.contiguous(), sc = self_col.defined() ? self_col.contiguous() : Tensor();
-  const int64_t* pp = pc.data_ptr<int64_t>();
-  for (int64_t i = 0; i < M; ++i)
-    SELFSUP_CHECK(pp[i] >= 0 && pp[i] < Ncol, "contrastive_loss: positive column ", pp[i], " of row ", i,
-                  " out of range [0, ", Ncol, ")");
-  if (sc.defined()) {
-    SELFSUP_CHECK(sc.dtype() == DType::i64 && sc.dim() == 1 && sc.size(0) == M,
-                  "contrastive_loss: self_col must be int64 of shape (", M, ")");
-    const int64_t* sp = sc.data_ptr<int64_t>();
+  {  // validate on host copies (downloads when the indices live on a GPU)
+    Tensor ph = pos.to(Device::cpu()).contiguous();
+    const int64_t* pp = ph.data_ptr<int64_t>();
     for (int64_t i = 0; i < M; ++i)
-      SELFSUP_CHECK(sp[i] != pp[i], "contrastive_loss: row ", i, " excludes its own positive column ", pp[i]);
+      SELFSUP_CHECK(pp[i] >= 0 && pp[i] < Ncol, "contrastive_loss: positive column ", pp[i], " of row ", i,
+                    " out of range [0, ", Ncol, ")");
+    if (self_col.defined()) {
+      SELFSUP_CHECK(self_col.dtype() == DType::i64 && self_col.dim() == 1 && self_col.size(0) == M,
+                    "contrastive_loss: self_col must be int64 of shape (", M, ")");
+      Tensor sh = self_col.to(Device::cpu()).contiguous();
+      const int64_t* sp = sh.data_ptr<int64_t>();
+      for (int64_t i = 0; i < M; ++i)
+        SELFSUP_CHECK(sp[i] != pp[i], "contrastive_loss: row ", i, " excludes its own positive column ", pp[i]);
+    }
   }
+  // The kernels read the indices on q's device (CPU-built indices are uploaded).
+  Tensor pc = pos.to(q.device()).contiguous();
+  Tensor sc = self_col.defined() ? self_col.to(q.device()).contiguous() : Tensor();
+  const int64_t* pp = pc.data_ptr<int64_t>();
   Tensor qc = q.detach().contiguous(), kc = k.detach().contiguous();
   Tensor rows = Tensor::empty({M}, q.dtype(), q.device()), lse = Tensor::empty({M}, q.dtype(), q.device());
   Tensor correct = Tensor::empty({M}, DType::u8, q.device());

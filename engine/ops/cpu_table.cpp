@@ -1,4 +1,5 @@
 // Fills the CPU kernel table: each entry turns the DType argument into the kernel template's type.
+// kernel_table() also fills the CUDA table (engine/ops/cuda_table.cpp) when the backend is compiled.
 #include "engine/ops/dispatch.h"
 
 namespace selfsup {
@@ -243,10 +244,20 @@ void fill_cpu_table(KernelTable& t) {
 
 }  // namespace
 
+#ifdef SELFSUP_HAVE_CUDA
+void fill_cuda_table(KernelTable& t);  // engine/ops/cuda_table.cpp
+#endif
+
 KernelTable& kernel_table(DeviceType type) {
   static KernelTable tables[kNumDeviceTypes];
-  static const bool cpu_filled = (fill_cpu_table(tables[static_cast<int>(DeviceType::cpu)]), true);
-  (void)cpu_filled;
+  static const bool filled = [] {
+    fill_cpu_table(tables[static_cast<int>(DeviceType::cpu)]);
+#ifdef SELFSUP_HAVE_CUDA
+    fill_cuda_table(tables[static_cast<int>(DeviceType::cuda)]);
+#endif
+    return true;
+  }();
+  (void)filled;
   return tables[static_cast<int>(type)];
 }
 

@@ -40,8 +40,15 @@ Tensor grad_like(const Tensor& g, const InputMeta& input) { return sum_to(g, inp
 
 namespace {
 
+// A 0-dim CPU tensor used with a tensor on another device moves there (as PyTorch treats CPU scalars).
+Tensor scalar_to_device_of(const Tensor& t, const Tensor& other) {
+  if (t.device() != other.device() && t.dim() == 0 && t.device().is_cpu()) return t.to(other.device());
+  return t;
+}
+
 // Computes `op` on a and b broadcast to a common shape, in their promoted dtype; no autograd.
-Tensor binary_raw(BinaryOp op, const Tensor& a, const Tensor& b, const char* name) {
+Tensor binary_raw(BinaryOp op, const Tensor& a_in, const Tensor& b_in, const char* name) {
+  const Tensor a = scalar_to_device_of(a_in, b_in), b = scalar_to_device_of(b_in, a_in);
   ops_detail::check_same_device(a, b, name);
   NoGradGuard ng;
   DType dt = promote_types(a.dtype(), b.dtype());
@@ -93,7 +100,9 @@ Tensor unary_with_grad(UnaryOp op, UnaryBwdOp bop, const Tensor& a, const char* 
 
 // a * x + b (float) with derivative a.
 Tensor affine(const Tensor& x, double a, double b, const char* name) {
-  if (!is_floating(x.dtype())) return binary_raw(BinaryOp::add, binary_raw(BinaryOp::mul, x, Tensor::scalar(a, x.dtype()), name), Tensor::scalar(b, x.dtype()), name);
+  if (!is_floating(x.dtype()))
+    return binary_raw(BinaryOp::add, binary_raw(BinaryOp::mul, x, Tensor::full({}, a, x.dtype(), x.device()), name),
+                      Tensor::full({}, b, x.dtype(), x.device()), name);
   Tensor out = unary_raw(UnaryOp::affine, x, a, b, name);
   autograd::record(name, {x}, {out}, [a](const Grads& g) { return Grads{mul(g[0], a)}; });
   return out;
@@ -166,7 +175,7 @@ Tensor select_binary(BinaryOp op, const Tensor& a, const Tensor& b, const char* 
     autograd::record(name, {a, b}, {out}, [sa, sb, op, n](const Grads& g) {
       Tensor x = sa.unpack(n), y = sb.unpack(n);
       Tensor pick_a = op == BinaryOp::maximum ? ge(x, y) : le(x, y);
-      Tensor zero = Tensor::zeros({}, g[0].dtype());
+      Tensor zero = Tensor::zeros({}, g[0].dtype(), g[0].device());
       return Grads{grad_like(where(pick_a, g[0], zero), x), grad_like(where(pick_a, zero, g[0]), y)};
     });
   }
@@ -200,7 +209,8 @@ Tensor clamp(const Tensor& a, double lo, double hi) {
 }
 Tensor sign(const Tensor& a) { return unary_raw(UnaryOp::sign, a, 0, 0, "sign"); }
 
-Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
+Tensor where(const Tensor& cond, const Tensor& a_in, const Tensor& b_in) {
+  const Tensor a = scalar_to_device_of(a_in, b_in), b = scalar_to_device_of(b_in, a_in);
   SELFSUP_CHECK(cond.dtype() == DType::b8 || cond.dtype() == DType::u8, "where: condition must be bool or uint8, got ",
                 dtype_name(cond.dtype()));
   ops_detail::check_same_device(a, b, "where");
@@ -219,7 +229,7 @@ Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
     Tensor c = cond.detach();
     ops_detail::InputMeta a_meta(a), b_meta(b);
     autograd::record("where", {a, b}, {out}, [c, a_meta, b_meta](const Grads& g) {
-      Tensor zero = Tensor::zeros({}, g[0].dtype());
+      Tensor zero = Tensor::zeros({}, g[0].dtype(), g[0].device());
       return Grads{grad_like(where(c, g[0], zero), a_meta), grad_like(where(c, zero, g[0]), b_meta)};
     });
   }
@@ -232,7 +242,7 @@ Tensor lt(const Tensor& a, const Tensor& b) { return binary_raw(BinaryOp::lt, a,
 Tensor le(const Tensor& a, const Tensor& b) { return binary_raw(BinaryOp::le, a, b, "le"); }
 Tensor gt(const Tensor& a, const Tensor& b) { return binary_raw(BinaryOp::gt, a, b, "gt"); }
 Tensor ge(const Tensor& a, const Tensor& b) { return binary_raw(BinaryOp::ge, a, b, "ge"); }
-Tensor gt(const Tensor& a, double s) { return gt(a, Tensor::scalar(s, a.dtype())); }
-Tensor lt(const Tensor& a, double s) { return lt(a, Tensor::scalar(s, a.dtype())); }
+Tensor gt(const Tensor& a, double s) { return gt(a, Tensor::full({}, s, a.dtype(), a.device())); }
+Tensor lt(const Tensor& a, double s) { return lt(a, Tensor::full({}, s, a.dtype(), a.device())); }
 
 }  // namespace selfsup

@@ -10,10 +10,11 @@ using Grads = std::vector<Tensor>;
 
 namespace {
 
-// Throws unless every index lies in [0, limit), naming the op.
+// Throws unless every index lies in [0, limit), naming the op. Reads a host copy when the index lives
+// on a GPU (a synchronising download: validation before the kernel, as on the CPU).
 void check_index(const Tensor& index, int64_t limit, const char* op) {
   SELFSUP_CHECK(index.dtype() == DType::i64, op, ": index must be int64, got ", dtype_name(index.dtype()));
-  Tensor c = index.contiguous();
+  Tensor c = index.to(Device::cpu()).contiguous();
   const int64_t* p = c.data_ptr<int64_t>();
   for (int64_t i = 0; i < c.numel(); ++i)
     SELFSUP_CHECK(p[i] >= 0 && p[i] < limit, op, ": index ", p[i], " out of range [0, ", limit, ") at position ", i);
@@ -104,7 +105,8 @@ Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index) {
   int64_t d = wrap_dim(dim, x.dim(), "index_select");
   SELFSUP_CHECK(index.dim() == 1, "index_select: index must be 1-D, got shape ", shape_str(index.sizes()));
   check_index(index, x.sizes()[d], "index_select");
-  Tensor xc = x.detach().contiguous(), ic = index.contiguous();
+  // The kernel reads the index on the data's device (a CPU index is uploaded).
+  Tensor xc = x.detach().contiguous(), ic = index.to(x.device()).contiguous();
   Shape out_shape = x.sizes();
   out_shape[d] = index.numel();
   Tensor out = Tensor::empty(out_shape, x.dtype(), x.device());
@@ -137,7 +139,7 @@ Tensor gather(const Tensor& x, int64_t dim, const Tensor& index) {
   int64_t d = wrap_dim(dim, x.dim(), "gather");
   check_index_shape(index, x, d, "gather");
   check_index(index, x.sizes()[d], "gather");
-  Tensor xc = x.detach().contiguous(), ic = index.contiguous();
+  Tensor xc = x.detach().contiguous(), ic = index.to(x.device()).contiguous();
   Tensor out = Tensor::empty(index.sizes(), x.dtype(), x.device());
   int64_t outer, inner;
   split_dims(x.sizes(), d, outer, inner);
@@ -165,7 +167,8 @@ Tensor scatter_add(const Tensor& self, int64_t dim, const Tensor& index, const T
     NoGradGuard ng;
     out = self.clone();
   }
-  Tensor ic = index.contiguous(), sc = src.detach().contiguous();
+  ops_detail::check_same_device(self, src, "scatter_add");
+  Tensor ic = index.to(self.device()).contiguous(), sc = src.detach().contiguous();
   int64_t outer, inner;
   split_dims(self.sizes(), d, outer, inner);
   SELFSUP_KERNEL_CALL(self.device(), scatter_add)(self.dtype(), outer, self.sizes()[d], src.sizes()[d], inner,

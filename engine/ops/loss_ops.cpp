@@ -59,11 +59,15 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& target, double label_sm
                 "cross_entropy: label_smoothing must be in [0, 1], got ", label_smoothing);
   const int64_t N = logits.size(0), C = logits.size(1);
   SELFSUP_CHECK(N > 0, "cross_entropy: empty batch");
-  Tensor tc = target.contiguous();
+  {  // validate on a host copy (a download when the target lives on a GPU)
+    Tensor th = target.to(Device::cpu()).contiguous();
+    const int64_t* t = th.data_ptr<int64_t>();
+    for (int64_t i = 0; i < N; ++i)
+      SELFSUP_CHECK(t[i] >= 0 && t[i] < C, "cross_entropy: target ", t[i], " at position ", i, " out of range [0, ",
+                    C, ")");
+  }
+  Tensor tc = target.to(logits.device()).contiguous();  // the kernel reads it on the logits' device
   const int64_t* t = tc.data_ptr<int64_t>();
-  for (int64_t i = 0; i < N; ++i)
-    SELFSUP_CHECK(t[i] >= 0 && t[i] < C, "cross_entropy: target ", t[i], " at position ", i, " out of range [0, ", C,
-                  ")");
   Tensor lc = logits.detach().contiguous();
   Tensor rows = Tensor::empty({N}, logits.dtype(), logits.device());
   Tensor lse = Tensor::empty({N}, logits.dtype(), logits.device());

@@ -16,6 +16,7 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
   check_dim(x, 4, "conv2d", "input (N, C, H, W)");
   check_dim(weight, 4, "conv2d", "weight (K, C/groups, R, S)");
   ops_detail::check_same_device(x, weight, "conv2d");
+  if (bias.defined()) ops_detail::check_same_device(x, bias, "conv2d");
   SELFSUP_CHECK(weight.dtype() == x.dtype(), "conv2d: weight dtype ", dtype_name(weight.dtype()),
                 " differs from input dtype ", dtype_name(x.dtype()));
   const int64_t g = opt.groups;
@@ -165,6 +166,7 @@ Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& run
                   shape_str(t.sizes()), " and dtype ", dtype_name(t.dtype()), " must be (", C, ") of dtype ",
                   dtype_name(x.dtype()));
     SELFSUP_CHECK(t.is_contiguous(), "batch_norm: ", what, " must be contiguous");
+    ops_detail::check_same_device(x, t, "batch_norm");  // kernels read these through raw pointers
   };
   check_param(weight, "weight");
   check_param(bias, "bias");

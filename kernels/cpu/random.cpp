@@ -1,5 +1,6 @@
 // Random fills from Philox: element i depends only on (seed, stream, offset + i), so the result does not
-// depend on the number of threads, and a CUDA kernel computing the same formula gives the same numbers.
+// depend on the number of threads. The element formulas live in kernels/philox.h, shared with
+// kernels/cuda/random.cu, and use only exactly-rounded operations, so CPU and GPU give the same bits.
 #include <cmath>
 
 #include "kernels/kernel_api.h"
@@ -13,9 +14,9 @@ void fill_uniform_cpu(int64_t n, uint64_t seed, uint64_t stream, uint64_t offset
   for (int64_t i = 0; i < n; ++i) {
     Philox4 r = philox_block(seed, stream, offset + static_cast<uint64_t>(i));
     if constexpr (std::is_same_v<T, float>) {
-      out[i] = uint_to_unit_float(r.v[0]);
+      out[i] = philox_uniform_float(r);
     } else {
-      out[i] = uints_to_unit_double(r.v[0], r.v[1]);
+      out[i] = philox_uniform_double(r);
     }
   }
 }
@@ -25,15 +26,10 @@ void fill_normal_cpu(int64_t n, uint64_t seed, uint64_t stream, uint64_t offset,
 #pragma omp parallel for schedule(static) if (n > 65536)
   for (int64_t i = 0; i < n; ++i) {
     Philox4 r = philox_block(seed, stream, offset + static_cast<uint64_t>(i));
-    // Box-Muller; u1 in (0, 1] so the log is finite.
     if constexpr (std::is_same_v<T, float>) {
-      float u1 = 1.0f - uint_to_unit_float(r.v[0]);
-      float u2 = uint_to_unit_float(r.v[1]);
-      out[i] = std::sqrt(-2.0f * std::log(u1)) * std::cos(6.2831853071795864f * u2);
+      out[i] = philox_normal_float(r);
     } else {
-      double u1 = 1.0 - uints_to_unit_double(r.v[0], r.v[1]);
-      double u2 = uints_to_unit_double(r.v[2], r.v[3]);
-      out[i] = std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2);
+      out[i] = philox_normal_double(r);
     }
   }
 }

@@ -4,6 +4,7 @@
 #include <cstdio>
 
 #include "engine/core/check.h"
+#include "engine/core/cuda_context.h"
 #include "ssl/app/commands.h"
 
 namespace selfsup::app {
@@ -22,6 +23,8 @@ int cmd_info(const std::vector<std::string>& args) {
 #else
   std::printf("build:   CPU only (CUDA backend not compiled)\n");
 #endif
+  std::printf("cuda:    %s\n", cuda_devices_summary().c_str());
+  std::printf("device:  --device auto selects %s\n", default_device().str().c_str());
   std::printf("cpu:     %d OpenMP threads (OMP_NUM_THREADS), oneDNN for float32 GEMM/convolution\n",
               omp_get_max_threads());
   return 0;

@@ -56,8 +56,8 @@ SELFSUP_OP_CASES({
      [](const V& x) { return where(gt(x[0], 0.0), x[1], x[2]); }, {}, {false, true, true}},
     {"permute/3d", {{2, 3, 4}}, [](const V& x) { return mul(x[0].permute({2, 0, 1}), 2.0); }},
     {"slice/step", {{5, 6}}, [](const V& x) { return x[0].slice(1, 1, 6, 2).slice(0, 1, 4); }},
-    {"expand/rows", {{1, 4}}, [](const V& x) { return mul(x[0].expand({3, 4}), Tensor::arange(0, 12).reshape({3, 4}).to(x[0].dtype())); }},
-    {"view/reshape", {{2, 6}}, [](const V& x) { return mul(x[0].reshape({3, 4}), Tensor::arange(0, 12).reshape({3, 4}).to(x[0].dtype())); }},
+    {"expand/rows", {{1, 4}}, [](const V& x) { return mul(x[0].expand({3, 4}), Tensor::arange(0, 12).reshape({3, 4}).to(x[0].dtype()).to(x[0].device())); }},
+    {"view/reshape", {{2, 6}}, [](const V& x) { return mul(x[0].reshape({3, 4}), Tensor::arange(0, 12).reshape({3, 4}).to(x[0].dtype()).to(x[0].device())); }},
     {"cast/roundtrip", {{4}}, [](const V& x) { return mul(x[0].to(DType::f32).to(x[0].dtype()), 1.0); },
      {}, {}, {1e-3, 1e-3, 1e-3}},
 });

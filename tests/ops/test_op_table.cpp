@@ -1,6 +1,6 @@
 // Runs every row of the OpCase table (tests/ops/op_cases_*.cpp): float64 central-difference gradient
 // check, and the float32 forward against the float64 forward on the same inputs. The CUDA comparison of the
-// same rows belongs to the CUDA backend; without it this binary says so.
+// same rows runs in test_cuda (tests/cuda/test_cuda_ops.cpp).
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -54,7 +54,7 @@ TEST_CASE("op table: float32 forward agrees with float64 forward") {
 
 TEST_CASE("op table: CPU vs CUDA") {
 #ifdef SELFSUP_HAVE_CUDA
-  std::printf("op table CPU vs CUDA: SKIPPED (the CUDA tensor backend is not implemented yet)\n");
+  std::printf("op table CPU vs CUDA: runs in test_cuda (tests/cuda/test_cuda_ops.cpp; ctest skips it without a GPU)\n");
 #else
   std::printf("op table CPU vs CUDA: SKIPPED (built without CUDA)\n");
 #endif

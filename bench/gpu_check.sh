@@ -1,0 +1,183 @@
+#!/usr/bin/env bash
+# The one GPU check: run from the repository root on a machine with an NVIDIA GPU (an H200 in our case,
+# in one device-tool call, well under 8 minutes):
+#
+#   bash bench/gpu_check.sh            # or: OUT=/some/dir bash bench/gpu_check.sh
+#
+# Steps (each timed, each one line in the final table; a failing step does not stop the later ones):
+#   1. nvidia-smi                      what GPU and driver this is
+#   2. configure + build for sm_90     build-gpu/, -j16, Release, SELFSUP_CUDA=ON (only the CUDA targets
+#                                      the later steps need, plus the CLI)
+#   3. selfsup info                    the devices as the engine sees them
+#   4. test_cuda                       every CUDA test: device context, Philox bit-identity, to(Device),
+#                                      allocator, cuBLAS, casts, reductions, and the CPU-vs-CUDA OpCase table
+#                                      (its "not implemented on CUDA" list is copied into the report)
+#   5. compute-sanitizer memcheck      test_cuda on the elementwise/cast/reduce/index subset (SYNC_DEBUG on)
+#   6. benchmarks                      bench_gpu_elementwise next to bench/peers/torch_gpu_ops.py (PyTorch)
+# The summary table is printed at the end and written to $OUT/gpu_check.md when OUT is set; the full logs
+# go to $OUT/gpu_check_logs/ (or build-gpu/gpu_check_logs/). Exit status: non-zero if any build or test
+# step failed (the table is printed either way). Copy the table to bench/results/<date>-<commit>.md.
+set -u
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+BUILD=${BUILD:-build-gpu}
+ARCHS=${SELFSUP_CUDA_ARCHS:-90}
+JOBS=${JOBS:-16}
+LOGS=${OUT:+$OUT/gpu_check_logs}
+LOGS=${LOGS:-$BUILD/gpu_check_logs}
+mkdir -p "$LOGS"
+export PATH=/usr/local/cuda/bin:$PATH
+
+declare -a ROWS=()
+FAILED=0
+row() { ROWS+=("| $1 | $2 | $3 | $4 |"); }
+
+# run_step NAME SECONDS CMD...: runs with a timeout, logs to $LOGS/NAME.log, records status and time.
+run_step() {
+  local name=$1 limit=$2
+  shift 2
+  local t0=$(date +%s) rc
+  echo "=== $name: $*" > "$LOGS/$name.log"
+  timeout --kill-after=10 "$limit" "$@" >> "$LOGS/$name.log" 2>&1
+  rc=$?
+  local dt=$(( $(date +%s) - t0 ))
+  tail -n 25 "$LOGS/$name.log"
+  if [ $rc -eq 0 ]; then
+    STEP_STATUS=ok
+  elif [ $rc -eq 124 ] || [ $rc -eq 137 ]; then
+    STEP_STATUS="TIMEOUT (${limit}s)"
+  elif [ $rc -eq 77 ]; then
+    STEP_STATUS="SKIPPED (no device)"
+  else
+    STEP_STATUS="FAILED (rc $rc)"
+  fi
+  STEP_TIME=${dt}s
+  STEP_RC=$rc
+}
+
+START=$(date +%s)
+COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+DIRTY=$(git status --porcelain 2>/dev/null | grep -q . && echo " (+ uncommitted changes)" || true)
+
+# 1. GPU
+GPU=$(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null | head -1)
+GPU=${GPU:-"nvidia-smi unavailable"}
+echo "GPU: $GPU"
+
+# 2. build
+run_step configure 60 cmake -S . -B "$BUILD" -DSELFSUP_CUDA=ON -DCMAKE_BUILD_TYPE=Release \
+  -DSELFSUP_CUDA_ARCHS="$ARCHS" -DCMAKE_CUDA_ARCHITECTURES="$ARCHS"
+row "configure (sm_$ARCHS)" "$STEP_STATUS" "$STEP_TIME" "$BUILD"
+[ "$STEP_RC" -ne 0 ] && FAILED=1
+if [ "$STEP_RC" -eq 0 ]; then
+  run_step build 240 cmake --build "$BUILD" -j "$JOBS" --target test_cuda bench_gpu_elementwise selfsup
+  row "build -j$JOBS" "$STEP_STATUS" "$STEP_TIME" "test_cuda, bench_gpu_elementwise, selfsup"
+  [ "$STEP_RC" -ne 0 ] && FAILED=1
+  BUILD_OK=$STEP_RC
+else
+  BUILD_OK=1
+fi
+
+if [ "$BUILD_OK" -eq 0 ]; then
+  # 3. what the engine sees
+  run_step info 30 "$BUILD/selfsup" info
+  row "selfsup info" "$STEP_STATUS" "$STEP_TIME" "$(grep -m1 'cuda:' "$LOGS/info.log" | sed 's/|/\//g' | cut -c1-90)"
+
+  # 4. all CUDA tests (the OpCase table included)
+  run_step test_cuda 120 "$BUILD/test_cuda"
+  [ "$STEP_RC" -ne 0 ] && FAILED=1
+  OPT=$(grep -m1 '^op table CPU vs CUDA' "$LOGS/test_cuda.log" | sed 's/^op table CPU vs CUDA: //')
+  DT=$(grep -m1 -E '^\[doctest\] test cases' "$LOGS/test_cuda.log" | sed 's/^\[doctest\] //; s/|/\//g')
+  row "test_cuda" "$STEP_STATUS" "$STEP_TIME" "${DT:-no doctest summary}"
+  row "OpCase table CPU vs CUDA" "$([ -n "$OPT" ] && echo ran || echo missing)" "-" "${OPT:-see log}"
+
+  # 5. memcheck on a subset (each kernel family once; SYNC_DEBUG pins faults to their launch)
+  # compute-sanitizer: on PATH, in the toolkit, or from the PyPI wheel nvidia-cuda-sanitizer-api
+  # (pip install nvidia-cuda-sanitizer-api; its binary sits in site-packages/nvidia/cuda_sanitizer_api/).
+  SANITIZER=$(command -v compute-sanitizer 2>/dev/null)
+  for c in /usr/local/cuda/compute-sanitizer/compute-sanitizer /usr/local/cuda/bin/compute-sanitizer \
+           $(/usr/bin/env python3 -c 'import nvidia, os; [print(os.path.join(p, "cuda_sanitizer_api", "compute-sanitizer", "compute-sanitizer")) for p in nvidia.__path__]' 2>/dev/null); do
+    [ -z "$SANITIZER" ] && [ -x "$c" ] && SANITIZER=$c
+  done
+  if [ -n "$SANITIZER" ]; then
+    run_step memcheck 120 env SELFSUP_SYNC_DEBUG=1 "$SANITIZER" --tool memcheck --leak-check none \
+      --error-exitcode 99 "$BUILD/test_cuda" \
+      -tc="*Philox*,*casts*,*elementwise*,*reductions*,*index ops*,*to(Device) round*,*cuBLAS*"
+    [ "$STEP_RC" -ne 0 ] && FAILED=1
+    ERRS=$(grep -m1 -E 'ERROR SUMMARY' "$LOGS/memcheck.log" | sed 's/^=* *//')
+    row "compute-sanitizer memcheck" "$STEP_STATUS" "$STEP_TIME" "${ERRS:-no summary}"
+  else
+    # Not a test failure, but the table says loudly that memory checking did not happen.
+    row "compute-sanitizer memcheck" "NOT RUN" "-" "compute-sanitizer not found (pip install nvidia-cuda-sanitizer-api)"
+  fi
+
+  # 6. benchmarks: ours, then PyTorch's on the same GPU
+  run_step bench_ours 60 "$BUILD/bench_gpu_elementwise"
+  row "bench_gpu_elementwise" "$STEP_STATUS" "$STEP_TIME" "JSON lines in the log"
+  run_step bench_torch 60 /usr/bin/env python3 bench/peers/torch_gpu_ops.py
+  row "PyTorch peer" "$STEP_STATUS" "$STEP_TIME" "$(/usr/bin/env python3 -c 'import torch; print("torch", torch.__version__)' 2>/dev/null || echo 'torch not importable')"
+fi
+
+TOTAL=$(( $(date +%s) - START ))
+
+# Benchmark table: join the two JSON-line logs on "bench" (plain shell + awk: no Python needed for this).
+bench_table() {
+  local ours="$LOGS/bench_ours.log" torch="$LOGS/bench_torch.log"
+  [ -f "$ours" ] || { echo "(no benchmark output)"; return; }
+  echo "| benchmark | selfsup | PyTorch | selfsup / PyTorch |"
+  echo "|---|---:|---:|---:|"
+  awk '
+    function field(line, key,   m) {  # value of "key": in a flat JSON line
+      if (match(line, "\"" key "\": *\"[^\"]*\"")) { m = substr(line, RSTART, RLENGTH); sub(/^[^:]*: *"/, "", m); sub(/"$/, "", m); return m }
+      if (match(line, "\"" key "\": *[-0-9.eE+]+")) { m = substr(line, RSTART, RLENGTH); sub(/^[^:]*: */, "", m); return m }
+      return ""
+    }
+    FNR == NR { if ($0 ~ /"bench"/) { t[field($0, "bench")] = field($0, "value") } next }
+    /"bench"/ {
+      b = field($0, "bench"); v = field($0, "value"); u = field($0, "unit")
+      pt = (b in t) ? t[b] : ""
+      ratio = (pt != "" && pt + 0 > 0) ? sprintf("%.2f", v / pt) : "-"
+      printf("| %s | %s %s | %s | %s |\n", b, v, u, (pt == "" ? "-" : pt " " u), ratio)
+    }' "$torch" "$ours" 2>/dev/null
+  local copy add
+  copy=$(grep -m1 '"copy_d2d_f32_256M"' "$ours" | sed 's/.*"value": \([0-9.]*\).*/\1/')
+  add=$(grep -m1 '"add_f32_256M"' "$ours" | sed 's/.*"value": \([0-9.]*\).*/\1/')
+  if [ -n "$copy" ] && [ -n "$add" ]; then
+    echo
+    echo "elementwise add reaches $(awk -v a="$add" -v c="$copy" 'BEGIN { printf("%.0f", 100 * a / c) }')% of the device-to-device copy bandwidth (goal: >= 80%)."
+  fi
+}
+
+{
+  echo "# gpu_check $(date -u +%Y-%m-%d) commit $COMMIT$DIRTY"
+  echo
+  echo "GPU: $GPU  "
+  echo "total: ${TOTAL}s, status: $([ $FAILED -eq 0 ] && echo PASS || echo FAIL)"
+  echo
+  echo "| step | status | time | detail |"
+  echo "|---|---|---|---|"
+  for r in "${ROWS[@]}"; do echo "$r"; done
+  echo
+  bench_table
+  if [ -f "$LOGS/test_cuda.log" ] && grep -q 'not implemented on CUDA:' "$LOGS/test_cuda.log"; then
+    echo
+    echo "OpCase rows not implemented on CUDA yet:"
+    echo
+    grep 'not implemented on CUDA:' "$LOGS/test_cuda.log" | sed 's/^ */- /; s/ (kernel .*//' | head -60
+  fi
+  if [ -f "$LOGS/test_cuda.log" ] && grep -q '  FAIL ' "$LOGS/test_cuda.log"; then
+    echo
+    echo "OpCase rows that FAILED on CUDA:"
+    echo
+    grep '  FAIL ' "$LOGS/test_cuda.log" | sed 's/^ */- /' | head -60
+  fi
+} > "$LOGS/gpu_check.md"
+
+echo
+echo "================================================================ gpu_check summary"
+cat "$LOGS/gpu_check.md"
+if [ -n "${OUT:-}" ]; then
+  cp "$LOGS/gpu_check.md" "$OUT/gpu_check.md"
+  echo "(written to $OUT/gpu_check.md; logs in $LOGS)"
+fi
+exit $FAILED
