@@ -166,9 +166,16 @@ void Module::to(DType dtype) {
 }
 
 void Module::to(Device device) {
-  SELFSUP_CHECK(device.is_cpu(), type_name(), ".to(", device.str(),
-                "): modules can only live on the CPU in this build (no CUDA tensor backend yet)");
-  // Everything is on the CPU already; nothing to move.
+  // Like to(DType): the parameters are replaced by leaves on the device (build optimizers afterwards).
+  for (auto& [_, t] : params_) {
+    if (t->device() == device) continue;
+    Tensor moved = t->detach().to(device);
+    moved.set_requires_grad(true);
+    *t = moved;
+  }
+  for (auto& [_, t] : buffers_)
+    if (t->device() != device) *t = t->detach().to(device);
+  for (auto& [_, c] : children_) c->to(device);
 }
 
 int64_t Module::num_parameters() const {

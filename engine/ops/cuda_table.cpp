@@ -5,6 +5,7 @@
 #ifdef SELFSUP_HAVE_CUDA
 #include "engine/ops/dispatch.h"
 #include "kernels/cuda/cuda_api.h"
+#include "kernels/cuda/cuda_nn_api.h"
 #include "kernels/cuda/device.h"
 
 namespace selfsup {
@@ -15,6 +16,11 @@ using kn::StridedOperand;
 namespace {
 
 cudaStream_t stream() { return kn::cuda::current_stream(kn::cuda::current_device()); }
+
+// The nn-level CUDA kernels are float32 only (bf16 variants exist at the kernel level, not yet wired).
+void on_f32(DType t, const char* name) {
+  SELFSUP_CHECK(t == DType::f32, "kernel '", name, "' on CUDA supports float32, got ", dtype_name(t));
+}
 
 template <typename F>
 void on_float(DType t, const char* name, F&& f) {
@@ -118,18 +124,126 @@ void fill_cuda_table(KernelTable& t) {
     });
   };
 
-  // ---- nn-level kernels: assigned at merge from kernels/cuda/cuda_nn_api.h (the nn helper's launchers).
-  // Until then these stay null, and an op reaching one reports
-  // "kernel 'conv2d_fwd' is not implemented for device cuda:0".
-  //   t.conv2d_fwd, t.conv2d_bwd_data, t.conv2d_bwd_weight              (conv_cudnn.cpp)
-  //   t.max_pool2d_fwd, t.max_pool2d_bwd, t.avg_pool2d_fwd, t.avg_pool2d_bwd,
-  //   t.adaptive_avg_pool2d_fwd, t.adaptive_avg_pool2d_bwd                (pool.cu)
-  //   t.batch_norm_fwd_train, t.batch_norm_fwd_eval, t.batch_norm_bwd    (norm.cu)
-  //   t.softmax_fwd, t.softmax_bwd, t.cross_entropy_fwd, t.cross_entropy_bwd  (softmax_xent.cu)
-  //   t.l2_normalize_fwd, t.l2_normalize_bwd                             (normalize.cu)
-  //   t.infonce_fwd, t.infonce_bwd                                       (infonce.cu)
-  //   t.ema_update                                                       (momentum.cu; its pointer and numel
-  //                                                                        arrays arrive in host memory)
+  // ---- nn-level kernels (kernels/cuda/cuda_nn_api.h): float32. Their statistics arguments (batch norm's
+  // gamma/beta/means, cross-entropy's loss/lse, the L2 norm) are float for every element type, so the
+  // engine's float32 tensors pass straight through.
+  using F = float;
+  t.conv2d_fwd = [](DType dt, const kn::Conv2dShape& s, const void* x, const void* w, const void* b, void* y) {
+    on_f32(dt, "conv2d_fwd");
+    kn::conv2d_fwd_cuda<F>(s, static_cast<const F*>(x), static_cast<const F*>(w), static_cast<const F*>(b),
+                           static_cast<F*>(y), stream());
+  };
+  t.conv2d_bwd_data = [](DType dt, const kn::Conv2dShape& s, const void* dy, const void* w, void* dx) {
+    on_f32(dt, "conv2d_bwd_data");
+    kn::conv2d_bwd_data_cuda<F>(s, static_cast<const F*>(dy), static_cast<const F*>(w), static_cast<F*>(dx), stream());
+  };
+  t.conv2d_bwd_weight = [](DType dt, const kn::Conv2dShape& s, const void* x, const void* dy, void* dw, void* db) {
+    on_f32(dt, "conv2d_bwd_weight");
+    kn::conv2d_bwd_weight_cuda<F>(s, static_cast<const F*>(x), static_cast<const F*>(dy), static_cast<F*>(dw),
+                                  static_cast<F*>(db), stream());
+  };
+  t.max_pool2d_fwd = [](DType dt, const kn::Pool2dShape& s, const void* x, void* y, int64_t* arg) {
+    on_f32(dt, "max_pool2d_fwd");
+    kn::max_pool2d_fwd_cuda<F>(s, static_cast<const F*>(x), static_cast<F*>(y), arg, stream());
+  };
+  t.max_pool2d_bwd = [](DType dt, const kn::Pool2dShape& s, const void* dy, const int64_t* arg, void* dx) {
+    on_f32(dt, "max_pool2d_bwd");
+    kn::max_pool2d_bwd_cuda<F>(s, static_cast<const F*>(dy), arg, static_cast<F*>(dx), stream());
+  };
+  t.avg_pool2d_fwd = [](DType dt, const kn::Pool2dShape& s, const void* x, void* y) {
+    on_f32(dt, "avg_pool2d_fwd");
+    kn::avg_pool2d_fwd_cuda<F>(s, static_cast<const F*>(x), static_cast<F*>(y), stream());
+  };
+  t.avg_pool2d_bwd = [](DType dt, const kn::Pool2dShape& s, const void* dy, void* dx) {
+    on_f32(dt, "avg_pool2d_bwd");
+    kn::avg_pool2d_bwd_cuda<F>(s, static_cast<const F*>(dy), static_cast<F*>(dx), stream());
+  };
+  t.adaptive_avg_pool2d_fwd = [](DType dt, int64_t N, int64_t C, int64_t H, int64_t W, int64_t P, int64_t Q,
+                                 const void* x, void* y) {
+    on_f32(dt, "adaptive_avg_pool2d_fwd");
+    kn::adaptive_avg_pool2d_fwd_cuda<F>(N, C, H, W, P, Q, static_cast<const F*>(x), static_cast<F*>(y), stream());
+  };
+  t.adaptive_avg_pool2d_bwd = [](DType dt, int64_t N, int64_t C, int64_t H, int64_t W, int64_t P, int64_t Q,
+                                 const void* dy, void* dx) {
+    on_f32(dt, "adaptive_avg_pool2d_bwd");
+    kn::adaptive_avg_pool2d_bwd_cuda<F>(N, C, H, W, P, Q, static_cast<const F*>(dy), static_cast<F*>(dx), stream());
+  };
+  t.batch_norm_fwd_train = [](DType dt, int64_t N, int64_t C, int64_t S, const void* x, const void* g, const void* b,
+                              double eps, double momentum, void* y, void* mean, void* invstd, void* rm, void* rv) {
+    on_f32(dt, "batch_norm_fwd_train");
+    kn::batch_norm_fwd_train_cuda<F>(N, C, S, static_cast<const F*>(x), static_cast<const F*>(g),
+                                     static_cast<const F*>(b), eps, momentum, static_cast<F*>(y), static_cast<F*>(mean),
+                                     static_cast<F*>(invstd), static_cast<F*>(rm), static_cast<F*>(rv), stream());
+  };
+  t.batch_norm_fwd_eval = [](DType dt, int64_t N, int64_t C, int64_t S, const void* x, const void* g, const void* b,
+                             const void* rm, const void* rv, double eps, void* y) {
+    on_f32(dt, "batch_norm_fwd_eval");
+    kn::batch_norm_fwd_eval_cuda<F>(N, C, S, static_cast<const F*>(x), static_cast<const F*>(g),
+                                    static_cast<const F*>(b), static_cast<const F*>(rm), static_cast<const F*>(rv), eps,
+                                    static_cast<F*>(y), stream());
+  };
+  t.batch_norm_bwd = [](DType dt, int64_t N, int64_t C, int64_t S, const void* dy, const void* x, const void* g,
+                        const void* mean, const void* invstd, void* dx, void* dg, void* db) {
+    on_f32(dt, "batch_norm_bwd");
+    kn::batch_norm_bwd_cuda<F>(N, C, S, static_cast<const F*>(dy), static_cast<const F*>(x), static_cast<const F*>(g),
+                               static_cast<const F*>(mean), static_cast<const F*>(invstd), static_cast<F*>(dx),
+                               static_cast<F*>(dg), static_cast<F*>(db), stream());
+  };
+  t.softmax_fwd = [](DType dt, int64_t outer, int64_t n, int64_t inner, const void* x, void* y, bool log) {
+    on_f32(dt, "softmax_fwd");
+    kn::softmax_fwd_cuda<F>(outer, n, inner, static_cast<const F*>(x), static_cast<F*>(y), log, stream());
+  };
+  t.softmax_bwd = [](DType dt, int64_t outer, int64_t n, int64_t inner, const void* y, const void* dy, void* dx,
+                     bool log) {
+    on_f32(dt, "softmax_bwd");
+    kn::softmax_bwd_cuda<F>(outer, n, inner, static_cast<const F*>(y), static_cast<const F*>(dy), static_cast<F*>(dx),
+                            log, stream());
+  };
+  t.cross_entropy_fwd = [](DType dt, int64_t N, int64_t C, const void* logits, const int64_t* target, double ls,
+                           void* loss, void* lse) {
+    on_f32(dt, "cross_entropy_fwd");
+    kn::cross_entropy_fwd_cuda<F>(N, C, static_cast<const F*>(logits), target, ls, static_cast<F*>(loss),
+                                  static_cast<F*>(lse), stream());
+  };
+  t.cross_entropy_bwd = [](DType dt, int64_t N, int64_t C, const void* logits, const int64_t* target, double ls,
+                           const void* lse, const void* dloss, void* dlogits) {
+    on_f32(dt, "cross_entropy_bwd");
+    kn::cross_entropy_bwd_cuda<F>(N, C, static_cast<const F*>(logits), target, ls, static_cast<const F*>(lse),
+                                  static_cast<const F*>(dloss), static_cast<F*>(dlogits), stream());
+  };
+  t.l2_normalize_fwd = [](DType dt, int64_t outer, int64_t n, int64_t inner, const void* x, double eps, void* y,
+                          void* norm) {
+    on_f32(dt, "l2_normalize_fwd");
+    kn::l2_normalize_fwd_cuda<F>(outer, n, inner, static_cast<const F*>(x), eps, static_cast<F*>(y),
+                                 static_cast<F*>(norm), stream());
+  };
+  t.l2_normalize_bwd = [](DType dt, int64_t outer, int64_t n, int64_t inner, const void* y, const void* norm,
+                          double eps, const void* dy, void* dx) {
+    on_f32(dt, "l2_normalize_bwd");
+    kn::l2_normalize_bwd_cuda<F>(outer, n, inner, static_cast<const F*>(y), static_cast<const F*>(norm), eps,
+                                 static_cast<const F*>(dy), static_cast<F*>(dx), stream());
+  };
+  t.infonce_fwd = [](DType dt, int64_t M, int64_t Ncol, int64_t D, const void* q, const void* k, const int64_t* pos,
+                     const int64_t* self_col, int64_t n_private, double inv_tau, void* loss, void* lse,
+                     uint8_t* correct) {
+    on_f32(dt, "infonce_fwd");
+    kn::infonce_fwd_cuda<F>(M, Ncol, D, static_cast<const F*>(q), static_cast<const F*>(k), pos, self_col, n_private,
+                            inv_tau, static_cast<F*>(loss), static_cast<F*>(lse), correct, stream());
+  };
+  t.infonce_bwd = [](DType dt, int64_t M, int64_t Ncol, int64_t D, const void* q, const void* k, const int64_t* pos,
+                     const int64_t* self_col, int64_t n_private, double inv_tau, const void* lse, const void* dloss,
+                     void* dq, void* dk) {
+    on_f32(dt, "infonce_bwd");
+    kn::infonce_bwd_cuda<F>(M, Ncol, D, static_cast<const F*>(q), static_cast<const F*>(k), pos, self_col, n_private,
+                            inv_tau, static_cast<const F*>(lse), static_cast<const F*>(dloss), static_cast<F*>(dq),
+                            static_cast<F*>(dk), stream());
+  };
+  t.ema_update = [](DType dt, int64_t n, void* const* target, const void* const* online, const int64_t* numel,
+                    double mom) {
+    on_f32(dt, "ema_update");
+    kn::ema_update_cuda<F>(n, reinterpret_cast<F* const*>(target), reinterpret_cast<const F* const*>(online), numel,
+                           mom, stream());
+  };
 }
 
 }  // namespace selfsup

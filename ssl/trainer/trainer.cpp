@@ -46,7 +46,8 @@ void validate(const TrainConfig& c) {
                 "' (expected sgd or lars)");
   SELFSUP_CHECK(c.device == "auto" || c.device == "cpu" || c.device == "cuda", "train: unknown --device '", c.device,
                 "' (expected auto, cpu or cuda)");
-  SELFSUP_CHECK(c.device != "cuda", "train: --device cuda: this build has no CUDA tensor backend yet (use cpu)");
+  SELFSUP_CHECK(c.device != "cuda", "train: --device cuda: the trainer runs on the CPU for now (the CUDA backend is "
+                "compiled but has not been verified on a GPU yet); use --device cpu or auto");
   SELFSUP_CHECK(c.width >= 1 && c.batch >= 2 && c.proj_dim >= 1 && c.proj_hidden >= 1 && c.image_size >= 8,
                 "train: --width, --proj-dim and --proj-hidden must be >= 1, --batch >= 2, the image size >= 8");
   SELFSUP_CHECK(c.temperature > 0 && c.lr > 0 && c.weight_decay >= 0 && c.momentum >= 0 && c.crop_min > 0 &&
