@@ -18,6 +18,8 @@ Tensor extract_features(models::ResNet& encoder, const ImageDataset& data, int64
   std::copy(std::begin(train_recipe.mean), std::end(train_recipe.mean), std::begin(eval_recipe.mean));
   std::copy(std::begin(train_recipe.std), std::end(train_recipe.std), std::begin(eval_recipe.std));
   const bool was_training = encoder.is_training();
+  // Images are prepared on the CPU and moved to the encoder's device; features come back to the CPU.
+  const Device device = encoder.parameters().front().device();
   encoder.eval();
   NoGradGuard ng;
   std::vector<Tensor> parts;
@@ -28,7 +30,7 @@ Tensor extract_features(models::ResNet& encoder, const ImageDataset& data, int64
     std::vector<AugmentParams> params = sample_params(eval_recipe, static_cast<int>(data.images.size(1)),
                                                       static_cast<int>(data.images.size(2)), 0, 0, ids.data(), rows, 0);
     Tensor x = apply_augment(data.images.narrow(0, b0, rows), eval_recipe, params);  // (rows, C, s, s)
-    parts.push_back(encoder.forward_features(x));
+    parts.push_back(encoder.forward_features(x.to(device)).to(Device::cpu()));
   }
   encoder.train(was_training);
   return cat(parts, 0);

@@ -12,6 +12,7 @@
 #include <memory>
 
 #include "engine/autograd/grad_mode.h"
+#include "engine/core/cuda_context.h"
 #include "engine/data/augment.h"
 #include "engine/data/loader.h"
 #include "engine/data/spec.h"
@@ -44,10 +45,6 @@ void validate(const TrainConfig& c) {
                 "' (expected cifar or imagenet)");
   SELFSUP_CHECK(c.optimizer == "sgd" || c.optimizer == "lars", "train: unknown --optimizer '", c.optimizer,
                 "' (expected sgd or lars)");
-  SELFSUP_CHECK(c.device == "auto" || c.device == "cpu" || c.device == "cuda", "train: unknown --device '", c.device,
-                "' (expected auto, cpu or cuda)");
-  SELFSUP_CHECK(c.device != "cuda", "train: --device cuda: the trainer runs on the CPU for now (the CUDA backend is "
-                "compiled but has not been verified on a GPU yet); use --device cpu or auto");
   SELFSUP_CHECK(c.width >= 1 && c.batch >= 2 && c.proj_dim >= 1 && c.proj_hidden >= 1 && c.image_size >= 8,
                 "train: --width, --proj-dim and --proj-hidden must be >= 1, --batch >= 2, the image size >= 8");
   SELFSUP_CHECK(c.temperature > 0 && c.lr > 0 && c.weight_decay >= 0 && c.momentum >= 0 && c.crop_min > 0 &&
@@ -130,6 +127,8 @@ TrainSummary train(TrainConfig cfg, const TrainControl& control) {
   }
   validate(cfg);
   if (cfg.threads > 0) omp_set_num_threads(cfg.threads);
+  // auto: cuda:0 when a device exists, else the CPU; an explicit cuda without a device is an error here.
+  const Device device = parse_device(cfg.device);
 
   fs::create_directories(cfg.out);
   SELFSUP_CHECK(resuming || latest_checkpoint(cfg.out).empty(), "train: ", cfg.out, " already holds a run (",
@@ -163,6 +162,7 @@ TrainSummary train(TrainConfig cfg, const TrainControl& control) {
 
   // ---- model and optimizer
   std::shared_ptr<Method> method = make_method(cfg);
+  method->to(device);  // before the optimizer: to(Device) replaces the parameter tensors
   std::unique_ptr<Optimizer> optim = make_optimizer(cfg, *method);
   int64_t step = 0;
   if (resuming) {
@@ -191,9 +191,9 @@ TrainSummary train(TrainConfig cfg, const TrainControl& control) {
   if (!control.quiet) {
     std::printf("selfsup train: %s %s\n%s\n", resuming ? "resuming" : "starting", cfg.out.c_str(),
                 cfg.to_json().c_str());
-    std::printf("data: %s, %ld training images, %ld steps per epoch; encoder %s width %ld (%ld parameters)\n",
+    std::printf("data: %s, %ld training images, %ld steps per epoch; encoder %s width %ld (%ld parameters) on %s\n",
                 train_set.name.c_str(), long(train_set.size()), long(steps_per_epoch), cfg.arch.c_str(),
-                long(cfg.width), long(method->num_parameters()));
+                long(cfg.width), long(method->num_parameters()), device.str().c_str());
     if (resuming) std::printf("resumed at step %ld of %ld\n", long(step), long(cfg.total_steps));
   }
 
@@ -250,6 +250,8 @@ TrainSummary train(TrainConfig cfg, const TrainControl& control) {
                              cfg.total_steps, 0.0}
             .factor(step);
     optim->set_lr_factor(lr_factor);
+    // The loader builds views on the CPU (its workers overlap the model); they move to the model's device here.
+    for (Tensor& v : batch.views) v = v.to(device);
     StepResult r = method->training_step(batch.views);
     const double loss = r.loss.item();
     if (!std::isfinite(loss)) {

@@ -44,6 +44,7 @@ TEST_CASE("bad command lines: one line, non-zero exit") {
       {"train --batch many", "--batch expects an integer, got 'many'"},
       {"train --data cifar10:/nonexistent --steps 1 --out /tmp/selfsup_cli_never", "/nonexistent"},
       {"train --resume /nonexistent/run", "/nonexistent/run"},
+      {"train --device tpu --steps 1 --out /tmp/selfsup_cli_never", "unknown device 'tpu'"},
       {"eval linear", "--checkpoint DIR is required"},
       {"eval cluster --checkpoint x", "unknown protocol 'cluster'"},
       {"embed --data fashion-mnist", "exactly one of --checkpoint DIR or --weights FILE"},
