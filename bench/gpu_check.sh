@@ -14,6 +14,11 @@
 #                                      (its "not implemented on CUDA" list is copied into the report)
 #   5. compute-sanitizer memcheck      test_cuda on the elementwise/cast/reduce/index subset (SYNC_DEBUG on)
 #   6. benchmarks                      bench_gpu_elementwise next to bench/peers/torch_gpu_ops.py (PyTorch)
+#   7. playgrounds                     InfoNCE and EMA kernel versions validated against the CPU reference,
+#                                      then timed (bench/playground/*)
+#   8. SimCLR smoke                    50 training steps on the GPU (ResNet-18 width 64, batch 512) when the
+#                                      Fashion-MNIST .gz files are at $FMNIST (default: Debian's path; carry
+#                                      them in a folder of the repo otherwise)
 # The summary table is printed at the end and written to $OUT/gpu_check.md when OUT is set; the full logs
 # go to $OUT/gpu_check_logs/ (or build-gpu/gpu_check_logs/). Exit status: non-zero if any build or test
 # step failed (the table is printed either way). Copy the table to bench/results/<date>-<commit>.md.
@@ -70,7 +75,8 @@ run_step configure 60 cmake -S . -B "$BUILD" -DSELFSUP_CUDA=ON -DCMAKE_BUILD_TYP
 row "configure (sm_$ARCHS)" "$STEP_STATUS" "$STEP_TIME" "$BUILD"
 [ "$STEP_RC" -ne 0 ] && FAILED=1
 if [ "$STEP_RC" -eq 0 ]; then
-  run_step build 240 cmake --build "$BUILD" -j "$JOBS" --target test_cuda bench_gpu_elementwise selfsup
+  run_step build 240 cmake --build "$BUILD" -j "$JOBS" --target test_cuda bench_gpu_elementwise selfsup \
+    bench_playground_infonce bench_playground_momentum
   row "build -j$JOBS" "$STEP_STATUS" "$STEP_TIME" "test_cuda, bench_gpu_elementwise, selfsup"
   [ "$STEP_RC" -ne 0 ] && FAILED=1
   BUILD_OK=$STEP_RC
@@ -116,6 +122,23 @@ if [ "$BUILD_OK" -eq 0 ]; then
   row "bench_gpu_elementwise" "$STEP_STATUS" "$STEP_TIME" "JSON lines in the log"
   run_step bench_torch 60 /usr/bin/env python3 bench/peers/torch_gpu_ops.py
   row "PyTorch peer" "$STEP_STATUS" "$STEP_TIME" "$(/usr/bin/env python3 -c 'import torch; print("torch", torch.__version__)' 2>/dev/null || echo 'torch not importable')"
+
+  # 7. kernel playgrounds: each version is validated first (non-zero exit on a mismatch), then timed
+  run_step playground_infonce 120 "$BUILD/bench_playground_infonce"
+  row "playground InfoNCE" "$STEP_STATUS" "$STEP_TIME" "versions, validation and ms in the log"
+  run_step playground_momentum 60 "$BUILD/bench_playground_momentum"
+  row "playground EMA" "$STEP_STATUS" "$STEP_TIME" "GB/s vs copy in the log"
+
+  # 8. the trainer on the GPU
+  FMNIST=${FMNIST:-/usr/share/datasets/fashion-mnist}
+  if [ -f "$FMNIST/train-images-idx3-ubyte.gz" ]; then
+    rm -rf "$BUILD/simclr_smoke"
+    run_step simclr_smoke 180 "$BUILD/selfsup" train --data "fashion-mnist:$FMNIST" --device cuda --width 64 \
+      --batch 512 --steps 50 --no-knn --log-every 10 --out "$BUILD/simclr_smoke"
+    row "SimCLR 50 steps on cuda" "$STEP_STATUS" "$STEP_TIME" "$(grep -o 'trained.*' "$LOGS/simclr_smoke.log" | tail -1)"
+  else
+    row "SimCLR 50 steps on cuda" "NOT RUN" "-" "no Fashion-MNIST at $FMNIST (set FMNIST=DIR)"
+  fi
 fi
 
 TOTAL=$(( $(date +%s) - START ))
