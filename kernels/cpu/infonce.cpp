@@ -118,44 +118,20 @@ void infonce_bwd_cpu(int64_t M, int64_t Ncol, int64_t D, const T* q, const T* k,
   // (Ncol, D) dk accumulator: each tile is then computed and exponentiated once instead of twice. The
   // static schedule fixes which rows each thread owns and the partial sums are added in thread order, so
   // the result is the same on every run with the same thread count.
-  const bool one_sweep = dq && dk &&
-                         static_cast<double>(threads) * static_cast<double>(Ncol * D) * sizeof(T) <= 256.0 * (1 << 20);
-  if (one_sweep) {
-    std::vector<std::vector<T>> partial(static_cast<size_t>(threads));
+  const bool fuse_dk = dq && dk &&
+                       static_cast<double>(threads) * static_cast<double>(Ncol * D) * sizeof(T) <= 256.0 * (1 << 20);
+  if (dq) {
+    std::vector<std::vector<T>> partial(fuse_dk ? static_cast<size_t>(threads) : 0);  // per-thread (Ncol, D)
 #pragma omp parallel num_threads(threads)
     {
       std::vector<T> tile(static_cast<size_t>(kRowBlock * kColBlock));
-      std::vector<T>& dk_part = partial[static_cast<size_t>(omp_get_thread_num())];
-      dk_part.assign(static_cast<size_t>(Ncol * D), T(0));
-#pragma omp for schedule(static)
-      for (int64_t rb = 0; rb < n_row_blocks; ++rb) {
-        const int64_t r0 = rb * kRowBlock, rows = std::min(kRowBlock, M - r0);
-        for (int64_t c0 = 0; c0 < Ncol; c0 += kColBlock) {
-          const int64_t cols = std::min(kColBlock, Ncol - c0);
-          logits_tile(rows, cols, D, q + r0 * D, k + c0 * D, inv_tau, tile.data());
-          tile_to_grad(r0, rows, c0, cols, tile.data(), pos, self_col, n_private, inv_tau, lse, dloss);
-          // dq (rows, D) (+)= G (rows, cols) k (cols, D);  dk_part (cols, D) += G^T (cols, rows) q (rows, D)
-          gemm_cpu<T>(false, false, rows, D, cols, T(1), tile.data(), cols, k + c0 * D, D, c0 == 0 ? T(0) : T(1),
-                      dq + r0 * D, D);
-          gemm_cpu<T>(true, false, cols, D, rows, T(1), tile.data(), cols, q + r0 * D, D, T(1),
-                      dk_part.data() + c0 * D, D);
-        }
+      T* dk_part = nullptr;
+      if (fuse_dk) {
+        std::vector<T>& mine = partial[static_cast<size_t>(omp_get_thread_num())];
+        mine.assign(static_cast<size_t>(Ncol * D), T(0));
+        dk_part = mine.data();
       }
-    }
-    const int64_t n = Ncol * D;
-#pragma omp parallel for schedule(static)
-    for (int64_t e = 0; e < n; ++e) {
-      T acc = T(0);
-      for (const std::vector<T>& part : partial) acc += part.empty() ? T(0) : part[e];
-      dk[e] = acc;
-    }
-    return;
-  }
-  if (dq) {
-#pragma omp parallel
-    {
-      std::vector<T> tile(static_cast<size_t>(kRowBlock * kColBlock));
-#pragma omp for schedule(dynamic, 1)
+#pragma omp for schedule(static)
       for (int64_t rb = 0; rb < n_row_blocks; ++rb) {
         const int64_t r0 = rb * kRowBlock, rows = std::min(kRowBlock, M - r0);
         for (int64_t c0 = 0; c0 < Ncol; c0 += kColBlock) {
@@ -165,8 +141,21 @@ void infonce_bwd_cpu(int64_t M, int64_t Ncol, int64_t D, const T* q, const T* k,
           // dq (rows, D) (+)= G (rows, cols) k (cols, D)
           gemm_cpu<T>(false, false, rows, D, cols, T(1), tile.data(), cols, k + c0 * D, D, c0 == 0 ? T(0) : T(1),
                       dq + r0 * D, D);
+          // dk_part (cols, D) += G^T (cols, rows) q (rows, D)
+          if (dk_part)
+            gemm_cpu<T>(true, false, cols, D, rows, T(1), tile.data(), cols, q + r0 * D, D, T(1), dk_part + c0 * D, D);
         }
       }
+    }
+    if (fuse_dk) {
+      const int64_t n = Ncol * D;
+#pragma omp parallel for schedule(static)
+      for (int64_t e = 0; e < n; ++e) {
+        T acc = T(0);
+        for (const std::vector<T>& part : partial) acc += part.empty() ? T(0) : part[e];
+        dk[e] = acc;
+      }
+      return;
     }
   }
   if (dk) {

@@ -40,21 +40,21 @@ std::atomic<bool> g_allow_tf32{false};
 // ---- RAII wrappers for cuDNN descriptors (destroy errors are ignored: destructors must not throw)
 struct TensorDesc {
   cudnnTensorDescriptor_t d = nullptr;
-  TensorDesc() { SELFSUP_NN_CUDNN_CHECK(cudnnCreateTensorDescriptor(&d)); }
+  TensorDesc() { SELFSUP_CUDNN_CHECK(cudnnCreateTensorDescriptor(&d)); }
   ~TensorDesc() { cudnnDestroyTensorDescriptor(d); }
   TensorDesc(const TensorDesc&) = delete;
   TensorDesc& operator=(const TensorDesc&) = delete;
 };
 struct FilterDesc {
   cudnnFilterDescriptor_t d = nullptr;
-  FilterDesc() { SELFSUP_NN_CUDNN_CHECK(cudnnCreateFilterDescriptor(&d)); }
+  FilterDesc() { SELFSUP_CUDNN_CHECK(cudnnCreateFilterDescriptor(&d)); }
   ~FilterDesc() { cudnnDestroyFilterDescriptor(d); }
   FilterDesc(const FilterDesc&) = delete;
   FilterDesc& operator=(const FilterDesc&) = delete;
 };
 struct ConvDesc {
   cudnnConvolutionDescriptor_t d = nullptr;
-  ConvDesc() { SELFSUP_NN_CUDNN_CHECK(cudnnCreateConvolutionDescriptor(&d)); }
+  ConvDesc() { SELFSUP_CUDNN_CHECK(cudnnCreateConvolutionDescriptor(&d)); }
   ~ConvDesc() { cudnnDestroyConvolutionDescriptor(d); }
   ConvDesc(const ConvDesc&) = delete;
   ConvDesc& operator=(const ConvDesc&) = delete;
@@ -74,7 +74,7 @@ DeviceHandle& device_handle(int device) {
   auto& slot = (*registry)[device];
   if (!slot) {
     auto dh = std::make_unique<DeviceHandle>();
-    SELFSUP_NN_CUDNN_CHECK(cudnnCreate(&dh->h));  // on the current device, which is `device`
+    SELFSUP_CUDNN_CHECK(cudnnCreate(&dh->h));  // on the current device, which is `device`
     slot = std::move(dh);
   }
   return *slot;
@@ -119,14 +119,14 @@ std::map<PlanKey, std::unique_ptr<ConvPlan>>& plans() {
 }
 
 void set_conv(const Conv2dShape& s, cudnnDataType_t dt, bool tf32, ConvDesc& c) {
-  SELFSUP_NN_CUDNN_CHECK(cudnnSetConvolution2dDescriptor(
+  SELFSUP_CUDNN_CHECK(cudnnSetConvolution2dDescriptor(
       c.d, to_int(s.pad_h, "pad_h"), to_int(s.pad_w, "pad_w"), to_int(s.stride_h, "stride_h"),
       to_int(s.stride_w, "stride_w"), to_int(s.dil_h, "dil_h"), to_int(s.dil_w, "dil_w"), CUDNN_CROSS_CORRELATION,
       CUDNN_DATA_FLOAT));  // fp32 accumulation for float and bf16
-  SELFSUP_NN_CUDNN_CHECK(cudnnSetConvolutionGroupCount(c.d, to_int(s.groups, "groups")));
+  SELFSUP_CUDNN_CHECK(cudnnSetConvolutionGroupCount(c.d, to_int(s.groups, "groups")));
   // float without TF32: FMA kernels only (exact fp32, as the CPU). float with TF32, or bf16: tensor cores allowed.
   const cudnnMathType_t math = (dt == CUDNN_DATA_FLOAT && !tf32) ? CUDNN_FMA_MATH : CUDNN_DEFAULT_MATH;
-  SELFSUP_NN_CUDNN_CHECK(cudnnSetConvolutionMathType(c.d, math));
+  SELFSUP_CUDNN_CHECK(cudnnSetConvolutionMathType(c.d, math));
 }
 
 template <typename T>
@@ -141,19 +141,19 @@ ConvPlan& plan_for(int device, const Conv2dShape& s) {
   if (s.groups < 1 || s.C % s.groups != 0 || s.K % s.groups != 0)
     throw std::runtime_error("conv2d_cuda: channels not divisible by groups");
   auto p = std::make_unique<ConvPlan>();
-  SELFSUP_NN_CUDNN_CHECK(cudnnSetTensor4dDescriptor(p->x.d, CUDNN_TENSOR_NCHW, dt, to_int(s.N, "N"),
+  SELFSUP_CUDNN_CHECK(cudnnSetTensor4dDescriptor(p->x.d, CUDNN_TENSOR_NCHW, dt, to_int(s.N, "N"),
                                                     to_int(s.C, "C"), to_int(s.H, "H"), to_int(s.W, "W")));
-  SELFSUP_NN_CUDNN_CHECK(cudnnSetTensor4dDescriptor(p->y.d, CUDNN_TENSOR_NCHW, dt, to_int(s.N, "N"),
+  SELFSUP_CUDNN_CHECK(cudnnSetTensor4dDescriptor(p->y.d, CUDNN_TENSOR_NCHW, dt, to_int(s.N, "N"),
                                                     to_int(s.K, "K"), to_int(s.P, "P"), to_int(s.Q, "Q")));
-  SELFSUP_NN_CUDNN_CHECK(cudnnSetTensor4dDescriptor(p->bias.d, CUDNN_TENSOR_NCHW, dt, 1, to_int(s.K, "K"), 1, 1));
-  SELFSUP_NN_CUDNN_CHECK(cudnnSetFilter4dDescriptor(p->w.d, dt, CUDNN_TENSOR_NCHW, to_int(s.K, "K"),
+  SELFSUP_CUDNN_CHECK(cudnnSetTensor4dDescriptor(p->bias.d, CUDNN_TENSOR_NCHW, dt, 1, to_int(s.K, "K"), 1, 1));
+  SELFSUP_CUDNN_CHECK(cudnnSetFilter4dDescriptor(p->w.d, dt, CUDNN_TENSOR_NCHW, to_int(s.K, "K"),
                                                     to_int(s.C / s.groups, "C/groups"), to_int(s.R, "R"),
                                                     to_int(s.S, "S")));
   set_conv(s, dt, tf32, p->conv_fwd);
   set_conv(s, dt, tf32, p->conv_bwd_data);
   set_conv(s, dt, tf32, p->conv_bwd_filter);
   int n, c, h, w;  // the caller's output size must be cuDNN's
-  SELFSUP_NN_CUDNN_CHECK(cudnnGetConvolution2dForwardOutputDim(p->conv_fwd.d, p->x.d, p->w.d, &n, &c, &h, &w));
+  SELFSUP_CUDNN_CHECK(cudnnGetConvolution2dForwardOutputDim(p->conv_fwd.d, p->x.d, p->w.d, &n, &c, &h, &w));
   if (n != s.N || c != s.K || h != s.P || w != s.Q)
     throw std::runtime_error("conv2d_cuda: output size (" + std::to_string(s.P) + ", " + std::to_string(s.Q) +
                              ") differs from cuDNN's (" + std::to_string(h) + ", " + std::to_string(w) + ")");
@@ -166,7 +166,7 @@ struct StreamBuffer {
   void* ptr = nullptr;
   cudaStream_t stream;
   StreamBuffer(size_t bytes, cudaStream_t st) : stream(st) {
-    if (bytes) SELFSUP_NN_CUDA_CHECK(cudaMallocAsync(&ptr, bytes, stream));
+    if (bytes) SELFSUP_CUDA_CHECK(cudaMallocAsync(&ptr, bytes, stream));
   }
   ~StreamBuffer() {
     if (ptr) cudaFreeAsync(ptr, stream);
@@ -178,7 +178,7 @@ struct StreamBuffer {
 // Workspace offered to the one-time algorithm search: half the free memory, at most 1 GiB.
 size_t search_workspace_bytes() {
   size_t free_b = 0, total_b = 0;
-  SELFSUP_NN_CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
+  SELFSUP_CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
   return std::min<size_t>(free_b / 2, size_t{1} << 30);
 }
 
@@ -193,12 +193,12 @@ const Perf& pick(const std::vector<Perf>& perf, int returned, const char* what) 
 
 void adopt_math(const ConvDesc& c, cudnnDataType_t dt, cudnnMathType_t m) {
   if (dt == CUDNN_DATA_FLOAT && !g_allow_tf32.load()) return;
-  SELFSUP_NN_CUDNN_CHECK(cudnnSetConvolutionMathType(c.d, m));
+  SELFSUP_CUDNN_CHECK(cudnnSetConvolutionMathType(c.d, m));
 }
 
 int current_device() {
   int d = 0;
-  SELFSUP_NN_CUDA_CHECK(cudaGetDevice(&d));
+  SELFSUP_CUDA_CHECK(cudaGetDevice(&d));
   return d;
 }
 
@@ -218,27 +218,27 @@ void conv2d_fwd_cuda(const Conv2dShape& s, const T* x, const T* w, const T* bias
   ConvPlan& p = plan_for<T>(dev, s);
   DeviceHandle& dh = device_handle(dev);
   std::lock_guard<std::mutex> lock(dh.mu);
-  SELFSUP_NN_CUDNN_CHECK(cudnnSetStream(dh.h, stream));
+  SELFSUP_CUDNN_CHECK(cudnnSetStream(dh.h, stream));
   if (!p.have_fwd) {  // measured once per shape; writes y, which the real call below overwrites
     int count = 0, returned = 0;
-    SELFSUP_NN_CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithmMaxCount(dh.h, &count));
+    SELFSUP_CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithmMaxCount(dh.h, &count));
     std::vector<cudnnConvolutionFwdAlgoPerf_t> perf(static_cast<size_t>(count));
     const size_t ws_bytes = search_workspace_bytes();
     StreamBuffer ws(ws_bytes, stream);
-    SELFSUP_NN_CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithmEx(dh.h, p.x.d, x, p.w.d, w, p.conv_fwd.d, p.y.d, y,
+    SELFSUP_CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithmEx(dh.h, p.x.d, x, p.w.d, w, p.conv_fwd.d, p.y.d, y,
                                                                   count, &returned, perf.data(), ws.ptr, ws_bytes));
     const auto& best = pick(perf, returned, "forward");
     adopt_math(p.conv_fwd, cudnn_dtype<T>(), best.mathType);
     p.fwd_algo = best.algo;
-    SELFSUP_NN_CUDNN_CHECK(cudnnGetConvolutionForwardWorkspaceSize(dh.h, p.x.d, p.w.d, p.conv_fwd.d, p.y.d,
+    SELFSUP_CUDNN_CHECK(cudnnGetConvolutionForwardWorkspaceSize(dh.h, p.x.d, p.w.d, p.conv_fwd.d, p.y.d,
                                                                    p.fwd_algo, &p.fwd_ws));
     p.have_fwd = true;
   }
   const float one = 1.0f, zero = 0.0f;  // float scaling factors for float and bf16 data
   StreamBuffer ws(p.fwd_ws, stream);
-  SELFSUP_NN_CUDNN_CHECK(cudnnConvolutionForward(dh.h, &one, p.x.d, x, p.w.d, w, p.conv_fwd.d, p.fwd_algo, ws.ptr,
+  SELFSUP_CUDNN_CHECK(cudnnConvolutionForward(dh.h, &one, p.x.d, x, p.w.d, w, p.conv_fwd.d, p.fwd_algo, ws.ptr,
                                                  p.fwd_ws, &zero, p.y.d, y));
-  if (bias) SELFSUP_NN_CUDNN_CHECK(cudnnAddTensor(dh.h, &one, p.bias.d, bias, &one, p.y.d, y));
+  if (bias) SELFSUP_CUDNN_CHECK(cudnnAddTensor(dh.h, &one, p.bias.d, bias, &one, p.y.d, y));
 }
 
 template <typename T>
@@ -248,65 +248,65 @@ void conv2d_bwd_data_cuda(const Conv2dShape& s, const T* dy, const T* w, T* dx, 
   ConvPlan& p = plan_for<T>(dev, s);
   DeviceHandle& dh = device_handle(dev);
   std::lock_guard<std::mutex> lock(dh.mu);
-  SELFSUP_NN_CUDNN_CHECK(cudnnSetStream(dh.h, stream));
+  SELFSUP_CUDNN_CHECK(cudnnSetStream(dh.h, stream));
   if (!p.have_bwd_data) {
     int count = 0, returned = 0;
-    SELFSUP_NN_CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithmMaxCount(dh.h, &count));
+    SELFSUP_CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithmMaxCount(dh.h, &count));
     std::vector<cudnnConvolutionBwdDataAlgoPerf_t> perf(static_cast<size_t>(count));
     const size_t ws_bytes = search_workspace_bytes();
     StreamBuffer ws(ws_bytes, stream);
-    SELFSUP_NN_CUDNN_CHECK(cudnnFindConvolutionBackwardDataAlgorithmEx(dh.h, p.w.d, w, p.y.d, dy, p.conv_bwd_data.d,
+    SELFSUP_CUDNN_CHECK(cudnnFindConvolutionBackwardDataAlgorithmEx(dh.h, p.w.d, w, p.y.d, dy, p.conv_bwd_data.d,
                                                                        p.x.d, dx, count, &returned, perf.data(),
                                                                        ws.ptr, ws_bytes));
     const auto& best = pick(perf, returned, "backward-data");
     adopt_math(p.conv_bwd_data, cudnn_dtype<T>(), best.mathType);
     p.bwd_data_algo = best.algo;
-    SELFSUP_NN_CUDNN_CHECK(cudnnGetConvolutionBackwardDataWorkspaceSize(dh.h, p.w.d, p.y.d, p.conv_bwd_data.d, p.x.d,
+    SELFSUP_CUDNN_CHECK(cudnnGetConvolutionBackwardDataWorkspaceSize(dh.h, p.w.d, p.y.d, p.conv_bwd_data.d, p.x.d,
                                                                         p.bwd_data_algo, &p.bwd_data_ws));
     p.have_bwd_data = true;
   }
   const float one = 1.0f, zero = 0.0f;
   StreamBuffer ws(p.bwd_data_ws, stream);
-  SELFSUP_NN_CUDNN_CHECK(cudnnConvolutionBackwardData(dh.h, &one, p.w.d, w, p.y.d, dy, p.conv_bwd_data.d,
+  SELFSUP_CUDNN_CHECK(cudnnConvolutionBackwardData(dh.h, &one, p.w.d, w, p.y.d, dy, p.conv_bwd_data.d,
                                                       p.bwd_data_algo, ws.ptr, p.bwd_data_ws, &zero, p.x.d, dx));
 }
 
 template <typename T>
 void conv2d_bwd_weight_cuda(const Conv2dShape& s, const T* x, const T* dy, T* dw, T* dbias, cudaStream_t stream) {
   if (s.N * s.P * s.Q == 0) {  // no samples: zero gradients
-    if (dw) SELFSUP_NN_CUDA_CHECK(cudaMemsetAsync(dw, 0, sizeof(T) * s.K * (s.C / s.groups) * s.R * s.S, stream));
-    if (dbias) SELFSUP_NN_CUDA_CHECK(cudaMemsetAsync(dbias, 0, sizeof(T) * s.K, stream));
+    if (dw) SELFSUP_CUDA_CHECK(cudaMemsetAsync(dw, 0, sizeof(T) * s.K * (s.C / s.groups) * s.R * s.S, stream));
+    if (dbias) SELFSUP_CUDA_CHECK(cudaMemsetAsync(dbias, 0, sizeof(T) * s.K, stream));
     return;
   }
   const int dev = current_device();
   ConvPlan& p = plan_for<T>(dev, s);
   DeviceHandle& dh = device_handle(dev);
   std::lock_guard<std::mutex> lock(dh.mu);
-  SELFSUP_NN_CUDNN_CHECK(cudnnSetStream(dh.h, stream));
+  SELFSUP_CUDNN_CHECK(cudnnSetStream(dh.h, stream));
   const float one = 1.0f, zero = 0.0f;
   if (dw) {
     if (!p.have_bwd_filter) {
       int count = 0, returned = 0;
-      SELFSUP_NN_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithmMaxCount(dh.h, &count));
+      SELFSUP_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithmMaxCount(dh.h, &count));
       std::vector<cudnnConvolutionBwdFilterAlgoPerf_t> perf(static_cast<size_t>(count));
       const size_t ws_bytes = search_workspace_bytes();
       StreamBuffer ws(ws_bytes, stream);
-      SELFSUP_NN_CUDNN_CHECK(cudnnFindConvolutionBackwardFilterAlgorithmEx(dh.h, p.x.d, x, p.y.d, dy,
+      SELFSUP_CUDNN_CHECK(cudnnFindConvolutionBackwardFilterAlgorithmEx(dh.h, p.x.d, x, p.y.d, dy,
                                                                            p.conv_bwd_filter.d, p.w.d, dw, count,
                                                                            &returned, perf.data(), ws.ptr, ws_bytes));
       const auto& best = pick(perf, returned, "backward-filter");
       adopt_math(p.conv_bwd_filter, cudnn_dtype<T>(), best.mathType);
       p.bwd_filter_algo = best.algo;
-      SELFSUP_NN_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterWorkspaceSize(
+      SELFSUP_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterWorkspaceSize(
           dh.h, p.x.d, p.y.d, p.conv_bwd_filter.d, p.w.d, p.bwd_filter_algo, &p.bwd_filter_ws));
       p.have_bwd_filter = true;
     }
     StreamBuffer ws(p.bwd_filter_ws, stream);
-    SELFSUP_NN_CUDNN_CHECK(cudnnConvolutionBackwardFilter(dh.h, &one, p.x.d, x, p.y.d, dy, p.conv_bwd_filter.d,
+    SELFSUP_CUDNN_CHECK(cudnnConvolutionBackwardFilter(dh.h, &one, p.x.d, x, p.y.d, dy, p.conv_bwd_filter.d,
                                                           p.bwd_filter_algo, ws.ptr, p.bwd_filter_ws, &zero, p.w.d,
                                                           dw));
   }
-  if (dbias) SELFSUP_NN_CUDNN_CHECK(cudnnConvolutionBackwardBias(dh.h, &one, p.y.d, dy, &zero, p.bias.d, dbias));
+  if (dbias) SELFSUP_CUDNN_CHECK(cudnnConvolutionBackwardBias(dh.h, &one, p.y.d, dy, &zero, p.bias.d, dbias));
 }
 
 #define SELFSUP_INSTANTIATE_CONV_CUDA(T)                                                                     \

@@ -278,13 +278,13 @@ void launch_bwd(int64_t M, int64_t Ncol, int D, const T* q, const T* k, const in
                 cudaStream_t stream) {
   const size_t bytes = bwd_smem_bytes(D);
   auto kernel = infonce_bwd_kernel<T, kOwnRows, kDPT>;
-  SELFSUP_NN_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+  SELFSUP_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                              static_cast<int>(bytes)));
   const int64_t owned = kOwnRows ? M : Ncol;
   const unsigned grid = static_cast<unsigned>((owned + kTile - 1) / kTile);
   kernel<<<grid, kThreads, bytes, stream>>>(M, Ncol, D, q, k, pos, self_col, n_private, scale2, inv_tau, lse, dloss,
                                             out);
-  SELFSUP_NN_LAUNCH_CHECK();
+  SELFSUP_LAUNCH_CHECK();
 }
 
 template <typename T, bool kOwnRows>
@@ -309,13 +309,13 @@ void infonce_fwd_cuda(int64_t M, int64_t Ncol, int64_t D, const T* q, const T* k
   check_dims(M, Ncol, D, "infonce_fwd_cuda");
   const int d = static_cast<int>(D);
   const size_t bytes = fwd_smem_bytes(d);
-  SELFSUP_NN_CUDA_CHECK(cudaFuncSetAttribute(infonce_fwd_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+  SELFSUP_CUDA_CHECK(cudaFuncSetAttribute(infonce_fwd_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                              static_cast<int>(bytes)));
   const unsigned grid = static_cast<unsigned>((M + kTile - 1) / kTile);
   infonce_fwd_kernel<T><<<grid, kThreads, bytes, stream>>>(M, Ncol, d, q, k, pos, self_col, n_private,
                                                            static_cast<float>(inv_tau * kLog2e),
                                                            static_cast<float>(inv_tau), loss, lse, correct);
-  SELFSUP_NN_LAUNCH_CHECK();
+  SELFSUP_LAUNCH_CHECK();
 }
 
 template <typename T>
@@ -323,8 +323,8 @@ void infonce_bwd_cuda(int64_t M, int64_t Ncol, int64_t D, const T* q, const T* k
                       const int64_t* self_col, int64_t n_private, double inv_tau, const float* lse,
                       const float* dloss, T* dq, T* dk, cudaStream_t stream) {
   if (M == 0 || Ncol == 0) {  // nothing flows: zero gradients
-    if (dq) SELFSUP_NN_CUDA_CHECK(cudaMemsetAsync(dq, 0, sizeof(T) * M * D, stream));
-    if (dk) SELFSUP_NN_CUDA_CHECK(cudaMemsetAsync(dk, 0, sizeof(T) * Ncol * D, stream));
+    if (dq) SELFSUP_CUDA_CHECK(cudaMemsetAsync(dq, 0, sizeof(T) * M * D, stream));
+    if (dk) SELFSUP_CUDA_CHECK(cudaMemsetAsync(dk, 0, sizeof(T) * Ncol * D, stream));
     return;
   }
   check_dims(M, Ncol, D, "infonce_bwd_cuda");

@@ -1,22 +1,15 @@
-// Error checks and small device helpers shared by the CUDA nn kernels (conv, norm, pool, softmax/xent,
-// normalize, infonce, momentum). The backend core defines its own macros in kernels/cuda/common.cuh; these
-// are kept separate (SELFSUP_NN_ prefix) so the two halves compile independently, and can be unified later.
-//
-// Every CUDA/cuDNN call is wrapped in a check that throws std::runtime_error naming the call and file:line;
-// every kernel launch is followed by SELFSUP_NN_LAUNCH_CHECK(), which reports a bad launch configuration at
-// the launch (asynchronous faults surface at the next synchronising call).
+// Small helpers shared by the CUDA nn kernels (conv, norm, pool, softmax/xent, normalize, infonce,
+// momentum): grid sizing and float/bf16 conversions. The error checks are the backend's
+// (kernels/cuda/common.cuh): SELFSUP_CUDA_CHECK / SELFSUP_CUDNN_CHECK around every call and
+// SELFSUP_LAUNCH_CHECK() after every launch, which also synchronises under SELFSUP_SYNC_DEBUG=1.
 #pragma once
 #include <cuda_runtime.h>
 
 #include <cstdint>
-#include <stdexcept>
-#include <string>
+
+#include "kernels/cuda/common.cuh"
 
 namespace selfsup::kernels::nn_cuda {
-
-[[noreturn]] inline void fail(const char* what, const char* call, const char* file, int line) {
-  throw std::runtime_error(std::string(what) + " in `" + call + "` at " + file + ":" + std::to_string(line));
-}
 
 // Blocks for a grid-stride loop over n items: enough to fill the device, never more than the work.
 inline unsigned grid_for(int64_t n, int threads, int64_t max_blocks = 65536) {
@@ -27,24 +20,6 @@ inline unsigned grid_for(int64_t n, int threads, int64_t max_blocks = 65536) {
 }
 
 }  // namespace selfsup::kernels::nn_cuda
-
-#define SELFSUP_NN_CUDA_CHECK(call)                                                                  \
-  do {                                                                                               \
-    const cudaError_t selfsup_err_ = (call);                                                         \
-    if (selfsup_err_ != cudaSuccess)                                                                 \
-      ::selfsup::kernels::nn_cuda::fail(cudaGetErrorString(selfsup_err_), #call, __FILE__, __LINE__); \
-  } while (0)
-
-// Only usable where cudnn.h is included (conv_cudnn.cpp); macros expand lazily, so defining it here is free.
-#define SELFSUP_NN_CUDNN_CHECK(call)                                                                  \
-  do {                                                                                                \
-    const cudnnStatus_t selfsup_st_ = (call);                                                         \
-    if (selfsup_st_ != CUDNN_STATUS_SUCCESS)                                                          \
-      ::selfsup::kernels::nn_cuda::fail(cudnnGetErrorString(selfsup_st_), #call, __FILE__, __LINE__); \
-  } while (0)
-
-// After every <<<...>>>: a bad configuration (too many threads, too much shared memory) fails here.
-#define SELFSUP_NN_LAUNCH_CHECK() SELFSUP_NN_CUDA_CHECK(cudaGetLastError())
 
 #ifdef __CUDACC__
 #include <cuda_bf16.h>

@@ -233,7 +233,7 @@ void batch_norm_fwd_train_cuda(int64_t N, int64_t C, int64_t S, const T* x, cons
     bn_fwd_train_short_kernel<T>
         <<<static_cast<unsigned>((C + kColX - 1) / kColX), dim3(kColX, kColY), 0, stream>>>(a, x, y);
   }
-  SELFSUP_NN_LAUNCH_CHECK();
+  SELFSUP_LAUNCH_CHECK();
 }
 
 template <typename T>
@@ -244,7 +244,7 @@ void batch_norm_fwd_eval_cuda(int64_t N, int64_t C, int64_t S, const T* x, const
   if (total == 0) return;
   bn_fwd_eval_kernel<T><<<nn_cuda::grid_for(total, 256), 256, 0, stream>>>(
       total, C, S, x, gamma, beta, running_mean, running_var, static_cast<float>(eps), y);
-  SELFSUP_NN_LAUNCH_CHECK();
+  SELFSUP_LAUNCH_CHECK();
 }
 
 template <typename T>
@@ -253,8 +253,8 @@ void batch_norm_bwd_cuda(int64_t N, int64_t C, int64_t S, const T* dy, const T* 
                          cudaStream_t stream) {
   if (C == 0) return;
   if (N * S == 0) {  // no samples: zero parameter gradients, nothing to write in dx (as the CPU kernel)
-    if (dgamma) SELFSUP_NN_CUDA_CHECK(cudaMemsetAsync(dgamma, 0, C * sizeof(float), stream));
-    if (dbeta) SELFSUP_NN_CUDA_CHECK(cudaMemsetAsync(dbeta, 0, C * sizeof(float), stream));
+    if (dgamma) SELFSUP_CUDA_CHECK(cudaMemsetAsync(dgamma, 0, C * sizeof(float), stream));
+    if (dbeta) SELFSUP_CUDA_CHECK(cudaMemsetAsync(dbeta, 0, C * sizeof(float), stream));
     return;
   }
   const BnBwdArgs a{N, C, S, gamma, save_mean, save_invstd, dgamma, dbeta};
@@ -264,7 +264,7 @@ void batch_norm_bwd_cuda(int64_t N, int64_t C, int64_t S, const T* dy, const T* 
     bn_bwd_short_kernel<T>
         <<<static_cast<unsigned>((C + kColX - 1) / kColX), dim3(kColX, kColY), 0, stream>>>(a, dy, x, dx);
   }
-  SELFSUP_NN_LAUNCH_CHECK();
+  SELFSUP_LAUNCH_CHECK();
 }
 
 #define SELFSUP_INSTANTIATE_BN_CUDA(T)                                                                           \

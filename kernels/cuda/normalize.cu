@@ -121,7 +121,7 @@ void l2_normalize_fwd_cuda(int64_t outer, int64_t dim, int64_t inner, const T* x
     l2n_fwd_strided_kernel<T><<<nn_cuda::grid_for(outer * inner, 256), 256, 0, stream>>>(outer, dim, inner, x, e, y,
                                                                                        norm);
   }
-  SELFSUP_NN_LAUNCH_CHECK();
+  SELFSUP_LAUNCH_CHECK();
 }
 
 template <typename T>
@@ -140,7 +140,7 @@ void l2_normalize_bwd_cuda(int64_t outer, int64_t dim, int64_t inner, const T* y
     l2n_bwd_strided_kernel<T><<<nn_cuda::grid_for(outer * inner, 256), 256, 0, stream>>>(outer, dim, inner, y, norm,
                                                                                        e, dy, dx);
   }
-  SELFSUP_NN_LAUNCH_CHECK();
+  SELFSUP_LAUNCH_CHECK();
 }
 
 #define SELFSUP_INSTANTIATE_L2_CUDA(T)                                                                         \

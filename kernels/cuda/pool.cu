@@ -194,7 +194,7 @@ void max_pool2d_fwd_cuda(const Pool2dShape& s, const T* x, T* y, int64_t* argmax
   const int64_t total = s.N * s.C * s.P * s.Q;
   if (total == 0) return;
   max_pool2d_fwd_kernel<T><<<nn_cuda::grid_for(total, kThreads), kThreads, 0, stream>>>(s, x, y, argmax);
-  SELFSUP_NN_LAUNCH_CHECK();
+  SELFSUP_LAUNCH_CHECK();
 }
 
 template <typename T>
@@ -202,7 +202,7 @@ void max_pool2d_bwd_cuda(const Pool2dShape& s, const T* dy, const int64_t* argma
   const int64_t total = s.N * s.C * s.H * s.W;
   if (total == 0) return;
   max_pool2d_bwd_kernel<T><<<nn_cuda::grid_for(total, kThreads), kThreads, 0, stream>>>(s, dy, argmax, dx);
-  SELFSUP_NN_LAUNCH_CHECK();
+  SELFSUP_LAUNCH_CHECK();
 }
 
 template <typename T>
@@ -210,7 +210,7 @@ void avg_pool2d_fwd_cuda(const Pool2dShape& s, const T* x, T* y, cudaStream_t st
   const int64_t total = s.N * s.C * s.P * s.Q;
   if (total == 0) return;
   avg_pool2d_fwd_kernel<T><<<nn_cuda::grid_for(total, kThreads), kThreads, 0, stream>>>(s, x, y);
-  SELFSUP_NN_LAUNCH_CHECK();
+  SELFSUP_LAUNCH_CHECK();
 }
 
 template <typename T>
@@ -218,7 +218,7 @@ void avg_pool2d_bwd_cuda(const Pool2dShape& s, const T* dy, T* dx, cudaStream_t 
   const int64_t total = s.N * s.C * s.H * s.W;
   if (total == 0) return;
   avg_pool2d_bwd_kernel<T><<<nn_cuda::grid_for(total, kThreads), kThreads, 0, stream>>>(s, dy, dx);
-  SELFSUP_NN_LAUNCH_CHECK();
+  SELFSUP_LAUNCH_CHECK();
 }
 
 template <typename T>
@@ -228,7 +228,7 @@ void adaptive_avg_pool2d_fwd_cuda(int64_t N, int64_t C, int64_t H, int64_t W, in
   if (total == 0) return;
   adaptive_avg_pool2d_fwd_kernel<T><<<nn_cuda::grid_for(total, kThreads), kThreads, 0, stream>>>(N, C, H, W, P, Q,
                                                                                                x, y);
-  SELFSUP_NN_LAUNCH_CHECK();
+  SELFSUP_LAUNCH_CHECK();
 }
 
 template <typename T>
@@ -238,7 +238,7 @@ void adaptive_avg_pool2d_bwd_cuda(int64_t N, int64_t C, int64_t H, int64_t W, in
   if (total == 0) return;
   adaptive_avg_pool2d_bwd_kernel<T><<<nn_cuda::grid_for(total, kThreads), kThreads, 0, stream>>>(N, C, H, W, P, Q,
                                                                                                dy, dx);
-  SELFSUP_NN_LAUNCH_CHECK();
+  SELFSUP_LAUNCH_CHECK();
 }
 
 #define SELFSUP_INSTANTIATE_POOL_CUDA(T)                                                                      \

@@ -191,7 +191,7 @@ void softmax_fwd_cuda(int64_t outer, int64_t dim, int64_t inner, const T* x, T* 
     softmax_strided_kernel<T><<<nn_cuda::grid_for(outer * inner, 256), 256, 0, stream>>>(outer, dim, inner, x, y,
                                                                                        log);
   }
-  SELFSUP_NN_LAUNCH_CHECK();
+  SELFSUP_LAUNCH_CHECK();
 }
 
 template <typename T>
@@ -209,7 +209,7 @@ void softmax_bwd_cuda(int64_t outer, int64_t dim, int64_t inner, const T* y, con
     softmax_bwd_strided_kernel<T>
         <<<nn_cuda::grid_for(outer * inner, 256), 256, 0, stream>>>(outer, dim, inner, y, dy, dx, log);
   }
-  SELFSUP_NN_LAUNCH_CHECK();
+  SELFSUP_LAUNCH_CHECK();
 }
 
 template <typename T>
@@ -224,7 +224,7 @@ void cross_entropy_fwd_cuda(int64_t N, int64_t C, const T* logits, const int64_t
   else
     xent_fwd_kernel<T, true><<<rows_grid(N, true), kBlockRowThreads, 0, stream>>>(N, C, logits, target, eps, loss,
                                                                                  lse);
-  SELFSUP_NN_LAUNCH_CHECK();
+  SELFSUP_LAUNCH_CHECK();
 }
 
 template <typename T>
@@ -233,7 +233,7 @@ void cross_entropy_bwd_cuda(int64_t N, int64_t C, const T* logits, const int64_t
   if (N * C == 0) return;
   xent_bwd_kernel<T><<<rows_grid(N, false), kWarpRowThreads, 0, stream>>>(
       N, C, logits, target, static_cast<float>(label_smoothing), lse, dloss, dlogits);
-  SELFSUP_NN_LAUNCH_CHECK();
+  SELFSUP_LAUNCH_CHECK();
 }
 
 #define SELFSUP_INSTANTIATE_SOFTMAX_CUDA(T)                                                                     \

@@ -82,6 +82,10 @@ TEST_CASE("info_nce with a queue wider than one column tile, gradient to q and k
   CHECK(r.loss.item() == doctest::Approx(ref.item()).epsilon(1e-12));
   CHECK(allclose(gq, q.grad(), 1e-12, 1e-9).ok);
   CHECK(allclose(gk, k.grad(), 1e-12, 1e-9).ok);
+  // Only the keys want a gradient: the column-block sweep computes dk alone.
+  Tensor k3 = leaf({n, D}, 3);
+  info_nce(q.detach(), k3, queue, 0.2, true).loss.backward();
+  CHECK(allclose(k3.grad(), k.grad(), 1e-12, 1e-9).ok);
   // Without grad_to_k the key gets nothing.
   Tensor k2 = leaf({n, D}, 3);
   info_nce(q, k2, queue, 0.2).loss.backward();

@@ -31,7 +31,7 @@
 
 using namespace selfsup::kernels;
 
-#define CHECK(call) SELFSUP_NN_CUDA_CHECK(call)
+#define CHECK(call) SELFSUP_CUDA_CHECK(call)
 
 // One InfoNCE problem on the device: rows q (M, D) against columns k (Ncol, D).
 template <typename T>
@@ -111,13 +111,13 @@ __global__ void v1_dk(Problem<float> p) {
 void run_v1(const Problem<float>& p, bool fwd, bool bwd, int block) {
   if (fwd) {
     v1_fwd<<<(p.M + block - 1) / block, block>>>(p);
-    SELFSUP_NN_LAUNCH_CHECK();
+    SELFSUP_LAUNCH_CHECK();
   }
   if (bwd) {
     v1_dq<<<(p.M + block - 1) / block, block>>>(p);
-    SELFSUP_NN_LAUNCH_CHECK();
+    SELFSUP_LAUNCH_CHECK();
     v1_dk<<<(p.Ncol + block - 1) / block, block>>>(p);
-    SELFSUP_NN_LAUNCH_CHECK();
+    SELFSUP_LAUNCH_CHECK();
   }
 }
 
@@ -182,13 +182,13 @@ void run_v2(const Problem<float>& p, bool fwd, bool bwd, int block) {
   const size_t smem = sizeof(float) * kV2Cols * p.D;
   if (fwd) {
     v2_kernel<0><<<(p.M + block - 1) / block, block, smem>>>(p);
-    SELFSUP_NN_LAUNCH_CHECK();
+    SELFSUP_LAUNCH_CHECK();
   }
   if (bwd) {
     v2_kernel<1><<<(p.M + block - 1) / block, block, smem>>>(p);
-    SELFSUP_NN_LAUNCH_CHECK();
+    SELFSUP_LAUNCH_CHECK();
     v2_kernel<2><<<(p.Ncol + block - 1) / block, block, smem>>>(p);
-    SELFSUP_NN_LAUNCH_CHECK();
+    SELFSUP_LAUNCH_CHECK();
   }
 }
 

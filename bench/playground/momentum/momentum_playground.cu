@@ -26,7 +26,7 @@
 
 using namespace selfsup::kernels;
 
-#define CHECK(call) SELFSUP_NN_CUDA_CHECK(call)
+#define CHECK(call) SELFSUP_CUDA_CHECK(call)
 
 // torchvision resnet50().parameters() sizes, in order (conv weights have no bias; BN has weight and bias).
 std::vector<int64_t> resnet50_param_sizes() {
@@ -152,12 +152,12 @@ int main(int argc, char** argv) {
       {"v1", "a scalar launch per tensor", [&] {
          for (size_t i = 0; i < sizes.size(); ++i) {
            v1_kernel<<<selfsup::kernels::nn_cuda::grid_for(sizes[i], 256), 256>>>(tgt[i], onl[i], sizes[i], a, b);
-           SELFSUP_NN_LAUNCH_CHECK();
+           SELFSUP_LAUNCH_CHECK();
          }
        }},
       {"v2", "one launch, device chunk table, scalar", [&] {
          v2_kernel<<<static_cast<unsigned>(chunks.size()), 256>>>(d_chunks, static_cast<int>(chunks.size()), a, b);
-         SELFSUP_NN_LAUNCH_CHECK();
+         SELFSUP_LAUNCH_CHECK();
        }},
       {"v3", "production: param table, 16-byte access", [&] {
          ema_update_cuda<float>(static_cast<int64_t>(sizes.size()), tgt.data(), onl.data(), sizes.data(), m, nullptr);
