@@ -3,8 +3,12 @@
 #include <algorithm>
 #include <cmath>
 
+#include "engine/core/cuda_context.h"
 #include "kernels/augment_api.h"
 #include "kernels/jigsaw_perms.h"
+#ifdef SELFSUP_HAVE_CUDA
+#include "kernels/cuda/augment_cuda.h"
+#endif
 
 namespace selfsup {
 
@@ -79,8 +83,6 @@ namespace {
 void check_images(const Tensor& images, const char* op) {
   SELFSUP_CHECK(images.defined() && images.dtype() == DType::u8 && images.dim() == 4, op,
                 ": expected uint8 images (N, H, W, C), got ", images.defined() ? images.str() : "undefined");
-  SELFSUP_CHECK(images.device().type == DeviceType::cpu, op, ": the CPU path needs CPU images (the CUDA kernel "
-                "is not built yet)");
   SELFSUP_CHECK(images.size(3) == 1 || images.size(3) == 3, op, ": images must have 1 or 3 channels, got ",
                 images.size(3));
 }
@@ -100,7 +102,7 @@ void check_float_images(const Tensor& x, const char* op) {
 std::vector<int64_t> ids_of(const Tensor& sample_ids, int64_t n, const char* op) {
   SELFSUP_CHECK(sample_ids.defined() && sample_ids.dtype() == DType::i64 && sample_ids.numel() == n, op,
                 ": sample_ids must be int64 with one id per image (", n, ")");
-  const Tensor c = sample_ids.contiguous();
+  const Tensor c = sample_ids.to(Device::cpu()).contiguous();
   const int64_t* p = c.data_ptr<int64_t>();
   for (int64_t i = 0; i < n; ++i) SELFSUP_CHECK(p[i] >= 0, op, ": sample id ", p[i], " is negative");
   return std::vector<int64_t>(p, p + n);
@@ -122,7 +124,7 @@ Tensor apply_augment(const Tensor& images, const AugmentRecipe& recipe, const st
   Tensor idx;
   if (src_index.defined()) {
     SELFSUP_CHECK(src_index.dtype() == DType::i64, "augment: src_index must be int64");
-    idx = src_index.contiguous();
+    idx = src_index.to(Device::cpu()).contiguous();  // validated on the host, whatever its device
     const int64_t* p = idx.data_ptr<int64_t>();
     for (int64_t i = 0; i < N; ++i)
       SELFSUP_CHECK(p[i] >= 0 && p[i] < store, "augment: src_index[", i, "] = ", p[i], " outside [0, ", store, ")");
@@ -133,6 +135,29 @@ Tensor apply_augment(const Tensor& images, const AugmentRecipe& recipe, const st
                       p.crop_x + p.crop_w <= W,
                   "augment: crop (y ", p.crop_y, ", x ", p.crop_x, ", h ", p.crop_h, ", w ", p.crop_w,
                   ") of image ", i, " is outside the ", H, "x", W, " source");
+  }
+  if (src.device().is_cuda()) {
+#ifdef SELFSUP_HAVE_CUDA
+    // The fused CUDA kernel (kernels/cuda/augment.cu) on the images' device and its current stream: the
+    // parameters (and the index) are uploaded, a blur scratch of the output's size is allocated when needed.
+    const Device d = src.device();
+    Tensor out = Tensor::empty({N, C, recipe.out_h, recipe.out_w}, DType::f32, d);
+    if (N == 0) return out;
+    const size_t pbytes = static_cast<size_t>(N) * sizeof(AugmentParams);
+    Tensor pdev = Tensor::empty({static_cast<int64_t>(pbytes)}, DType::u8, d);
+    copy_bytes(pdev.raw_data(), d, params.data(), Device::cpu(), pbytes);
+    const Tensor idx_dev = idx.defined() ? idx.to(d) : Tensor();
+    const Tensor scratch = recipe.blur_ksize > 1 ? Tensor::empty(out.sizes(), DType::f32, d) : Tensor();
+    kn::augment_views_cuda(recipe, N, H, W, C, src.data_ptr<uint8_t>(),
+                           idx_dev.defined() ? idx_dev.data_ptr<int64_t>() : nullptr,
+                           reinterpret_cast<const AugmentParams*>(pdev.raw_data()), out.data_ptr<float>(),
+                           scratch.defined() ? scratch.data_ptr<float>() : nullptr,
+                           static_cast<cudaStream_t>(cuda_stream(d)));
+    return out;
+#else
+    throw_error("augment: the images are on " + src.device().str() +
+                " but this build has no CUDA backend (configure with -DSELFSUP_CUDA=ON)");
+#endif
   }
   Tensor out = Tensor::empty({N, C, recipe.out_h, recipe.out_w}, DType::f32);
   kn::augment_views_cpu(recipe, N, H, W, C, src.data_ptr<uint8_t>(), idx.defined() ? idx.data_ptr<int64_t>() : nullptr,
