@@ -4,6 +4,11 @@
 #
 #   bash bench/gpu_check.sh            # or: OUT=/some/dir bash bench/gpu_check.sh
 #
+# The lent GPU machine has nvcc and PyTorch but not our Debian packages and no network: first run
+# `bash scripts/gpu-pack.sh` on the Debian machine (fills .gpu_deps/: the .debs and Fashion-MNIST) and
+# name .gpu_deps in the device call's carry. bench/gpu_env.sh unpacks them into a private prefix and
+# finds cuDNN/cuBLAS in PyTorch's pip wheels when the toolkit lacks them (step 0 of the table).
+#
 # Steps (each timed, each one line in the final table; a failing step does not stop the later ones):
 #   1. nvidia-smi                      what GPU and driver this is
 #   2. configure + build for sm_90     build-gpu/, -j16, Release, SELFSUP_CUDA=ON (only the CUDA targets
@@ -17,10 +22,15 @@
 #   7. playgrounds                     InfoNCE and EMA kernel versions validated against the CPU reference,
 #                                      then timed (bench/playground/*)
 #   8. SimCLR smoke                    50 training steps on the GPU (ResNet-18 width 64, batch 512) when the
-#                                      Fashion-MNIST .gz files are at $FMNIST (default: Debian's path; carry
-#                                      them in a folder of the repo otherwise)
+#                                      Fashion-MNIST .gz files are at $FMNIST (default: .gpu_deps/fashion-mnist
+#                                      when carried, else Debian's /usr/share/datasets/fashion-mnist)
+#   9. GPU preset (optional)           PRESET_MINUTES=M: `selfsup demo` on the GPU (the GPU preset, M minutes of
+#                                      training, then its linear probe); the run directory comes back as
+#                                      $OUT/gpu_preset.tar.part-* (the device tool returns files <= 16 MiB:
+#                                      `cat gpu_preset.tar.part-* | tar x` here; models/pretrained/README.md)
 # The summary table is printed at the end and written to $OUT/gpu_check.md when OUT is set; the full logs
-# go to $OUT/gpu_check_logs/ (or build-gpu/gpu_check_logs/). Exit status: non-zero if any build or test
+# go to $BUILD/gpu_check_logs/, and to $OUT/gpu_check_logs.tar.gz (the device tool brings back at most
+# 8 files, so the logs travel as one archive). Exit status: non-zero if any build or test
 # step failed (the table is printed either way). Copy the table to bench/results/<date>-<commit>.md.
 set -u
 cd "$(dirname "$0")/.."
@@ -28,8 +38,8 @@ ROOT=$(pwd)
 BUILD=${BUILD:-build-gpu}
 ARCHS=${SELFSUP_CUDA_ARCHS:-90}
 JOBS=${JOBS:-16}
-LOGS=${OUT:+$OUT/gpu_check_logs}
-LOGS=${LOGS:-$BUILD/gpu_check_logs}
+LOGS=$BUILD/gpu_check_logs
+rm -rf "$LOGS"
 mkdir -p "$LOGS"
 export PATH=/usr/local/cuda/bin:$PATH
 
@@ -64,6 +74,11 @@ START=$(date +%s)
 COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 DIRTY=$(git status --porcelain 2>/dev/null | grep -q . && echo " (+ uncommitted changes)" || true)
 
+# 0. dependencies: carried .debs and pip-wheel cuDNN/cuBLAS when the image lacks them (bench/gpu_env.sh)
+source "$ROOT/bench/gpu_env.sh"
+echo "deps: $GPU_ENV_REPORT"
+row "dependencies" "$(echo "$GPU_ENV_REPORT" | grep -q 'NOT FOUND\|no .debs' && echo MISSING || echo ok)" "-" "$GPU_ENV_REPORT"
+
 # 1. GPU
 GPU=$(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null | head -1)
 GPU=${GPU:-"nvidia-smi unavailable"}
@@ -71,11 +86,11 @@ echo "GPU: $GPU"
 
 # 2. build
 run_step configure 60 cmake -S . -B "$BUILD" -DSELFSUP_CUDA=ON -DCMAKE_BUILD_TYPE=Release \
-  -DSELFSUP_CUDA_ARCHS="$ARCHS" -DCMAKE_CUDA_ARCHITECTURES="$ARCHS"
+  -DSELFSUP_CUDA_ARCHS="$ARCHS" -DCMAKE_CUDA_ARCHITECTURES="$ARCHS" "${GPU_CMAKE_ARGS[@]}"
 row "configure (sm_$ARCHS)" "$STEP_STATUS" "$STEP_TIME" "$BUILD"
 [ "$STEP_RC" -ne 0 ] && FAILED=1
 if [ "$STEP_RC" -eq 0 ]; then
-  run_step build 240 cmake --build "$BUILD" -j "$JOBS" --target test_cuda bench_gpu_elementwise selfsup \
+  run_step build "${BUILD_LIMIT:-300}" cmake --build "$BUILD" -j "$JOBS" --target test_cuda bench_gpu_elementwise selfsup \
     bench_playground_infonce bench_playground_momentum
   row "build -j$JOBS" "$STEP_STATUS" "$STEP_TIME" "test_cuda, bench_gpu_elementwise, selfsup"
   [ "$STEP_RC" -ne 0 ] && FAILED=1
@@ -86,11 +101,11 @@ fi
 
 if [ "$BUILD_OK" -eq 0 ]; then
   # 3. what the engine sees
-  run_step info 30 "$BUILD/selfsup" info
+  run_step info 30 "${RUNENV[@]}" "$BUILD/selfsup" info
   row "selfsup info" "$STEP_STATUS" "$STEP_TIME" "$(grep -m1 'cuda:' "$LOGS/info.log" | sed 's/|/\//g' | cut -c1-90)"
 
   # 4. all CUDA tests (the OpCase table included)
-  run_step test_cuda 120 "$BUILD/test_cuda"
+  run_step test_cuda 120 "${RUNENV[@]}" "$BUILD/test_cuda"
   [ "$STEP_RC" -ne 0 ] && FAILED=1
   OPT=$(grep -m1 '^op table CPU vs CUDA' "$LOGS/test_cuda.log" | sed 's/^op table CPU vs CUDA: //')
   DT=$(grep -m1 -E '^\[doctest\] test cases' "$LOGS/test_cuda.log" | sed 's/^\[doctest\] //; s/|/\//g')
@@ -106,7 +121,7 @@ if [ "$BUILD_OK" -eq 0 ]; then
     [ -z "$SANITIZER" ] && [ -x "$c" ] && SANITIZER=$c
   done
   if [ -n "$SANITIZER" ]; then
-    run_step memcheck 120 env SELFSUP_SYNC_DEBUG=1 "$SANITIZER" --tool memcheck --leak-check none \
+    run_step memcheck 120 "${RUNENV[@]}" SELFSUP_SYNC_DEBUG=1 "$SANITIZER" --tool memcheck --leak-check none \
       --error-exitcode 99 "$BUILD/test_cuda" \
       -tc="*Philox*,*casts*,*elementwise*,*reductions*,*index ops*,*to(Device) round*,*cuBLAS*"
     [ "$STEP_RC" -ne 0 ] && FAILED=1
@@ -118,26 +133,39 @@ if [ "$BUILD_OK" -eq 0 ]; then
   fi
 
   # 6. benchmarks: ours, then PyTorch's on the same GPU
-  run_step bench_ours 60 "$BUILD/bench_gpu_elementwise"
+  run_step bench_ours 60 "${RUNENV[@]}" "$BUILD/bench_gpu_elementwise"
   row "bench_gpu_elementwise" "$STEP_STATUS" "$STEP_TIME" "JSON lines in the log"
   run_step bench_torch 60 /usr/bin/env python3 bench/peers/torch_gpu_ops.py
   row "PyTorch peer" "$STEP_STATUS" "$STEP_TIME" "$(/usr/bin/env python3 -c 'import torch; print("torch", torch.__version__)' 2>/dev/null || echo 'torch not importable')"
 
   # 7. kernel playgrounds: each version is validated first (non-zero exit on a mismatch), then timed
-  run_step playground_infonce 120 "$BUILD/bench_playground_infonce"
+  run_step playground_infonce 120 "${RUNENV[@]}" "$BUILD/bench_playground_infonce"
   row "playground InfoNCE" "$STEP_STATUS" "$STEP_TIME" "versions, validation and ms in the log"
-  run_step playground_momentum 60 "$BUILD/bench_playground_momentum"
+  run_step playground_momentum 60 "${RUNENV[@]}" "$BUILD/bench_playground_momentum"
   row "playground EMA" "$STEP_STATUS" "$STEP_TIME" "GB/s vs copy in the log"
 
   # 8. the trainer on the GPU
-  FMNIST=${FMNIST:-/usr/share/datasets/fashion-mnist}
   if [ -f "$FMNIST/train-images-idx3-ubyte.gz" ]; then
     rm -rf "$BUILD/simclr_smoke"
-    run_step simclr_smoke 180 "$BUILD/selfsup" train --data "fashion-mnist:$FMNIST" --device cuda --width 64 \
+    run_step simclr_smoke 180 "${RUNENV[@]}" "$BUILD/selfsup" train --data "fashion-mnist:$FMNIST" --device cuda --width 64 \
       --batch 512 --steps 50 --no-knn --log-every 10 --out "$BUILD/simclr_smoke"
     row "SimCLR 50 steps on cuda" "$STEP_STATUS" "$STEP_TIME" "$(grep -o 'trained.*' "$LOGS/simclr_smoke.log" | tail -1)"
   else
     row "SimCLR 50 steps on cuda" "NOT RUN" "-" "no Fashion-MNIST at $FMNIST (set FMNIST=DIR)"
+  fi
+
+  # 9. the GPU preset, trained and probed by the demo; the run directory is packed for the trip back
+  if [ "${PRESET_MINUTES:-0}" != "0" ] && [ -f "$FMNIST/train-images-idx3-ubyte.gz" ]; then
+    rm -rf "$BUILD/gpu_preset"
+    run_step gpu_preset $(awk -v m="$PRESET_MINUTES" 'BEGIN { printf("%d", 60 * m + 150) }') \
+      "${RUNENV[@]}" "$BUILD/selfsup" demo --minutes "$PRESET_MINUTES" --out "$BUILD/gpu_preset" \
+      --pretrained none --data-dir "$FMNIST"
+    row "GPU preset, $PRESET_MINUTES min" "$STEP_STATUS" "$STEP_TIME" \
+      "$(grep -E 'linear probe test top-1:' "$LOGS/gpu_preset.log" | tail -1 | sed 's/  */ /g')"
+    if [ -n "${OUT:-}" ] && [ -f "$BUILD/gpu_preset/encoder.safetensors" ]; then
+      tar cf - -C "$BUILD/gpu_preset" encoder.safetensors config.json metrics.jsonl metrics.png 2>/dev/null |
+        split -b 15M - "$OUT/gpu_preset.tar.part-"
+    fi
   fi
 fi
 
@@ -201,6 +229,7 @@ echo "================================================================ gpu_check
 cat "$LOGS/gpu_check.md"
 if [ -n "${OUT:-}" ]; then
   cp "$LOGS/gpu_check.md" "$OUT/gpu_check.md"
-  echo "(written to $OUT/gpu_check.md; logs in $LOGS)"
+  tar czf "$OUT/gpu_check_logs.tar.gz" -C "$BUILD" gpu_check_logs
+  echo "(written to $OUT/gpu_check.md; logs in $OUT/gpu_check_logs.tar.gz)"
 fi
 exit $FAILED

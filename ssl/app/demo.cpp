@@ -1,8 +1,13 @@
 // `selfsup demo`, what `make demo` runs: SimCLR on Fashion-MNIST with the CPU preset for a fixed time
 // budget, then the linear probe on the frozen encoder, ending with one summary next to the raw-pixel floor.
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
 
 #include "engine/core/cuda_context.h"
 #include "engine/data/spec.h"
@@ -18,12 +23,68 @@ namespace selfsup::app {
 namespace {
 
 const char* kUsage =
-    "usage: selfsup demo [--minutes M] [--out DIR] [--threads N] [--probe-epochs E]\n"
+    "usage: selfsup demo [--minutes M] [--out DIR] [--threads N] [--probe-epochs E] [--pretrained DIR]\n"
+    "                    [--data-dir DIR]\n"
     "\n"
     "The default SSL job: SimCLR on Fashion-MNIST (ResNet-18 layout, CIFAR stem, width 8, batch 256 on the\n"
     "CPU; width 64, batch 512 when a CUDA device is present) for --minutes of training (default 7), then a\n"
     "linear probe on the frozen, standardised features, the same probe on raw pixels, and one summary. The\n"
-    "run directory (default runs/demo, replaced) keeps config, metrics, plot, checkpoints.\n";
+    "run directory (default runs/demo, replaced) keeps config, metrics, plot, checkpoints.\n"
+    "Every encoder committed under --pretrained (default models/pretrained; each folder: encoder.safetensors,\n"
+    "config.json, result.json) gets the same probe, printed beside the demo's own score ('none' skips).\n"
+    "--data-dir: the folder of the Fashion-MNIST .gz files (default: Debian's dataset-fashion-mnist).\n";
+
+// One committed encoder (models/pretrained/<name>/) evaluated with the demo's probe.
+struct PretrainedScore {
+  std::string name;
+  std::string trained;   // how it was trained, from result.json ("SimCLR, 20 epochs on a 2-core CPU, ...")
+  double recorded;       // the probe score measured when it was committed (result.json)
+  double measured;       // the probe score measured now
+};
+
+nlohmann::json read_json(const std::filesystem::path& p) {
+  std::ifstream f(p);
+  SELFSUP_CHECK(f.good(), p.string(), ": cannot open");
+  std::stringstream ss;
+  ss << f.rdbuf();
+  try {
+    return nlohmann::json::parse(ss.str());
+  } catch (const std::exception& e) {
+    throw Error(str_cat(p.string(), ": not valid JSON (", e.what(), ")"));
+  }
+}
+
+// Probes every <dir>/<name>/encoder.safetensors with the options and data of the demo's own probe.
+std::vector<PretrainedScore> probe_pretrained(const std::string& dir, const ImageDataset& train,
+                                              const ImageDataset& test, const eval::LinearProbeOptions& lp) {
+  namespace fs = std::filesystem;
+  std::vector<PretrainedScore> out;
+  if (dir == "none" || !fs::is_directory(dir)) return out;
+  std::vector<fs::path> runs;
+  for (const auto& e : fs::directory_iterator(dir))
+    if (e.is_directory() && fs::exists(e.path() / "encoder.safetensors")) runs.push_back(e.path());
+  std::sort(runs.begin(), runs.end());
+  for (const auto& run : runs) {
+    const nlohmann::json result = read_json(run / "result.json");
+    const std::string where = (run / "result.json").string();
+    SELFSUP_CHECK(result.contains("trained") && result["trained"].is_string(), where,
+                  ": expected a string field 'trained' (how the encoder was trained)");
+    SELFSUP_CHECK(result.contains("linear_probe_test_top1") && result["linear_probe_test_top1"].is_number(), where,
+                  ": expected a number field 'linear_probe_test_top1' (a fraction, e.g. 0.87)");
+    PretrainedScore p{run.filename().string(), result["trained"].get<std::string>(),
+                      result["linear_probe_test_top1"].get<double>(), 0.0};
+    std::printf("\n== committed encoder %s (%s) ==\n", p.name.c_str(), p.trained.c_str());
+    std::fflush(stdout);
+    ssl::LoadedEncoder le = ssl::load_encoder_from_checkpoint(run.string());
+    Tensor ftr = eval::extract_features(*le.encoder, train, le.config.image_size, le.config.recipe);
+    Tensor fte = eval::extract_features(*le.encoder, test, le.config.image_size, le.config.recipe);
+    p.measured = eval::linear_probe(ftr, train.labels, fte, test.labels, train.num_classes, lp).test_top1;
+    std::printf("linear probe test top-1 %.2f%% (recorded when committed: %.2f%%)\n", 100.0 * p.measured,
+                100.0 * p.recorded);
+    out.push_back(p);
+  }
+  return out;
+}
 
 }  // namespace
 
@@ -38,7 +99,8 @@ int cmd_demo(const std::vector<std::string>& argv) {
   // its settings are a starting point, not a measured result.
   const bool gpu = default_device().is_cuda();
   ssl::TrainConfig c;
-  c.data = "fashion-mnist";
+  const std::string data_dir = a.str("data-dir", "");
+  c.data = data_dir.empty() ? "fashion-mnist" : "fashion-mnist:" + data_dir;
   ssl::apply_data_preset(c);
   c.width = gpu ? 64 : 8;
   c.batch = gpu ? 512 : 256;
@@ -51,6 +113,7 @@ int cmd_demo(const std::vector<std::string>& argv) {
   c.checkpoint_minutes = 2;
   eval::LinearProbeOptions lp;
   lp.epochs = a.integer("probe-epochs", 20);
+  const std::string pretrained = a.str("pretrained", "models/pretrained");
   a.finish();
   SELFSUP_CHECK(c.minutes > 0, "demo: --minutes must be positive");
   // The demo owns its run directory: a previous demo's checkpoints would make `train` refuse to start.
@@ -81,6 +144,7 @@ int cmd_demo(const std::vector<std::string>& argv) {
   lp.on_epoch = nullptr;
   eval::LinearProbeResult raw = eval::linear_probe(pixels(train), train.labels, pixels(test), test.labels,
                                                    train.num_classes, lp);
+  const std::vector<PretrainedScore> committed = probe_pretrained(pretrained, train, test, lp);
   std::printf(
       "\n== summary ==\n"
       "SimCLR training: %ld steps in %.1f min, %.0f images/s (2 views each), last loss %.3f\n"
@@ -89,11 +153,16 @@ int cmd_demo(const std::vector<std::string>& argv) {
       "same probe on raw pixels:         %.2f%%\n"
       "published floors:                 logistic regression on pixels 84.4%%, kNN-5 85.5%%; random width-16\n"
       "                                  encoder 76.7%%; PyTorch SimCLR, same 10-minute CPU budget, 76.9%%\n"
-      "run directory: %s (config.json, metrics.jsonl, metrics.png, checkpoints, encoder.safetensors)\n"
-      "demo wall time: %.1f min\n",
+      "run directory: %s (config.json, metrics.jsonl, metrics.png, checkpoints, encoder.safetensors)\n",
       long(s.steps), s.seconds / 60.0, s.images_per_s, s.last_loss, 100.0 * s.knn_top1, 100.0 * r.test_top1,
-      100.0 * r.train_top1, 100.0 * raw.test_top1, c.out.c_str(),
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - wall0).count() / 60.0);
+      100.0 * r.train_top1, 100.0 * raw.test_top1, c.out.c_str());
+  if (committed.empty() && pretrained != "none")
+    std::printf("committed encoders:               none under %s\n", pretrained.c_str());
+  for (const auto& p : committed)
+    std::printf("committed encoder %s: linear probe test top-1 %.2f%% (%s)\n", p.name.c_str(),
+                100.0 * p.measured, p.trained.c_str());
+  std::printf("demo wall time: %.1f min\n",
+              std::chrono::duration<double>(std::chrono::steady_clock::now() - wall0).count() / 60.0);
   return 0;
 }
 

@@ -1,5 +1,9 @@
 #include "ssl/trainer/encoder_io.h"
 
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
 #include "engine/io/checkpoint.h"
 #include "engine/io/safetensors.h"
 
@@ -23,6 +27,18 @@ std::shared_ptr<models::ResNet> build(const TrainConfig& c) {
 }  // namespace
 
 LoadedEncoder load_encoder_from_checkpoint(const std::string& dir_or_file) {
+  namespace fs = std::filesystem;
+  // A slim run directory (a committed encoder, models/pretrained/<name>/): the encoder weights and the
+  // configuration that `selfsup train` wrote, without the training checkpoints.
+  const fs::path dir(dir_or_file), weights = dir / "encoder.safetensors", config = dir / "config.json";
+  if (fs::is_directory(dir) && latest_checkpoint(dir_or_file).empty() && fs::is_regular_file(weights) &&
+      fs::is_regular_file(config)) {
+    std::ifstream f(config);
+    SELFSUP_CHECK(f.good(), config.string(), ": cannot open");
+    std::stringstream text;
+    text << f.rdbuf();
+    return load_encoder_from_weights(weights.string(), TrainConfig::from_json(text.str(), config.string()));
+  }
   Checkpoint ck = load_checkpoint(dir_or_file);
   LoadedEncoder le{nullptr, TrainConfig::from_json(ck.config_json, dir_or_file)};
   le.encoder = build(le.config);

@@ -14,7 +14,8 @@ struct LoadedEncoder {
   TrainConfig config;  // architecture, image size and recipe (normalisation) of the encoder
 };
 
-// A run directory or checkpoint file written by `selfsup train`.
+// A run directory or checkpoint file written by `selfsup train`, or a slim run directory holding only
+// encoder.safetensors and config.json (how encoders are committed under models/pretrained/).
 LoadedEncoder load_encoder_from_checkpoint(const std::string& dir_or_file);
 // A torchvision-style state dict (conv1.weight, layer1.0.bn1.running_mean, ...; an `fc.*` classifier is
 // ignored) built as `arch` describes (arch, width, stem, in_channels, image_size, recipe). Wrong or missing

@@ -9,6 +9,7 @@
 #include "engine/io/checkpoint.h"
 #include "ssl/trainer/encoder_io.h"
 #include "ssl/trainer/trainer.h"
+#include "tests/support/engine_gradcheck.h"
 
 using namespace selfsup;
 namespace fs = std::filesystem;
@@ -136,4 +137,29 @@ TEST_CASE("weights of another architecture are refused, naming the key") {
   other.width = 8;
   CHECK_THROWS_WITH_AS(ssl::load_encoder_from_weights(latest_checkpoint(d), other), doctest::Contains("does not match"),
                        Error);
+}
+
+TEST_CASE("a slim run directory (encoder.safetensors + config.json) loads the encoder the checkpoint holds") {
+  if (!have_fashion_mnist()) {
+    MESSAGE("SKIPPED: dataset-fashion-mnist is not installed");
+    return;
+  }
+  // The layout of a committed encoder (models/pretrained/<name>/): no checkpoint, no `latest`.
+  const std::string d = fresh_dir("slim_src"), slim = fresh_dir("slim");
+  ssl::train(tiny(d), {"", 0, true});  // encoder.safetensors is written at the end of a run
+  fs::create_directories(slim);
+  for (const char* f : {"encoder.safetensors", "config.json"}) fs::copy_file(fs::path(d) / f, fs::path(slim) / f);
+  ssl::LoadedEncoder from_ckpt = ssl::load_encoder_from_checkpoint(d);
+  ssl::LoadedEncoder from_slim = ssl::load_encoder_from_checkpoint(slim);
+  CHECK(from_slim.config.width == 4);
+  CHECK(from_slim.config.recipe == from_ckpt.config.recipe);
+  const nn::NamedTensors a = from_ckpt.encoder->state_dict(), b = from_slim.encoder->state_dict();
+  REQUIRE(a.size() == b.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    CHECK(a[i].first == b[i].first);
+    CHECK(testing::allclose(a[i].second, b[i].second, 0.0, 0.0).ok);
+  }
+  // Without config.json the folder is neither a run nor a slim run: the checkpoint error names it.
+  fs::remove(fs::path(slim) / "config.json");
+  CHECK_THROWS_WITH_AS(ssl::load_encoder_from_checkpoint(slim), doctest::Contains("no checkpoint"), Error);
 }
