@@ -45,19 +45,17 @@ DeviceDataMode resolve_device_data_mode(DeviceDataMode requested, std::size_t da
                                                                      : DeviceDataMode::stream;
 }
 
-namespace {
-std::string mb(double bytes) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%.1f MB", bytes / 1e6);
-  return buf;
-}
-}  // namespace
-
 #ifdef SELFSUP_HAVE_CUDA
 
 namespace kc = kernels::cuda;
 
 namespace {
+
+std::string mb(double bytes) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.1f MB", bytes / 1e6);
+  return buf;
+}
 
 constexpr std::size_t kUploadChunk = 64u << 20;  // resident upload: bytes per copy_bytes call
 
