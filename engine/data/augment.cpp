@@ -111,9 +111,11 @@ std::vector<int64_t> ids_of(const Tensor& sample_ids, int64_t n, const char* op)
 }  // namespace
 
 Tensor apply_augment(const Tensor& images, const AugmentRecipe& recipe, const std::vector<AugmentParams>& params,
-                     const Tensor& src_index, int threads) {
+                     const Tensor& src_index, int threads, DType out_dtype) {
   check_images(images, "augment");
   check_recipe(recipe);
+  SELFSUP_CHECK(out_dtype == DType::f32 || out_dtype == DType::bf16, "augment: the output dtype must be float32 or ",
+                "bfloat16, got ", dtype_name(out_dtype));
   const Tensor src = images.contiguous();
   const int64_t store = src.size(0);
   const int32_t H = static_cast<int32_t>(src.size(1)), W = static_cast<int32_t>(src.size(2)),
@@ -139,18 +141,27 @@ Tensor apply_augment(const Tensor& images, const AugmentRecipe& recipe, const st
   if (src.device().is_cuda()) {
 #ifdef SELFSUP_HAVE_CUDA
     // The fused CUDA kernel (kernels/cuda/augment.cu) on the images' device and its current stream: the
-    // parameters (and the index) are uploaded, a blur scratch of the output's size is allocated when needed.
+    // parameters (and the index) are uploaded; the float32 buffers the kernel needs (blur scratch; for a
+    // bf16 output, the working image when some image has contrast or blur) are allocated from the
+    // parameters actually given, so hand-made parameters are covered too.
     const Device d = src.device();
-    Tensor out = Tensor::empty({N, C, recipe.out_h, recipe.out_w}, DType::f32, d);
+    Tensor out = Tensor::empty({N, C, recipe.out_h, recipe.out_w}, out_dtype, d);
     if (N == 0) return out;
     const size_t pbytes = static_cast<size_t>(N) * sizeof(AugmentParams);
     Tensor pdev = Tensor::empty({static_cast<int64_t>(pbytes)}, DType::u8, d);
     copy_bytes(pdev.raw_data(), d, params.data(), Device::cpu(), pbytes);
     const Tensor idx_dev = idx.defined() ? idx.to(d) : Tensor();
-    const Tensor scratch = recipe.blur_ksize > 1 ? Tensor::empty(out.sizes(), DType::f32, d) : Tensor();
+    const kn::AugOutType otype = out_dtype == DType::bf16 ? kn::AugOutType::bf16 : kn::AugOutType::f32;
+    bool any_contrast = false;
+    for (const AugmentParams& p : params) any_contrast = any_contrast || (p.jitter && p.contrast != 1.0f);
+    const bool need_scratch = recipe.blur_ksize > 1;  // the launcher's rule, for every output type
+    const bool need_work = otype == kn::AugOutType::bf16 && (any_contrast || need_scratch);
+    const Tensor scratch = need_scratch ? Tensor::empty(out.sizes(), DType::f32, d) : Tensor();
+    const Tensor work = need_work ? Tensor::empty(out.sizes(), DType::f32, d) : Tensor();
     kn::augment_views_cuda(recipe, N, H, W, C, src.data_ptr<uint8_t>(),
                            idx_dev.defined() ? idx_dev.data_ptr<int64_t>() : nullptr,
-                           reinterpret_cast<const AugmentParams*>(pdev.raw_data()), out.data_ptr<float>(),
+                           reinterpret_cast<const AugmentParams*>(pdev.raw_data()), out.raw_data(), otype,
+                           work.defined() ? work.data_ptr<float>() : nullptr,
                            scratch.defined() ? scratch.data_ptr<float>() : nullptr,
                            static_cast<cudaStream_t>(cuda_stream(d)));
     return out;
@@ -162,11 +173,12 @@ Tensor apply_augment(const Tensor& images, const AugmentRecipe& recipe, const st
   Tensor out = Tensor::empty({N, C, recipe.out_h, recipe.out_w}, DType::f32);
   kn::augment_views_cpu(recipe, N, H, W, C, src.data_ptr<uint8_t>(), idx.defined() ? idx.data_ptr<int64_t>() : nullptr,
                         params.data(), out.data_ptr<float>(), threads);
-  return out;
+  // bf16 on the CPU: the same float32 views, rounded to nearest even (what the CUDA kernel's store does).
+  return out_dtype == DType::f32 ? out : out.to(out_dtype);
 }
 
 std::vector<Tensor> augment_views(const Tensor& images, const Tensor& sample_ids, const AugmentRecipe& recipe,
-                                  uint64_t seed, uint64_t step, int views, int threads) {
+                                  uint64_t seed, uint64_t step, int views, int threads, DType out_dtype) {
   check_images(images, "augment");
   SELFSUP_CHECK(views >= 1, "augment: views must be >= 1, got ", views);
   const std::vector<int64_t> ids = ids_of(sample_ids, images.size(0), "augment");
@@ -174,7 +186,7 @@ std::vector<Tensor> augment_views(const Tensor& images, const Tensor& sample_ids
   for (int v = 0; v < views; ++v) {
     const auto params = sample_params(recipe, static_cast<int>(images.size(1)), static_cast<int>(images.size(2)),
                                       seed, step, ids.data(), static_cast<int64_t>(ids.size()), v);
-    out.push_back(apply_augment(images, recipe, params, Tensor(), threads));
+    out.push_back(apply_augment(images, recipe, params, Tensor(), threads, out_dtype));
   }
   return out;
 }

@@ -33,12 +33,15 @@ int blur_kernel_size(int out_size);
 std::vector<AugmentParams> sample_params(const AugmentRecipe& recipe, int H, int W, uint64_t seed, uint64_t step,
                                          const int64_t* sample_ids, int64_t n, uint32_t view);
 // images: uint8 (N, H, W, C) (or a larger store with src_index (N) int64 selecting from it); params: one
-// per output image. Returns float32 (N, C, out_h, out_w). threads <= 0: OpenMP default.
+// per output image. Returns out_dtype (N, C, out_h, out_w), float32 or bfloat16 (float32 math, rounded to
+// nearest even once at the end), on the images' device (the fused CUDA kernel for CUDA images, on the
+// device's current stream). threads <= 0: OpenMP default (CPU only).
 Tensor apply_augment(const Tensor& images, const AugmentRecipe& recipe, const std::vector<AugmentParams>& params,
-                     const Tensor& src_index = Tensor(), int threads = 0);
+                     const Tensor& src_index = Tensor(), int threads = 0, DType out_dtype = DType::f32);
 // `views` views of every image: sample_params + apply_augment per view. sample_ids int64 (N).
 std::vector<Tensor> augment_views(const Tensor& images, const Tensor& sample_ids, const AugmentRecipe& recipe,
-                                  uint64_t seed, uint64_t step, int views, int threads = 0);
+                                  uint64_t seed, uint64_t step, int views, int threads = 0,
+                                  DType out_dtype = DType::f32);
 
 // ---- pretext transforms on float (N, C, H, W)
 struct LabeledBatch {

@@ -81,17 +81,17 @@ Batch DataLoader::build(int64_t global) {
   const int64_t count = std::min(opt_.batch_size, n - first);
   const Tensor& imgs = dataset_.images;
   const int64_t bytes = imgs.size(1) * imgs.size(2) * imgs.size(3);
-  b.images = Tensor::empty({count, imgs.size(1), imgs.size(2), imgs.size(3)}, DType::u8);
+  if (opt_.gather_images) b.images = Tensor::empty({count, imgs.size(1), imgs.size(2), imgs.size(3)}, DType::u8);
   b.labels = Tensor::empty({count}, DType::i64);
   b.indices = Tensor::empty({count}, DType::i64);
   const uint8_t* src = imgs.data_ptr<uint8_t>();
   const int64_t* lab = dataset_.labels.data_ptr<int64_t>();
-  uint8_t* dst = b.images.data_ptr<uint8_t>();
+  uint8_t* dst = opt_.gather_images ? b.images.data_ptr<uint8_t>() : nullptr;
   int64_t* ol = b.labels.data_ptr<int64_t>();
   int64_t* oi = b.indices.data_ptr<int64_t>();
   for (int64_t k = 0; k < count; ++k) {
     const int64_t i = (*order)[first + k];
-    std::memcpy(dst + k * bytes, src + i * bytes, static_cast<size_t>(bytes));
+    if (dst) std::memcpy(dst + k * bytes, src + i * bytes, static_cast<size_t>(bytes));
     ol[k] = lab[i];
     oi[k] = i;
   }

@@ -35,6 +35,9 @@ struct LoaderOptions {
   int num_workers = 2;          // 0: synchronous
   int prefetch = 2;             // batches in flight or ready per worker
   int worker_omp_threads = 1;   // OpenMP threads of the transform inside a worker
+  // false: batches carry labels and indices only (images undefined), for a consumer that fetches the images
+  // itself by index, e.g. the GPU augmentation (engine/data/device_augment.h) from a device-resident store.
+  bool gather_images = true;
 };
 
 struct LoaderPosition {
@@ -44,7 +47,7 @@ struct LoaderPosition {
 };
 
 struct Batch {
-  Tensor images;   // uint8 (B, H, W, C)
+  Tensor images;   // uint8 (B, H, W, C); undefined when LoaderOptions::gather_images is false
   Tensor labels;   // int64 (B)
   Tensor indices;  // int64 (B): dataset indices (the augmentation's sample ids)
   int64_t epoch = 0, batch = 0, step = 0;

@@ -12,6 +12,11 @@
 //   3. (blur only) the separable Gaussian blur as the CPU does it: rows (reflect padding) into `scratch`,
 //      then columns back, with the kernel weights computed once per block in shared memory.
 //   4. solarize and normalize, fused into whichever phase writes last.
+// The output is float32 or bfloat16 (template parameter T). All math is float32; a bf16 output is rounded
+// to nearest even once, at the final store. Between phases the image must stay in float32: for a float32
+// output that is the output buffer itself (`work` == `out`), for bf16 a separate float32 `work` buffer.
+#include <cuda_bf16.h>
+
 #include <stdexcept>
 
 #include "kernels/cuda/augment_cuda.h"
@@ -109,20 +114,31 @@ __device__ __forceinline__ void apply_op(uint8_t op, int32_t C, float* v, const 
   }
 }
 
-// Solarize and normalize one pixel into the output planes.
-__device__ __forceinline__ void finish(const AugmentRecipe& r, const AugmentParams& p, int32_t C, float* v,
-                                       float* o, int64_t HW, int64_t i) {
+// The final store: float32 as is, bfloat16 rounded to nearest even (__float2bfloat16_rn).
+__device__ __forceinline__ void store_out(float* p, float v) { *p = v; }
+__device__ __forceinline__ void store_out(__nv_bfloat16* p, float v) { *p = __float2bfloat16_rn(v); }
+
+// Solarize and normalize one pixel into the output planes o (C, HW) of type T.
+template <typename T>
+__device__ __forceinline__ void finish(const AugmentRecipe& r, const AugmentParams& p, int32_t C, const float* v,
+                                       T* o, int64_t HW, int64_t i) {
   for (int c = 0; c < C; ++c) {
     float x = v[c];
     if (p.solarize) x = x >= r.solarize_threshold ? 1.0f - x : x;
-    o[c * HW + i] = (x - r.mean[c]) * (1.0f / r.std[c]);
+    store_out(o + c * HW + i, (x - r.mean[c]) * (1.0f / r.std[c]));
   }
 }
 
+// out     T     (N, C, oh, ow): the views
+// work    float (N, C, oh, ow): the working image between phases; == out when T is float (so no __restrict__
+//                               on either), a separate buffer for bf16; may be null when no image of the
+//                               batch has contrast or blur
+// scratch float (N, C, oh, ow): the blur's row pass; may be null when no image is blurred
+template <typename T>
 __global__ void __launch_bounds__(kAugThreads)
     augment_views_kernel(AugmentRecipe r, int32_t H, int32_t W, int32_t C, const uint8_t* __restrict__ src,
                          const int64_t* __restrict__ src_index, const AugmentParams* __restrict__ params,
-                         float* __restrict__ out, float* __restrict__ scratch) {
+                         T* out, float* work, float* __restrict__ scratch) {
   __shared__ double red[32];
   __shared__ float wts[128];
   const int64_t n = blockIdx.x;
@@ -131,7 +147,8 @@ __global__ void __launch_bounds__(kAugThreads)
   const uint8_t* img = src + s * static_cast<int64_t>(H) * W * C;
   const int32_t oh = r.out_h, ow = r.out_w;
   const int64_t HW = static_cast<int64_t>(oh) * ow;
-  float* o = out + n * C * HW;
+  T* o = out + n * C * HW;                          // this image's output planes (C, oh, ow)
+  float* wk = work ? work + n * C * HW : nullptr;   // its float32 working planes (C, oh, ow)
 
   // The pointwise op list, as augment_one applies it (identity jitter factors are skipped there too).
   uint8_t ops[6];
@@ -153,6 +170,9 @@ __global__ void __launch_bounds__(kAugThreads)
   const bool blur = p.sigma > 0 && r.blur_ksize > 1;
   const int end1 = ci >= 0 ? ci : nops;
   const bool final1 = ci < 0 && !blur;  // phase 1 writes the normalized result
+  // The launcher checks the buffers against the recipe; parameters that ask for more than the recipe
+  // allows (contrast or blur the caller did not provision for) must not write through a null pointer.
+  if ((!final1 && wk == nullptr) || (blur && scratch == nullptr)) __trap();
 
   // Phase 1: crop + resize (+ flip), pointwise ops before contrast.
   double acc = 0;
@@ -176,7 +196,7 @@ __global__ void __launch_bounds__(kAugThreads)
     if (final1) {
       finish(r, p, C, v, o, HW, i);
     } else {
-      for (int c = 0; c < C; ++c) o[c * HW + i] = v[c];
+      for (int c = 0; c < C; ++c) wk[c * HW + i] = v[c];
     }
   }
 
@@ -186,12 +206,12 @@ __global__ void __launch_bounds__(kAugThreads)
     const float bias = (1.0f - p.contrast) * static_cast<float>(sum / static_cast<double>(HW));
     for (int64_t i = threadIdx.x; i < HW; i += blockDim.x) {
       float v[3] = {0, 0, 0};
-      for (int c = 0; c < C; ++c) v[c] = o[c * HW + i];
+      for (int c = 0; c < C; ++c) v[c] = wk[c * HW + i];
       for (int k = ci; k < nops; ++k) apply_op(ops[k], C, v, p, bias);
       if (!blur) {
         finish(r, p, C, v, o, HW, i);
       } else {
-        for (int c = 0; c < C; ++c) o[c * HW + i] = v[c];
+        for (int c = 0; c < C; ++c) wk[c * HW + i] = v[c];
       }
     }
   }
@@ -214,7 +234,7 @@ __global__ void __launch_bounds__(kAugThreads)
   for (int64_t e = threadIdx.x; e < C * HW; e += blockDim.x) {
     const int64_t c = e / HW, i = e % HW;
     const int32_t y = static_cast<int32_t>(i / ow), x = static_cast<int32_t>(i % ow);
-    const float* row = o + c * HW + static_cast<int64_t>(y) * ow;
+    const float* row = wk + c * HW + static_cast<int64_t>(y) * ow;
     float a = wts[0] * row[reflect_idx(x - half, ow)];
     for (int32_t t = 1; t < k; ++t) a += wts[t] * row[reflect_idx(x - half + t, ow)];
     sc[e] = a;
@@ -236,15 +256,26 @@ __global__ void __launch_bounds__(kAugThreads)
 }  // namespace
 
 void augment_views_cuda(const AugmentRecipe& recipe, int64_t N, int32_t H, int32_t W, int32_t C,
-                        const uint8_t* src, const int64_t* src_index, const AugmentParams* params, float* out,
-                        float* scratch, cudaStream_t stream) {
+                        const uint8_t* src, const int64_t* src_index, const AugmentParams* params, void* out,
+                        AugOutType out_type, float* work, float* scratch, cudaStream_t stream) {
   if (N <= 0) return;
   if (C != 1 && C != 3) throw std::invalid_argument("augment_views_cuda: C must be 1 or 3");
   if (N > 0x7fffffffLL) throw std::invalid_argument("augment_views_cuda: more than 2^31 - 1 images in one batch");
+  if (src == nullptr || params == nullptr || out == nullptr)
+    throw std::invalid_argument("augment_views_cuda: null source, parameter or output pointer");
   if (recipe.blur_ksize > 1 && scratch == nullptr)
     throw std::invalid_argument("augment_views_cuda: a recipe with blur needs a scratch buffer of the output's size");
-  augment_views_kernel<<<static_cast<unsigned>(N), kAugThreads, 0, stream>>>(recipe, H, W, C, src, src_index, params,
-                                                                             out, scratch);
+  const dim3 grid(static_cast<unsigned>(N)), block(kAugThreads);
+  if (out_type == AugOutType::f32) {
+    // float32: the working image lives in the output itself.
+    float* o = static_cast<float*>(out);
+    augment_views_kernel<float><<<grid, block, 0, stream>>>(recipe, H, W, C, src, src_index, params, o, o, scratch);
+  } else {
+    if (recipe.blur_ksize > 1 && work == nullptr)
+      throw std::invalid_argument("augment_views_cuda: a bf16 output with blur needs a float32 work buffer");
+    augment_views_kernel<__nv_bfloat16><<<grid, block, 0, stream>>>(
+        recipe, H, W, C, src, src_index, params, static_cast<__nv_bfloat16*>(out), work, scratch);
+  }
   SELFSUP_LAUNCH_CHECK();
 }
 

@@ -6,14 +6,17 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <limits>
 #include <memory>
+#include <optional>
 
 #include "engine/autograd/grad_mode.h"
 #include "engine/core/cuda_context.h"
 #include "engine/data/augment.h"
+#include "engine/data/device_augment.h"
 #include "engine/data/loader.h"
 #include "engine/data/spec.h"
 #include "engine/io/atomic_file.h"
@@ -142,11 +145,16 @@ TrainSummary train(TrainConfig cfg, const TrainControl& control) {
                 " training images of ", cfg.data);
   AugmentRecipe recipe = make_recipe(cfg.recipe, static_cast<int>(cfg.image_size), static_cast<int>(cfg.in_channels));
   recipe.scale_lo = static_cast<float>(cfg.crop_min);
+  // Views: on a CUDA device the fused kernel makes them from the dataset (resident on the device, or
+  // streamed through pinned buffers; see DeviceAugmenter below), so the loader hands out indices only;
+  // on the CPU its worker runs the CPU pipeline, overlapping the training step.
+  const bool gpu_views = device.is_cuda();
   LoaderOptions lo;
   lo.batch_size = cfg.batch;
   lo.seed = cfg.seed;
   lo.num_workers = 1;
-  DataLoader loader(train_set, lo, make_augment_transform(recipe, cfg.seed, 2));
+  lo.gather_images = !gpu_views;
+  DataLoader loader(train_set, lo, gpu_views ? BatchTransform() : make_augment_transform(recipe, cfg.seed, 2));
   const int64_t steps_per_epoch = loader.batches_per_epoch();
 
   // The kNN monitor: the test split classified against (a prefix of) the training split, when there is one.
@@ -164,6 +172,21 @@ TrainSummary train(TrainConfig cfg, const TrainControl& control) {
   std::shared_ptr<Method> method = make_method(cfg);
   method->to(device);  // before the optimizer: to(Device) replaces the parameter tensors
   std::unique_ptr<Optimizer> optim = make_optimizer(cfg, *method);
+  // After the model is on the device, so the residency rule sees the memory that is really free.
+  // SELFSUP_GPU_DATA=auto|resident|stream overrides the rule (the views are the same either way).
+  std::unique_ptr<DeviceAugmenter> augmenter;
+  if (gpu_views) {
+    DeviceAugmentOptions ao;
+    ao.recipe = recipe;
+    ao.seed = cfg.seed;
+    ao.views = 2;
+    ao.device = device;
+    ao.max_batch = cfg.batch;
+    const char* mode = std::getenv("SELFSUP_GPU_DATA");
+    ao.mode = parse_device_data_mode(mode ? mode : "auto");
+    augmenter = std::make_unique<DeviceAugmenter>(train_set, ao);
+    if (!control.quiet) std::printf("%s\n", augmenter->description().c_str());
+  }
   int64_t step = 0;
   if (resuming) {
     method->load_state_dict(to_named(resumed.model));
@@ -197,18 +220,26 @@ TrainSummary train(TrainConfig cfg, const TrainControl& control) {
     if (resuming) std::printf("resumed at step %ld of %ld\n", long(step), long(cfg.total_steps));
   }
 
+  // On the GPU path the next batch is taken from the loader one step early (its upload overlaps this
+  // step), so the data position of a checkpoint is that held batch's, not the loader's.
+  std::optional<Batch> held;
+  auto data_position = [&]() -> LoaderPosition {
+    return held ? LoaderPosition{held->epoch, held->batch} : loader.position();
+  };
+
   MetricsLog metrics((fs::path(cfg.out) / "metrics.jsonl").string());
   std::vector<double> plot_steps, plot_loss, plot_epochs, plot_knn;
   TrainSummary summary;
   auto save = [&](int64_t at_step) {
     Checkpoint ck;
     ck.step = at_step;
-    ck.epoch = loader.position().epoch;
+    const LoaderPosition pos = data_position();
+    ck.epoch = pos.epoch;
     ck.config_json = cfg.to_json();
     ck.model = to_map(method->state_dict());
     ck.optim = optim->state_dict();
-    ck.loader["epoch"] = Tensor::from_vector(std::vector<int64_t>{loader.position().epoch}, {});
-    ck.loader["batch"] = Tensor::from_vector(std::vector<int64_t>{loader.position().batch}, {});
+    ck.loader["epoch"] = Tensor::from_vector(std::vector<int64_t>{pos.epoch}, {});
+    ck.loader["batch"] = Tensor::from_vector(std::vector<int64_t>{pos.batch}, {});
     summary.checkpoint = save_checkpoint(cfg.out, ck, 2);
   };
   auto knn_monitor = [&](int64_t epoch) {
@@ -244,15 +275,26 @@ TrainSummary train(TrainConfig cfg, const TrainControl& control) {
   double last_loss = 0;
   const int64_t calib_steps = 6;
   while (step < cfg.total_steps) {
-    Batch batch = loader.next();
+    Batch batch = held ? std::move(*held) : loader.next();
+    held.reset();
     const double lr_factor =
         WarmupCosineSchedule{cfg.lr, std::llround(cfg.warmup_fraction * static_cast<double>(cfg.total_steps)),
                              cfg.total_steps, 0.0}
             .factor(step);
     optim->set_lr_factor(lr_factor);
-    // The loader builds views on the CPU (its workers overlap the model); they move to the model's device here.
-    for (Tensor& v : batch.views) v = v.to(device);
+    if (augmenter) {
+      batch.views = augmenter->views(batch);  // enqueued on the device's stream
+    } else {
+      // The loader builds views on the CPU (its workers overlap the model); they move to the model's device here.
+      for (Tensor& v : batch.views) v = v.to(device);
+    }
     StepResult r = method->training_step(batch.views);
+    if (augmenter && step + 1 < cfg.total_steps) {
+      // While the forward pass runs: take the next batch and start its upload (stream mode), so it is on
+      // the device when the next step begins.
+      held = loader.next();
+      augmenter->stage(*held);
+    }
     const double loss = r.loss.item();
     if (!std::isfinite(loss)) {
       throw Error(str_cat("train: the loss is ", loss, " at step ", step, "; training stopped. ",
@@ -265,7 +307,7 @@ TrainSummary train(TrainConfig cfg, const TrainControl& control) {
     optim->step();
     method->after_step();
     ++step;
-    images += batch.images.size(0);
+    images += batch.indices.numel();
     last_loss = loss;
     const double elapsed = seconds_since(t_loop);
     if (calibrate && step - start_step == calib_steps) {
@@ -278,7 +320,7 @@ TrainSummary train(TrainConfig cfg, const TrainControl& control) {
       progress = make_progress();
     }
     if (step % cfg.log_every == 0 || step == cfg.total_steps) {
-      metrics.line(str_cat("{\"type\": \"step\", \"step\": ", step, ", \"epoch\": ", loader.position().epoch,
+      metrics.line(str_cat("{\"type\": \"step\", \"step\": ", step, ", \"epoch\": ", data_position().epoch,
                            ", \"loss\": ", num(loss), ", \"acc\": ", num(r.accuracy), ", \"lr\": ",
                            num(cfg.lr * lr_factor), ", \"images_per_s\": ", num(images / elapsed), "}"));
       plot_steps.push_back(static_cast<double>(step));

@@ -168,4 +168,29 @@ TEST_CASE("apply_augment: argument errors") {
   AugmentRecipe even = r;
   even.blur_ksize = 4;
   CHECK_THROWS_WITH_AS(apply_augment(images, even, {p, p}), doctest::Contains("odd"), Error);
+  CHECK_THROWS_WITH_AS(apply_augment(images, r, {p, p}, Tensor(), 1, DType::f16), doctest::Contains("bfloat16"),
+                       Error);
+}
+
+TEST_CASE("apply_augment: a bf16 output is the float32 views rounded to nearest even") {
+  const Tensor images = random_images(6, 20, 24, 3, 4);
+  const AugmentRecipe r = make_recipe("simclr", 16, 3);
+  const std::vector<int64_t> ids = {0, 1, 2, 3, 4, 5};
+  const auto params = sample_params(r, 20, 24, 7, 2, ids.data(), 6, 0);
+  const Tensor f = apply_augment(images, r, params, Tensor(), 1);
+  const Tensor h = apply_augment(images, r, params, Tensor(), 1, DType::bf16);
+  REQUIRE(h.dtype() == DType::bf16);
+  REQUIRE(h.sizes() == f.sizes());
+  const float* pf = f.data_ptr<float>();
+  const bf16* ph = h.data_ptr<bf16>();
+  int64_t mismatches = 0;
+  double worst_rel = 0;
+  for (int64_t i = 0; i < f.numel(); ++i) {
+    mismatches += ph[i].bits != bf16::from_float(pf[i]).bits;
+    // The tolerance test_cuda uses for the CUDA bf16 output: |err| <= 2e-3 + 2^-8 |ref|.
+    const double err = std::fabs(static_cast<double>(ph[i].to_float()) - pf[i]);
+    worst_rel = std::max(worst_rel, err / (2e-3 + std::ldexp(std::fabs(pf[i]), -8)));
+  }
+  CHECK(mismatches == 0);
+  CHECK(worst_rel <= 1.0);
 }

@@ -164,3 +164,20 @@ TEST_CASE("augment transform: views depend on (seed, step, dataset index), not o
     else CHECK(got == ref);
   }
 }
+
+TEST_CASE("loader: gather_images = false hands out the same indices and labels without images") {
+  LoaderOptions o;
+  o.batch_size = 6;
+  o.seed = 4;
+  o.num_workers = 2;
+  DataLoader with(toy(20), o);
+  o.gather_images = false;
+  DataLoader without(toy(20), o);
+  for (int i = 0; i < 5; ++i) {  // crosses an epoch (3 batches per epoch)
+    const Batch a = with.next(), b = without.next();
+    CHECK_FALSE(b.images.defined());
+    CHECK(ids(a) == ids(b));
+    CHECK(a.labels.to_vector() == b.labels.to_vector());
+    CHECK(a.step == b.step);
+  }
+}
