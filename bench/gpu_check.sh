@@ -91,7 +91,7 @@ row "configure (sm_$ARCHS)" "$STEP_STATUS" "$STEP_TIME" "$BUILD"
 [ "$STEP_RC" -ne 0 ] && FAILED=1
 if [ "$STEP_RC" -eq 0 ]; then
   run_step build "${BUILD_LIMIT:-300}" cmake --build "$BUILD" -j "$JOBS" --target test_cuda bench_gpu_elementwise selfsup \
-    bench_playground_infonce bench_playground_momentum
+    bench_playground_infonce bench_playground_momentum bench_augment_gpu
   row "build -j$JOBS" "$STEP_STATUS" "$STEP_TIME" "test_cuda, bench_gpu_elementwise, selfsup"
   [ "$STEP_RC" -ne 0 ] && FAILED=1
   BUILD_OK=$STEP_RC
@@ -105,7 +105,7 @@ if [ "$BUILD_OK" -eq 0 ]; then
   row "selfsup info" "$STEP_STATUS" "$STEP_TIME" "$(grep -m1 'cuda:' "$LOGS/info.log" | sed 's/|/\//g' | cut -c1-90)"
 
   # 4. all CUDA tests (the OpCase table included)
-  run_step test_cuda 120 "${RUNENV[@]}" "$BUILD/test_cuda"
+  run_step test_cuda 180 "${RUNENV[@]}" SELFSUP_FMNIST_DIR="$FMNIST" "$BUILD/test_cuda"
   [ "$STEP_RC" -ne 0 ] && FAILED=1
   OPT=$(grep -m1 '^op table CPU vs CUDA' "$LOGS/test_cuda.log" | sed 's/^op table CPU vs CUDA: //')
   DT=$(grep -m1 -E '^\[doctest\] test cases' "$LOGS/test_cuda.log" | sed 's/^\[doctest\] //; s/|/\//g')
@@ -123,7 +123,7 @@ if [ "$BUILD_OK" -eq 0 ]; then
   if [ -n "$SANITIZER" ]; then
     run_step memcheck 120 "${RUNENV[@]}" SELFSUP_SYNC_DEBUG=1 "$SANITIZER" --tool memcheck --leak-check none \
       --error-exitcode 99 "$BUILD/test_cuda" \
-      -tc="*Philox*,*casts*,*elementwise*,*reductions*,*index ops*,*to(Device) round*,*cuBLAS*"
+      -tc="*Philox*,*casts*,*elementwise*,*reductions*,*index ops*,*to(Device) round*,*cuBLAS*,*bf16 CUDA output*,*device augment*"
     [ "$STEP_RC" -ne 0 ] && FAILED=1
     ERRS=$(grep -m1 -E 'ERROR SUMMARY' "$LOGS/memcheck.log" | sed 's/^=* *//')
     row "compute-sanitizer memcheck" "$STEP_STATUS" "$STEP_TIME" "${ERRS:-no summary}"
@@ -137,6 +137,11 @@ if [ "$BUILD_OK" -eq 0 ]; then
   row "bench_gpu_elementwise" "$STEP_STATUS" "$STEP_TIME" "JSON lines in the log"
   run_step bench_torch 60 /usr/bin/env python3 bench/peers/torch_gpu_ops.py
   row "PyTorch peer" "$STEP_STATUS" "$STEP_TIME" "$(/usr/bin/env python3 -c 'import torch; print("torch", torch.__version__)' 2>/dev/null || echo 'torch not importable')"
+  # augmentation: 4096 x 256x256x3 -> 224x224 SimCLR, 2 views (bf16, fp32), next to torchvision v2 on the GPU
+  run_step bench_augment_ours 120 "${RUNENV[@]}" "$BUILD/bench_augment_gpu"
+  row "bench_augment_gpu" "$STEP_STATUS" "$STEP_TIME" "$(grep -m1 'dataset RESIDENT' "$LOGS/bench_augment_ours.log" | cut -c3-60)"
+  run_step bench_augment_torch 90 /usr/bin/env python3 bench/peers/torch_augment_gpu.py
+  row "torchvision augment peer" "$STEP_STATUS" "$STEP_TIME" "$(grep -m1 '^# torch' "$LOGS/bench_augment_torch.log" | cut -c3-90 | sed 's/|/\//g')"
 
   # 7. kernel playgrounds: each version is validated first (non-zero exit on a mismatch), then timed
   run_step playground_infonce 120 "${RUNENV[@]}" "$BUILD/bench_playground_infonce"
@@ -150,6 +155,13 @@ if [ "$BUILD_OK" -eq 0 ]; then
     run_step simclr_smoke 180 "${RUNENV[@]}" "$BUILD/selfsup" train --data "fashion-mnist:$FMNIST" --device cuda --width 64 \
       --batch 512 --steps 50 --no-knn --log-every 10 --out "$BUILD/simclr_smoke"
     row "SimCLR 50 steps on cuda" "$STEP_STATUS" "$STEP_TIME" "$(grep -o 'trained.*' "$LOGS/simclr_smoke.log" | tail -1)"
+    row "GPU views (smoke)" "$(grep -q '^augmentation on cuda' "$LOGS/simclr_smoke.log" && echo ran || echo missing)" "-" \
+      "$(grep -m1 -o '^augmentation on cuda[^;]*' "$LOGS/simclr_smoke.log" | cut -c1-90)"
+    rm -rf "$BUILD/simclr_smoke_stream"
+    run_step simclr_smoke_stream 120 "${RUNENV[@]}" SELFSUP_GPU_DATA=stream "$BUILD/selfsup" train \
+      --data "fashion-mnist:$FMNIST" --device cuda --width 64 --batch 512 --steps 20 --no-knn --log-every 10 \
+      --out "$BUILD/simclr_smoke_stream"
+    row "SimCLR 20 steps, streamed views" "$STEP_STATUS" "$STEP_TIME" "$(grep -o 'trained.*' "$LOGS/simclr_smoke_stream.log" | tail -1)"
   else
     row "SimCLR 50 steps on cuda" "NOT RUN" "-" "no Fashion-MNIST at $FMNIST (set FMNIST=DIR)"
   fi
@@ -173,7 +185,7 @@ TOTAL=$(( $(date +%s) - START ))
 
 # Benchmark table: join the two JSON-line logs on "bench" (plain shell + awk: no Python needed for this).
 bench_table() {
-  local ours="$LOGS/bench_ours.log" torch="$LOGS/bench_torch.log"
+  local ours=${1:-$LOGS/bench_ours.log} torch=${2:-$LOGS/bench_torch.log}
   [ -f "$ours" ] || { echo "(no benchmark output)"; return; }
   echo "| benchmark | selfsup | PyTorch | selfsup / PyTorch |"
   echo "|---|---:|---:|---:|"
@@ -210,6 +222,12 @@ bench_table() {
   for r in "${ROWS[@]}"; do echo "$r"; done
   echo
   bench_table
+  if [ -f "$LOGS/bench_augment_ours.log" ]; then
+    echo
+    echo "Augmentation (4096 x 256x256x3 -> 224x224, SimCLR, 2 views; the peer is extrapolated from a timed subset):"
+    echo
+    bench_table "$LOGS/bench_augment_ours.log" "$LOGS/bench_augment_torch.log"
+  fi
   if [ -f "$LOGS/test_cuda.log" ] && grep -q 'not implemented on CUDA:' "$LOGS/test_cuda.log"; then
     echo
     echo "OpCase rows not implemented on CUDA yet:"
