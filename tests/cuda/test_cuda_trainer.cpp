@@ -81,7 +81,7 @@ struct EnvGuard {
 
 TEST_CASE("trainer on cuda: checkpoint position, resume, resident vs streamed views") {
   if (!have_fashion_mnist()) {
-    MESSAGE("SKIPPED: Fashion-MNIST is not at " + fashion_mnist_dir() + " (set SELFSUP_FMNIST_DIR)");
+    MESSAGE("SKIPPED: Fashion-MNIST is not at " << fashion_mnist_dir() << " (set SELFSUP_FMNIST_DIR)");
     return;
   }
   std::vector<std::vector<double>> per_mode;
