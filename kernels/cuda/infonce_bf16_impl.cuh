@@ -228,6 +228,7 @@ TC_UNROLL
         for (int h = 0; h < 2; ++h) fwd_row_update<false>(st[mt][h], s[mt], h, c0, t, scale2, -1, -1, 0, Ncol);
     }
   }
+  cp_async_wait_all();  // no copy may still be in flight at exit (Ncol = 0 leaves the prefetch pending)
 
 TC_UNROLL
   for (int mt = 0; mt < kMT; ++mt)
@@ -414,6 +415,7 @@ TC_UNROLL
       }
     }
   }
+  cp_async_wait_all();
 
   // oacc[nt][e]: row ow + g + 8 (e >> 1), feature 8 nt + 2t + (e & 1); pairs go out as one bf16x2 store.
 TC_UNROLL
