@@ -92,6 +92,17 @@ void trampoline() {
   // returning resumes uc_link (the scheduler)
 }
 
+// A fresh fiber that will run trampoline() on its own stack (getcontext returns twice: kept out of launch()).
+__attribute__((noinline)) void init_fiber(Fiber& f, ucontext_t* link) {
+  constexpr size_t kStack = 256 * 1024;
+  f.stack.reset(new char[kStack]);
+  getcontext(&f.ctx);
+  f.ctx.uc_stack.ss_sp = f.stack.get();
+  f.ctx.uc_stack.ss_size = kStack;
+  f.ctx.uc_link = link;
+  makecontext(&f.ctx, trampoline, 0);
+}
+
 // Runs `body` for every thread of `grid` blocks of 128 threads.
 void launch(int grid, const std::function<void()>& body) {
   Machine m;
@@ -101,16 +112,7 @@ void launch(int grid, const std::function<void()>& body) {
     m.bid = b;
     m.fibers.clear();
     m.fibers.resize(kBlockThreads);
-    for (int t = 0; t < kBlockThreads; ++t) {
-      Fiber& f = m.fibers[t];
-      constexpr size_t kStack = 256 * 1024;
-      f.stack.reset(new char[kStack]);
-      getcontext(&f.ctx);
-      f.ctx.uc_stack.ss_sp = f.stack.get();
-      f.ctx.uc_stack.ss_size = kStack;
-      f.ctx.uc_link = &m.main;
-      makecontext(&f.ctx, trampoline, 0);
-    }
+    for (int t = 0; t < kBlockThreads; ++t) init_fiber(m.fibers[t], &m.main);
     for (;;) {
       bool all_done = true;
       const uint64_t before = m.progress;
