@@ -2,7 +2,9 @@
 
 --infonce N...: NT-Xent forward+backward the way SSL libraries write it (F.normalize, one (N, N) similarity
   matrix, the diagonal masked, cross_entropy against the twin (i + N/2) mod N), D = 128, tau = 0.2, in float32
-  and bfloat16. One JSON line per (N, dtype): {"what": "infonce", "n", "dtype", "ms", "peak_mib"} or "error".
+  and bfloat16 (--dtypes f32 bf16 picks; the bf16 variant is the peer of the tensor-core kernels v4/v5:
+  bf16 inputs, bf16 (N, N) logits from the bf16 GEMM, cross_entropy upcasting internally).
+  One JSON line per (N, dtype): {"what": "infonce", "n", "dtype", "ms", "peak_mib"} or "error".
 --ema: torch._foreach_mul_ / _foreach_add_ over ResNet-50's 161 parameter tensors (25.6M floats), m = 0.996:
   {"what": "ema", "ms", "numel"}.
 Times are CUDA-event medians after warm-up."""
@@ -61,13 +63,14 @@ def main():
     p.add_argument("--ema", action="store_true")
     p.add_argument("--dim", type=int, default=128)
     p.add_argument("--tau", type=float, default=0.2)
+    p.add_argument("--dtypes", nargs="+", choices=["f32", "bf16"], default=["f32", "bf16"])
     a = p.parse_args()
     if not torch.cuda.is_available():
         return
     dev = torch.device("cuda")
     for n in a.infonce or []:
-        for dtype in (torch.float32, torch.bfloat16):
-            name = "f32" if dtype == torch.float32 else "bf16"
+        for name in a.dtypes:
+            dtype = torch.float32 if name == "f32" else torch.bfloat16
             try:
                 torch.manual_seed(0)
                 z = torch.randn(n, a.dim, device=dev, dtype=dtype, requires_grad=True)

@@ -47,7 +47,9 @@ ContrastiveResult contrastive_loss(const Tensor& q, const Tensor& k, const Tenso
   Tensor sc = self_col.defined() ? self_col.to(q.device()).contiguous() : Tensor();
   const int64_t* pp = pc.data_ptr<int64_t>();
   Tensor qc = q.detach().contiguous(), kc = k.detach().contiguous();
-  Tensor rows = Tensor::empty({M}, q.dtype(), q.device()), lse = Tensor::empty({M}, q.dtype(), q.device());
+  // Per-row losses and lse keep float precision for bf16 inputs (the kernels' convention); the loss is float.
+  const DType stat_dt = q.dtype() == DType::bf16 ? DType::f32 : q.dtype();
+  Tensor rows = Tensor::empty({M}, stat_dt, q.device()), lse = Tensor::empty({M}, stat_dt, q.device());
   Tensor correct = Tensor::empty({M}, DType::u8, q.device());
   const double inv_tau = 1.0 / temperature;
   const int64_t* sp = sc.defined() ? sc.data_ptr<int64_t>() : nullptr;
@@ -56,10 +58,22 @@ ContrastiveResult contrastive_loss(const Tensor& q, const Tensor& k, const Tenso
   if (autograd::needs_grad({q, k})) {
     SavedTensor sq = qc, sk = kc;
     bool need_q = q.requires_grad(), need_k = k.requires_grad();
+    // q and k the same tensor (SimCLR's z): a backend may compute dz = dq + dk in one sweep (CUDA bf16 does:
+    // one recompute and one product instead of two each); the whole gradient then goes to input 0.
+    const bool same = q.is_same(k) && need_q;
     autograd::record("contrastive_loss", {q, k}, {rows},
-                     [sq, sk, pc, sc, lse, n_private, inv_tau, need_q, need_k, M, Ncol, D](const Grads& g) {
+                     [sq, sk, pc, sc, lse, n_private, inv_tau, need_q, need_k, same, M, Ncol, D](const Grads& g) {
                        Tensor qs = sq.unpack("contrastive_loss"), ks = sk.unpack("contrastive_loss");
                        Tensor gr = g[0].contiguous();
+                       if (same) {
+                         if (auto* sym = kernel_table(qs.device().type).infonce_bwd_sym) {
+                           Tensor dz = Tensor::empty({M, D}, qs.dtype(), qs.device());
+                           if (sym(qs.dtype(), M, D, qs.raw_data(), pc.data_ptr<int64_t>(),
+                                   sc.defined() ? sc.data_ptr<int64_t>() : nullptr, n_private, inv_tau,
+                                   lse.raw_data(), gr.raw_data(), dz.raw_data()))
+                             return Grads{dz, Tensor()};
+                         }
+                       }
                        Tensor dq = need_q ? Tensor::empty({M, D}, qs.dtype(), qs.device()) : Tensor();
                        Tensor dk = need_k ? Tensor::empty({Ncol, D}, qs.dtype(), qs.device()) : Tensor();
                        SELFSUP_KERNEL_CALL(qs.device(), infonce_bwd)(

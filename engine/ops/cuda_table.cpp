@@ -128,6 +128,7 @@ void fill_cuda_table(KernelTable& t) {
   // gamma/beta/means, cross-entropy's loss/lse, the L2 norm) are float for every element type, so the
   // engine's float32 tensors pass straight through.
   using F = float;
+  using BF = __nv_bfloat16;  // the bf16 variants of the l2-normalize and InfoNCE kernels
   t.conv2d_fwd = [](DType dt, const kn::Conv2dShape& s, const void* x, const void* w, const void* b, void* y) {
     on_f32(dt, "conv2d_fwd");
     kn::conv2d_fwd_cuda<F>(s, static_cast<const F*>(x), static_cast<const F*>(w), static_cast<const F*>(b),
@@ -211,21 +212,37 @@ void fill_cuda_table(KernelTable& t) {
     kn::cross_entropy_bwd_cuda<F>(N, C, static_cast<const F*>(logits), target, ls, static_cast<const F*>(lse),
                                   static_cast<const F*>(dloss), static_cast<F*>(dlogits), stream());
   };
+  // bf16: y and dx in bf16, the norm in float (cuda_nn_api.h).
   t.l2_normalize_fwd = [](DType dt, int64_t outer, int64_t n, int64_t inner, const void* x, double eps, void* y,
                           void* norm) {
+    if (dt == DType::bf16)
+      return kn::l2_normalize_fwd_cuda<BF>(outer, n, inner, static_cast<const BF*>(x), eps, static_cast<BF*>(y),
+                                          static_cast<float*>(norm), stream());
     on_f32(dt, "l2_normalize_fwd");
     kn::l2_normalize_fwd_cuda<F>(outer, n, inner, static_cast<const F*>(x), eps, static_cast<F*>(y),
                                  static_cast<F*>(norm), stream());
   };
   t.l2_normalize_bwd = [](DType dt, int64_t outer, int64_t n, int64_t inner, const void* y, const void* norm,
                           double eps, const void* dy, void* dx) {
+    if (dt == DType::bf16)
+      return kn::l2_normalize_bwd_cuda<BF>(outer, n, inner, static_cast<const BF*>(y), static_cast<const float*>(norm),
+                                          eps, static_cast<const BF*>(dy), static_cast<BF*>(dx), stream());
     on_f32(dt, "l2_normalize_bwd");
     kn::l2_normalize_bwd_cuda<F>(outer, n, inner, static_cast<const F*>(y), static_cast<const F*>(norm), eps,
                                  static_cast<const F*>(dy), static_cast<F*>(dx), stream());
   };
+  // InfoNCE. bf16: loss, lse and dloss are float; the tensor-core kernels (kernels/cuda/infonce_bf16.cu) when
+  // infonce_tc_supported (D % 8 == 0, D <= 128, aligned rows), else the CUDA-core kernels (bf16 loads, fp32 FMA).
   t.infonce_fwd = [](DType dt, int64_t M, int64_t Ncol, int64_t D, const void* q, const void* k, const int64_t* pos,
                      const int64_t* self_col, int64_t n_private, double inv_tau, void* loss, void* lse,
                      uint8_t* correct) {
+    if (dt == DType::bf16) {
+      const BF *qb = static_cast<const BF*>(q), *kb = static_cast<const BF*>(k);
+      float *lo = static_cast<float*>(loss), *ls = static_cast<float*>(lse);
+      if (kn::infonce_tc_supported(M, Ncol, D, q, k))
+        return kn::infonce_tc_fwd_cuda(M, Ncol, D, qb, kb, pos, self_col, n_private, inv_tau, lo, ls, correct, stream());
+      return kn::infonce_fwd_cuda<BF>(M, Ncol, D, qb, kb, pos, self_col, n_private, inv_tau, lo, ls, correct, stream());
+    }
     on_f32(dt, "infonce_fwd");
     kn::infonce_fwd_cuda<F>(M, Ncol, D, static_cast<const F*>(q), static_cast<const F*>(k), pos, self_col, n_private,
                             inv_tau, static_cast<F*>(loss), static_cast<F*>(lse), correct, stream());
@@ -233,10 +250,28 @@ void fill_cuda_table(KernelTable& t) {
   t.infonce_bwd = [](DType dt, int64_t M, int64_t Ncol, int64_t D, const void* q, const void* k, const int64_t* pos,
                      const int64_t* self_col, int64_t n_private, double inv_tau, const void* lse, const void* dloss,
                      void* dq, void* dk) {
+    if (dt == DType::bf16) {
+      const BF *qb = static_cast<const BF*>(q), *kb = static_cast<const BF*>(k);
+      const float *ls = static_cast<const float*>(lse), *dl = static_cast<const float*>(dloss);
+      BF *dqb = static_cast<BF*>(dq), *dkb = static_cast<BF*>(dk);
+      if (kn::infonce_tc_supported(M, Ncol, D, q, k))
+        return kn::infonce_tc_bwd_cuda(M, Ncol, D, qb, kb, pos, self_col, n_private, inv_tau, ls, dl, dqb, dkb,
+                                       stream());
+      return kn::infonce_bwd_cuda<BF>(M, Ncol, D, qb, kb, pos, self_col, n_private, inv_tau, ls, dl, dqb, dkb,
+                                     stream());
+    }
     on_f32(dt, "infonce_bwd");
     kn::infonce_bwd_cuda<F>(M, Ncol, D, static_cast<const F*>(q), static_cast<const F*>(k), pos, self_col, n_private,
                             inv_tau, static_cast<const F*>(lse), static_cast<const F*>(dloss), static_cast<F*>(dq),
                             static_cast<F*>(dk), stream());
+  };
+  t.infonce_bwd_sym = [](DType dt, int64_t M, int64_t D, const void* z, const int64_t* pos, const int64_t* self_col,
+                         int64_t n_private, double inv_tau, const void* lse, const void* dloss, void* dz) {
+    if (dt != DType::bf16 || !kn::infonce_tc_supported(M, M, D, z, z)) return false;
+    kn::infonce_tc_bwd_sym_cuda(M, D, static_cast<const BF*>(z), pos, self_col, n_private, inv_tau,
+                                static_cast<const float*>(lse), static_cast<const float*>(dloss), static_cast<BF*>(dz),
+                                stream());
+    return true;
   };
   t.ema_update = [](DType dt, int64_t n, void* const* target, const void* const* online, const int64_t* numel,
                     double mom) {

@@ -100,7 +100,8 @@ Tensor normalize(const Tensor& x, int64_t dim, double eps) {
   around(x, d, outer, n, inner);
   Tensor xc = x.detach().contiguous();
   Tensor y = Tensor::empty(x.sizes(), x.dtype(), x.device());
-  Tensor norm = Tensor::empty({outer, inner}, x.dtype(), x.device());
+  // The norm stays float for bf16 inputs (the kernels' convention, kernels/cuda/cuda_nn_api.h).
+  Tensor norm = Tensor::empty({outer, inner}, x.dtype() == DType::bf16 ? DType::f32 : x.dtype(), x.device());
   SELFSUP_KERNEL_CALL(x.device(), l2_normalize_fwd)(x.dtype(), outer, n, inner, xc.raw_data(), eps, y.raw_data(),
                                                     norm.raw_data());
   if (autograd::needs_grad({x})) {

@@ -100,6 +100,27 @@ void infonce_bwd_cuda(int64_t M, int64_t Ncol, int64_t D, const T* q, const T* k
                       const int64_t* self_col, int64_t n_private, double inv_tau, const float* lse,
                       const float* dloss, T* dq, T* dk, cudaStream_t stream);
 
+// ---- bf16 tensor-core path (kernels/cuda/infonce_bf16.cu; compiled, not yet run on a GPU): the same
+// semantics with every product on mma.sync m16n8k16 (bf16 in, fp32 accumulate) and exp2 on the SFU. Needs
+// D % 8 == 0, 8 <= D <= kInfonceTcMaxD, M and Ncol < 2^30 and 16-byte aligned q, k (infonce_tc_supported);
+// the launchers throw otherwise, and callers fall back to infonce_*_cuda<__nv_bfloat16> above. loss, lse,
+// dloss are float; dq, dk, dz are bf16 (fp32 accumulation, one rounding at the store).
+constexpr int64_t kInfonceTcMaxD = 128;
+bool infonce_tc_supported(int64_t M, int64_t Ncol, int64_t D, const void* q, const void* k);
+void infonce_tc_fwd_cuda(int64_t M, int64_t Ncol, int64_t D, const __nv_bfloat16* q, const __nv_bfloat16* k,
+                         const int64_t* pos, const int64_t* self_col, int64_t n_private, double inv_tau, float* loss,
+                         float* lse, uint8_t* correct, cudaStream_t stream);
+// dq (M, D) and/or dk (Ncol, D) may be null; both are overwritten.
+void infonce_tc_bwd_cuda(int64_t M, int64_t Ncol, int64_t D, const __nv_bfloat16* q, const __nv_bfloat16* k,
+                         const int64_t* pos, const int64_t* self_col, int64_t n_private, double inv_tau,
+                         const float* lse, const float* dloss, __nv_bfloat16* dq, __nv_bfloat16* dk,
+                         cudaStream_t stream);
+// q and k the same tensor z (M, D) (SimCLR): dz = dq + dk in one sweep (one recompute, one product, two
+// exp2 per entry) instead of two. dz (M, D) is overwritten.
+void infonce_tc_bwd_sym_cuda(int64_t M, int64_t D, const __nv_bfloat16* z, const int64_t* pos,
+                             const int64_t* self_col, int64_t n_private, double inv_tau, const float* lse,
+                             const float* dloss, __nv_bfloat16* dz, cudaStream_t stream);
+
 // ============================ momentum encoder (kernels/cuda/momentum.cu), T = float
 // target, online and numel are HOST arrays (n_tensors) holding device pointers / sizes, as the engine has
 // them; the (tensor, chunk) table travels in the kernel's parameters, so up to 960 tensors take ONE launch

@@ -8,9 +8,17 @@
 //   v3  production: infonce_fwd_cuda / infonce_bwd_cuda from kernels/cuda/infonce.cu (64 x 64 tiles, a 4 x 4
 //       micro-tile per thread, exp2 with log2(e)/tau folded in, per-thread online lse merged by shuffles,
 //       G through shared memory, output blocks accumulated in registers). float, then bf16 inputs.
+//   v4  bf16 tensor cores: infonce_tc_{fwd,bwd}_cuda (kernels/cuda/infonce_bf16.cu): mma.sync m16n8k16 for
+//       Q K^T and for G K / G^T Q, G kept in registers between the two products, cp.async double buffering;
+//       forward + dq sweep + dk sweep = 5 GEMM passes.
+//   v5  v4 with the symmetric backward when q and k are the same tensor (SimCLR): dz = (G + G^T) z in one
+//       sweep (infonce_tc_bwd_sym_cuda), forward + 1 sweep = 3 GEMM passes. Validated against dq + dk.
+// STATUS of v4/v5: compiled, not yet run on a GPU (their logic runs on the CPU in
+// tests/kernels/test_infonce_tc_emulated.cpp).
 //
 // Usage: bench_playground_infonce [--quick] [--big] [--peer] [--fp32-tflops X] [--bf16-tflops Y]
-//   --big adds N = 262144 and 1048576 (v3 only); --peer runs bench/peers/torch_infonce_gpu.py in the same run.
+//   --big adds N = 262144 (v3 bf16, v4, v5) and 1048576 (v4, v5), one run each, with device memory;
+//   --peer runs bench/peers/torch_infonce_gpu.py in the same run.
 // "floor": 4 passes of 2 N^2 D FLOP at the given rate (fp32 FMA rate for float, tensor rate for bf16).
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
@@ -203,6 +211,25 @@ void run_v3(const Problem<T>& p, bool fwd, bool bwd, int /*block: fixed 256*/) {
                         p.dk, nullptr);
 }
 
+// ------------------------------------------------------------------ v4, v5: bf16 tensor cores
+void run_v4(const Problem<__nv_bfloat16>& p, bool fwd, bool bwd, int /*block: fixed 128*/) {
+  if (fwd)
+    infonce_tc_fwd_cuda(p.M, p.Ncol, p.D, p.q, p.k, p.pos, p.self, p.n_private, p.inv_tau, p.loss, p.lse, p.correct,
+                        nullptr);
+  if (bwd)
+    infonce_tc_bwd_cuda(p.M, p.Ncol, p.D, p.q, p.k, p.pos, p.self, p.n_private, p.inv_tau, p.lse, p.dloss, p.dq, p.dk,
+                        nullptr);
+}
+
+// Needs q == k (the SimCLR layout); writes dz = dq + dk into p.dq.
+void run_v5(const Problem<__nv_bfloat16>& p, bool fwd, bool bwd, int /*block: fixed 128*/) {
+  if (fwd)
+    infonce_tc_fwd_cuda(p.M, p.Ncol, p.D, p.q, p.k, p.pos, p.self, p.n_private, p.inv_tau, p.loss, p.lse, p.correct,
+                        nullptr);
+  if (bwd)
+    infonce_tc_bwd_sym_cuda(p.M, p.D, p.q, p.pos, p.self, p.n_private, p.inv_tau, p.lse, p.dloss, p.dq, nullptr);
+}
+
 // ------------------------------------------------------------------ host side: data, reference, checks
 // A problem in both precisions on the host: SimCLR (q = k = z, pos = twin, self excluded) or MoCo
 // (q (N), k = [keys (N); queue (K)], pos = i, n_private = N).
@@ -330,16 +357,20 @@ double rel_err(const std::vector<double>& a, const std::vector<double>& b) {
   return e / s;
 }
 
+// sym: the version writes dz = dq + dk into dq (v5) and no dk.
 template <typename T, typename Run>
 bool validate(const char* version, const HostCase& c, const Reference& ref, double inv_tau, Run run, int block,
-              double tol) {
+              double tol, bool sym = false) {
   DeviceCase<T> dc(c, inv_tau);
   run(dc.p, true, true, block);
   CHECK(cudaDeviceSynchronize());
   const double e_loss = rel_err(download(dc.p.loss, c.M), ref.loss);
   const double e_lse = rel_err(download(dc.p.lse, c.M), ref.lse);
-  const double e_dq = rel_err(download(dc.p.dq, c.M * c.D), ref.dq);
-  const double e_dk = rel_err(download(dc.p.dk, c.Ncol * c.D), ref.dk);
+  std::vector<double> want_dq = ref.dq;
+  if (sym)
+    for (size_t i = 0; i < want_dq.size(); ++i) want_dq[i] += ref.dk[i];
+  const double e_dq = rel_err(download(dc.p.dq, c.M * c.D), want_dq);
+  const double e_dk = sym ? 0.0 : rel_err(download(dc.p.dk, c.Ncol * c.D), ref.dk);
   std::vector<uint8_t> corr(c.M);
   CHECK(cudaMemcpy(corr.data(), dc.p.correct, c.M, cudaMemcpyDeviceToHost));
   int64_t bad_correct = 0;
@@ -354,8 +385,14 @@ bool validate(const char* version, const HostCase& c, const Reference& ref, doub
   return ok;
 }
 
+// used_mib (optional): device memory taken by the case's buffers, measured with cudaMemGetInfo around the
+// allocation and after the runs (the kernels allocate nothing themselves, so this is the step's footprint).
 template <typename T, typename Run>
-double time_ms(const HostCase& c, double inv_tau, Run run, int block, int warmup, int runs) {
+double time_ms(const HostCase& c, double inv_tau, Run run, int block, int warmup, int runs,
+               double* used_mib = nullptr) {
+  size_t free0 = 0, free1 = 0, total = 0;
+  CHECK(cudaDeviceSynchronize());
+  CHECK(cudaMemGetInfo(&free0, &total));
   DeviceCase<T> dc(c, inv_tau);
   cudaEvent_t a, b;
   CHECK(cudaEventCreate(&a));
@@ -373,6 +410,8 @@ double time_ms(const HostCase& c, double inv_tau, Run run, int block, int warmup
   }
   CHECK(cudaEventDestroy(a));
   CHECK(cudaEventDestroy(b));
+  CHECK(cudaMemGetInfo(&free1, &total));
+  if (used_mib) *used_mib = (static_cast<double>(free0) - static_cast<double>(free1)) / (1 << 20);
   std::sort(t.begin(), t.end());
   return t[t.size() / 2];
 }
@@ -425,6 +464,23 @@ int main(int argc, char** argv) {
     const Reference ref = reference(c, inv_tau);
     all_ok &= validate<float>("v3", c, ref, inv_tau, v3, 256, 1e-4);
   }
+  // v4, v5 (bf16 tensor cores): D % 8 == 0 and D <= 128 (D = 40 is padded to 64 inside); ragged N everywhere.
+  const auto v4 = [](const Problem<__nv_bfloat16>& p, bool f, bool b, int blk) { run_v4(p, f, b, blk); };
+  const auto v5 = [](const Problem<__nv_bfloat16>& p, bool f, bool b, int blk) { run_v5(p, f, b, blk); };
+  for (int64_t D : {128, 64, 40}) {
+    const HostCase hc[] = {make_simclr(300, D, true), make_moco(130, 300, D, true), make_simclr(1000, D, true)};
+    for (const HostCase& c : hc) {
+      const Reference ref = reference(c, inv_tau);
+      all_ok &= validate<__nv_bfloat16>("v4", c, ref, inv_tau, v4, 128, 2e-2);
+      if (c.same_qk) all_ok &= validate<__nv_bfloat16>("v5", c, ref, inv_tau, v5, 128, 2e-2, /*sym=*/true);
+    }
+  }
+  {
+    const HostCase c = make_simclr(4100, 128, true);  // many tiles, ragged last row and column tiles
+    const Reference ref = reference(c, inv_tau);
+    all_ok &= validate<__nv_bfloat16>("v4", c, ref, inv_tau, v4, 128, 2e-2);
+    all_ok &= validate<__nv_bfloat16>("v5", c, ref, inv_tau, v5, 128, 2e-2, /*sym=*/true);
+  }
   std::printf("validation: %s\n", all_ok ? "all OK" : "FAILURES");
 
   // ---- timing: SimCLR layout, D = 128
@@ -444,28 +500,38 @@ int main(int argc, char** argv) {
   std::printf("\ntiming fwd+bwd(dq, dk), SimCLR layout, D = 128, tau = 0.2 (median of events):\n");
   std::printf("%-9s %-4s %-5s %10s %10s %9s\n", "N", "ver", "dtype", "ms", "TFLOP/s", "floor%");
   for (int64_t N : sizes) {
-    const double floor_flop = 4.0 * 2.0 * static_cast<double>(N) * N * 128;
-    const double done_flop = 5.0 * 2.0 * static_cast<double>(N) * N * 128;  // fwd 1 + dq 2 + dk 2 GEMM passes
-    const bool huge = N >= 262144;  // v3 bf16 only, one run (1M rows is ~1.4 PFLOP of fp32 FMA work)
+    const double pass_flop = 2.0 * static_cast<double>(N) * N * 128;
+    const double floor_flop = 4.0 * pass_flop;  // fwd + dq + dk products at the given rate (see the header)
+    const bool huge = N >= 262144;  // one run each; v1-v3 f32 skipped, v3 bf16 only at 262144
     const int runs = huge ? 1 : 7, warm = huge ? 0 : 2;
-    const HostCase c = make_simclr(huge ? 1 : N, 128, false);
-    auto report = [&](const char* ver, const char* dt, double ms, double rate) {
+    // passes: GEMM-sized products the version performs (fwd 1, dq 2, dk 2; v5: fwd 1, dz 2).
+    auto report = [&](const char* ver, const char* dt, double ms, double rate, double passes) {
       std::printf("%-9lld %-4s %-5s %10.3f %10.1f %8.1f%%\n", static_cast<long long>(N), ver, dt, ms,
-                  done_flop / ms * 1e-9, 100.0 * floor_flop / (rate * 1e12) / (ms * 1e-3));
+                  passes * pass_flop / ms * 1e-9, 100.0 * floor_flop / (rate * 1e12) / (ms * 1e-3));
     };
-    if (N <= 4096) report("v1", "f32", time_ms<float>(c, inv_tau, v1, 128, 1, 3), fp32_tflops);
-    if (N <= 16384) report("v2", "f32", time_ms<float>(c, inv_tau, v2, 128, 1, 3), fp32_tflops);
-    if (!huge) report("v3", "f32", time_ms<float>(c, inv_tau, v3, 256, warm, runs), fp32_tflops);
+    if (!huge) {
+      const HostCase c = make_simclr(N, 128, false);
+      if (N <= 4096) report("v1", "f32", time_ms<float>(c, inv_tau, v1, 128, 1, 3), fp32_tflops, 5);
+      if (N <= 16384) report("v2", "f32", time_ms<float>(c, inv_tau, v2, 128, 1, 3), fp32_tflops, 5);
+      report("v3", "f32", time_ms<float>(c, inv_tau, v3, 256, warm, runs), fp32_tflops, 5);
+    }
     const HostCase ch = make_simclr(N, 128, true);
-    report("v3", "bf16", time_ms<__nv_bfloat16>(ch, inv_tau, v3h, 256, warm, runs), bf16_tflops);
+    if (N <= 262144) report("v3", "bf16", time_ms<__nv_bfloat16>(ch, inv_tau, v3h, 256, warm, runs), bf16_tflops, 5);
+    double mib4 = 0, mib5 = 0;
+    report("v4", "bf16", time_ms<__nv_bfloat16>(ch, inv_tau, v4, 128, warm, runs, &mib4), bf16_tflops, 5);
+    report("v5", "bf16", time_ms<__nv_bfloat16>(ch, inv_tau, v5, 128, warm, runs, &mib5), bf16_tflops, 3);
+    std::printf("%-9lld device memory measured (cudaMemGetInfo): v4 %.1f MiB, v5 %.1f MiB\n",
+                static_cast<long long>(N), mib4, mib5);
     for (const std::string& line : peer_lines)
       if (selfsup::bench::json_number(line, "n") == static_cast<double>(N))
         std::printf("%-9lld %-4s %-5s %10.3f %10s %9s  peak %.0f MiB (PyTorch)\n", static_cast<long long>(N), "torch",
                     selfsup::bench::json_string(line, "dtype").c_str(), selfsup::bench::json_number(line, "ms"), "",
                     "", selfsup::bench::json_number(line, "peak_mib"));
-    // Our memory: inputs and gradients O(N D) plus O(N) statistics; the kernels allocate nothing.
-    std::printf("%-9lld selfsup device memory for the step: %.1f MiB (q, dq, dk, O(N) stats)\n",
-                static_cast<long long>(N), (3.0 * N * 128 * 4 + N * 4 * 4.0) / (1 << 20));
+    // Our memory: inputs and gradients O(N D) plus O(N) statistics; the kernels allocate nothing. bf16 step:
+    // z, dq, dk (2 bytes each) + loss, lse, dloss (float), correct (u8), pos, self (int64).
+    std::printf("%-9lld selfsup device memory for the step: f32 %.1f MiB, bf16 %.1f MiB (z, dq, dk, O(N) stats)\n",
+                static_cast<long long>(N), (3.0 * N * 128 * 4 + N * 29.0) / (1 << 20),
+                (3.0 * N * 128 * 2 + N * 29.0) / (1 << 20));
   }
   return all_ok ? 0 : 1;
 }
