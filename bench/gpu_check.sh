@@ -123,10 +123,16 @@ if [ "$BUILD_OK" -eq 0 ]; then
   if [ -n "$SANITIZER" ]; then
     run_step memcheck 120 "${RUNENV[@]}" SELFSUP_SYNC_DEBUG=1 "$SANITIZER" --tool memcheck --leak-check none \
       --error-exitcode 99 "$BUILD/test_cuda" \
-      -tc="*Philox*,*casts*,*elementwise*,*reductions*,*index ops*,*to(Device) round*,*cuBLAS*,*bf16 CUDA output*,*device augment*"
+      -tc="*Philox*,*casts*,*elementwise*,*reductions*,*index ops*,*to(Device) round*,*cuBLAS*,*bf16 CUDA output*,*device augment*,*CUDA bf16*"
     [ "$STEP_RC" -ne 0 ] && FAILED=1
     ERRS=$(grep -m1 -E 'ERROR SUMMARY' "$LOGS/memcheck.log" | sed 's/^=* *//')
     row "compute-sanitizer memcheck" "$STEP_STATUS" "$STEP_TIME" "${ERRS:-no summary}"
+    # shared-memory hazards of the bf16 InfoNCE cp.async/ldmatrix pipeline
+    run_step racecheck_infonce 120 "${RUNENV[@]}" "$SANITIZER" --tool racecheck --error-exitcode 99 \
+      "$BUILD/test_cuda" -tc="*nt_xent on CUDA bf16 matches*"
+    [ "$STEP_RC" -ne 0 ] && FAILED=1
+    row "racecheck InfoNCE bf16" "$STEP_STATUS" "$STEP_TIME" \
+      "$(grep -m1 -E 'RACECHECK SUMMARY|ERROR SUMMARY' "$LOGS/racecheck_infonce.log" | sed 's/^=* *//')"
   else
     # Not a test failure, but the table says loudly that memory checking did not happen.
     row "compute-sanitizer memcheck" "NOT RUN" "-" "compute-sanitizer not found (pip install nvidia-cuda-sanitizer-api)"
@@ -144,7 +150,7 @@ if [ "$BUILD_OK" -eq 0 ]; then
   row "torchvision augment peer" "$STEP_STATUS" "$STEP_TIME" "$(grep -m1 '^# torch' "$LOGS/bench_augment_torch.log" | cut -c3-90 | sed 's/|/\//g')"
 
   # 7. kernel playgrounds: each version is validated first (non-zero exit on a mismatch), then timed
-  run_step playground_infonce 120 "${RUNENV[@]}" "$BUILD/bench_playground_infonce"
+  run_step playground_infonce 180 "${RUNENV[@]}" "$BUILD/bench_playground_infonce" --big --peer
   row "playground InfoNCE" "$STEP_STATUS" "$STEP_TIME" "versions, validation and ms in the log"
   run_step playground_momentum 60 "${RUNENV[@]}" "$BUILD/bench_playground_momentum"
   row "playground EMA" "$STEP_STATUS" "$STEP_TIME" "GB/s vs copy in the log"

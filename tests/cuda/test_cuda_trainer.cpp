@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
+#include <unistd.h>
 #include <fstream>
 #include <string>
 #include <vector>
@@ -45,7 +46,8 @@ ssl::TrainConfig tiny_gpu(const std::string& out) {
 }
 
 std::string fresh_dir(const std::string& name) {
-  fs::path p = fs::temp_directory_path() / ("selfsup_cuda_trainer_" + name);
+  // Per process: worktrees and parallel ctest runs share /tmp.
+  fs::path p = fs::temp_directory_path() / ("selfsup_cuda_trainer_" + std::to_string(::getpid()) + "_" + name);
   fs::remove_all(p);
   return p.string();
 }

@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include <filesystem>
+#include <unistd.h>
 #include <fstream>
 #include <sstream>
 
@@ -33,7 +34,8 @@ ssl::TrainConfig tiny(const std::string& out) {
 }
 
 std::string fresh_dir(const std::string& name) {
-  fs::path p = fs::temp_directory_path() / ("selfsup_trainer_" + name);
+  // Per process: worktrees and parallel ctest runs share /tmp.
+  fs::path p = fs::temp_directory_path() / ("selfsup_trainer_" + std::to_string(::getpid()) + "_" + name);
   fs::remove_all(p);
   return p.string();
 }
