@@ -152,7 +152,7 @@ void run_table(bool bf16) {
   std::printf("op table CPU vs CUDA%s: %d rows: %d passed, %d failed, %zu not implemented on CUDA\n",
               bf16 ? " in bf16" : "", summary.rows, summary.passed, summary.failed, summary.not_implemented.size());
   for (const auto& [row, msg] : summary.not_implemented)
-    std::printf("  not implemented on CUDA (%s): %-36s (%s)\n", mode, row.c_str(), msg.c_str());
+    std::printf("  not implemented on CUDA%s: %-36s (%s)\n", bf16 ? " in bf16" : "", row.c_str(), msg.c_str());
 }
 
 }  // namespace
