@@ -4,16 +4,17 @@
 #include <cstdio>
 
 #include "engine/core/check.h"
+#include "engine/core/tensor.h"
 
 #ifdef SELFSUP_HAVE_CUDA
 #include <cuda_runtime.h>
 
 #include <algorithm>
 #include <atomic>
-#include <map>
 #include <mutex>
 #include <unordered_map>
 
+#include "engine/core/cuda_block_cache.h"
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/device.h"
 
@@ -25,21 +26,7 @@ namespace kc = kernels::cuda;
 
 std::atomic<bool> g_guard_mode{false};
 
-constexpr std::size_t kSmallLimit = 1u << 20;  // 1 MiB
-constexpr std::size_t kSmallRound = 512;
-constexpr std::size_t kLargeRound = 2u << 20;  // 2 MiB
 constexpr int kMaxDevices = 64;
-
-std::size_t round_size(std::size_t n) {
-  if (n < kSmallLimit) return (n + kSmallRound - 1) / kSmallRound * kSmallRound;
-  return (n + kLargeRound - 1) / kLargeRound * kLargeRound;
-}
-
-// Can a cached block of `have` bytes serve a request rounded to `want`?
-bool fits(std::size_t have, std::size_t want) {
-  if (want < kSmallLimit) return have == want;
-  return have >= want && have <= want + want / 4;
-}
 
 std::string human(std::size_t b) {
   char buf[64];
@@ -53,34 +40,42 @@ std::string human(std::size_t b) {
   return buf;
 }
 
+bool event_done(cudaEvent_t e) {
+  if (e == nullptr) return true;
+  cudaError_t r = cudaEventQuery(e);
+  if (r == cudaErrorNotReady) {
+    (void)cudaGetLastError();
+    return false;
+  }
+  SELFSUP_CUDA_CHECK(r);
+  return true;
+}
+
 class CudaCachingAllocator final : public Allocator {
  public:
-  explicit CudaCachingAllocator(int device) : device_(device) {}
+  explicit CudaCachingAllocator(int device)
+      : device_(device),
+        cache_(CudaBlockCache::EventOps{[this](void* s) { return record_event(static_cast<cudaStream_t>(s)); },
+                                        [](void* e) { return event_done(static_cast<cudaEvent_t>(e)); },
+                                        [this](void* e) { spare_events_.push_back(static_cast<cudaEvent_t>(e)); }}) {}
 
   void* allocate(std::size_t nbytes) override {
     if (nbytes == 0) return nullptr;
     if (g_guard_mode.load()) return allocate_guarded(nbytes);
-    const std::size_t size = round_size(nbytes);
+    const std::size_t size = CudaBlockCache::round_size(nbytes);
     cudaStream_t stream = kc::current_stream(device_);
     std::lock_guard<std::mutex> lock(mu_);
     ++stats_.n_alloc;
-    void* p = nullptr;
-    auto bins = free_.find(stream);
-    if (bins != free_.end()) {
-      auto it = bins->second.lower_bound(size);
-      if (it != bins->second.end() && fits(it->first, size)) {
-        p = it->second;
-        live_[p] = Block{it->first, stream};
-        stats_.allocated += it->first;
-        bins->second.erase(it);
-        ++stats_.n_cache_hit;
-      }
-    }
-    if (p == nullptr) {
+    std::size_t got = 0;
+    void* p = cache_.reuse(size, stream, &got);
+    if (p != nullptr) {
+      ++stats_.n_cache_hit;
+    } else {
       p = cuda_malloc_locked(size, nbytes);
-      live_[p] = Block{size, stream};
-      stats_.allocated += size;
+      cache_.insert_live(p, size, stream);
+      got = size;
     }
+    stats_.allocated += got;
     if (stats_.allocated > stats_.peak_allocated) stats_.peak_allocated = stats_.allocated;
     return p;
   }
@@ -91,6 +86,7 @@ class CudaCachingAllocator final : public Allocator {
     if (auto g = guarded_.find(ptr); g != guarded_.end()) {
       check_guard_locked(ptr, g->second, "freed");
       kc::DeviceGuard dg(device_);
+      for (cudaStream_t s : g->second.used_on) SELFSUP_CUDA_WARN(cudaStreamSynchronize(s));
       SELFSUP_CUDA_WARN(cudaStreamSynchronize(g->second.stream));
       SELFSUP_CUDA_WARN(cudaFree(g->second.base));
       stats_.allocated -= g->second.requested;
@@ -98,14 +94,29 @@ class CudaCachingAllocator final : public Allocator {
       guarded_.erase(g);
       return;
     }
-    auto it = live_.find(ptr);
-    if (it == live_.end()) {
+    std::size_t size = 0;
+    try {  // recording the events of a cross-stream block can fail; a destructor must not throw
+      size = cache_.free(ptr);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "selfsup: warning: cuda allocator: block %p leaked: %s\n", ptr, e.what());
+      return;
+    }
+    if (size == 0) {
       std::fprintf(stderr, "selfsup: warning: cuda allocator: free of unknown pointer %p\n", ptr);
       return;
     }
-    stats_.allocated -= it->second.size;
-    free_[it->second.stream].emplace(it->second.size, ptr);
-    live_.erase(it);
+    stats_.allocated -= size;
+  }
+
+  // Marks the block at ptr as used by work on `stream` as well (see cuda_record_stream).
+  void record_stream(void* ptr, cudaStream_t stream) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (auto g = guarded_.find(ptr); g != guarded_.end()) {  // guard mode: synchronised at free
+      if (stream != g->second.stream) g->second.used_on.push_back(stream);
+      return;
+    }
+    SELFSUP_CHECK(cache_.record_stream(ptr, stream), "cuda_record_stream: ", ptr,
+                  " is not the start of a live block of cuda:", device_);
   }
 
   void empty_cache() {
@@ -132,10 +143,19 @@ class CudaCachingAllocator final : public Allocator {
   }
 
  private:
-  struct Block {
-    std::size_t size;
-    cudaStream_t stream;
-  };
+  // An event recorded on `stream` now, from the pool of spare events of this device.
+  cudaEvent_t record_event(cudaStream_t stream) {
+    kc::DeviceGuard g(device_);  // an event is created on, and recorded on a stream of, the block's device
+    cudaEvent_t e = nullptr;
+    if (spare_events_.empty()) {
+      SELFSUP_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+    } else {
+      e = spare_events_.back();
+      spare_events_.pop_back();
+    }
+    SELFSUP_CUDA_CHECK(cudaEventRecord(e, stream));
+    return e;
+  }
 
   void* cuda_malloc_locked(std::size_t size, std::size_t requested) {
     kc::DeviceGuard g(device_);
@@ -159,18 +179,14 @@ class CudaCachingAllocator final : public Allocator {
   }
 
   void release_cached_locked() {
-    bool any = false;
-    for (auto& [stream, bins] : free_) any = any || !bins.empty();
-    if (!any) return;
+    if (cache_.n_free() == 0 && cache_.n_pending() == 0) return;
     kc::DeviceGuard g(device_);
     SELFSUP_CUDA_CHECK(cudaDeviceSynchronize());  // cached blocks may still be read by queued kernels
-    for (auto& [stream, bins] : free_) {
-      for (auto& [size, p] : bins) {
-        SELFSUP_CUDA_CHECK(cudaFree(p));
-        stats_.reserved -= size;
-        ++stats_.n_cuda_free;
-      }
-      bins.clear();
+    cache_.collect_pending();                       // every event has completed after the synchronize
+    for (auto& [p, size] : cache_.take_free()) {
+      SELFSUP_CUDA_CHECK(cudaFree(p));
+      stats_.reserved -= size;
+      ++stats_.n_cuda_free;
     }
   }
 
@@ -178,6 +194,7 @@ class CudaCachingAllocator final : public Allocator {
     char* base;
     std::size_t requested;
     cudaStream_t stream;
+    std::vector<cudaStream_t> used_on;  // record_stream: synchronised too before the block is freed
   };
   static constexpr unsigned char kPattern = 0xA5;
 
@@ -190,7 +207,7 @@ class CudaCachingAllocator final : public Allocator {
     SELFSUP_CUDA_CHECK(cudaMalloc(&base, total));
     SELFSUP_CUDA_CHECK(cudaMemsetAsync(base, kPattern, total, stream));
     char* user = static_cast<char*>(base) + kCudaGuardBytes;
-    guarded_[user] = Guarded{static_cast<char*>(base), nbytes, stream};
+    guarded_[user] = Guarded{static_cast<char*>(base), nbytes, stream, {}};
     ++stats_.n_alloc;
     ++stats_.n_cuda_malloc;
     stats_.allocated += nbytes;
@@ -233,8 +250,8 @@ class CudaCachingAllocator final : public Allocator {
 
   int device_;
   std::mutex mu_;
-  std::unordered_map<void*, Block> live_;
-  std::map<cudaStream_t, std::multimap<std::size_t, void*>> free_;
+  std::vector<cudaEvent_t> spare_events_;  // completed events, reused by record_event
+  CudaBlockCache cache_;
   CudaMemoryStats stats_;
 };
 
@@ -263,17 +280,6 @@ struct PinnedSlot {
 std::mutex g_pinned_mu;
 PinnedSlot g_pinned[kPinnedSlots];
 
-bool event_done(cudaEvent_t e) {
-  if (e == nullptr) return true;
-  cudaError_t r = cudaEventQuery(e);
-  if (r == cudaErrorNotReady) {
-    (void)cudaGetLastError();
-    return false;
-  }
-  SELFSUP_CUDA_CHECK(r);
-  return true;
-}
-
 }  // namespace
 
 Allocator* cuda_caching_allocator(int device) { return get(device); }
@@ -295,6 +301,11 @@ std::string cuda_memory_summary(int device) {
 void cuda_empty_cache() {
   for (int d = 0; d < kc::device_count(); ++d)
     if (g_alloc[d]) g_alloc[d]->empty_cache();
+}
+
+void cuda_record_stream(const Tensor& t, void* stream) {
+  if (!t.defined() || t.device().type != DeviceType::cuda || t.storage()->data() == nullptr) return;
+  get(t.device().index)->record_stream(t.storage()->data(), static_cast<cudaStream_t>(stream));
 }
 
 void cuda_set_guard_mode(bool on) { g_guard_mode.store(on); }
@@ -322,7 +333,7 @@ PinnedBuffer pinned_acquire(std::size_t nbytes) {
     g_pinned[reuse].in_use = true;
     return {g_pinned[reuse].ptr, g_pinned[reuse].size, reuse};
   }
-  const std::size_t size = std::max<std::size_t>(round_size(nbytes), 1u << 20);
+  const std::size_t size = std::max<std::size_t>(CudaBlockCache::round_size(nbytes), 1u << 20);
   void* p = nullptr;
   SELFSUP_CUDA_CHECK(cudaHostAlloc(&p, size, cudaHostAllocDefault));
   if (replace >= 0 && size <= kPinnedMaxPooled) {
@@ -363,6 +374,7 @@ CudaMemoryStats cuda_memory_stats(int) { return {}; }
 void cuda_reset_peak_memory_stats(int) {}
 std::string cuda_memory_summary(int device) { return str_cat("cuda:", device, " memory: CUDA backend not compiled"); }
 void cuda_empty_cache() {}
+void cuda_record_stream(const Tensor&, void*) {}
 void cuda_set_guard_mode(bool) {}
 std::vector<std::string> cuda_guard_check() { return {}; }
 Allocator* cuda_caching_allocator(int device) {

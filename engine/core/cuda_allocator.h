@@ -5,10 +5,13 @@
 //     shapes step after step map to the same class;
 //   - a freed block goes back to the free list of the stream it was allocated on, and only an allocation
 //     on that same stream reuses it: work on one stream runs in order, so the next user of the block
-//     cannot start before the previous user's kernels finished (a tensor handed to another stream must be
-//     synchronised by its user, as with PyTorch's record_stream);
+//     cannot start before the previous user's kernels finished;
+//   - cross-stream use (PyTorch's record_stream): cuda_record_stream(t, s) marks t's block as used by work
+//     on stream s too; when the block is freed an event is recorded on s, and the block is reused only after
+//     that event has completed (checked without waiting at later allocations);
 //   - small classes are reused only on an exact class match; a large request takes the smallest cached
 //     block of at least its size and at most 1.25x it (no splitting: simple, bounded waste);
+// The bookkeeping (sizes, free lists, pending blocks) is CudaBlockCache (cuda_block_cache.h), CUDA-free.
 //   - when cudaMalloc fails, every cached block of the device is freed (after a device synchronize) and
 //     the allocation retried once; the error then reports the statistics.
 // Statistics per device: bytes allocated (handed out, in rounded sizes), reserved (held from cudaMalloc),
@@ -36,6 +39,13 @@ void cuda_reset_peak_memory_stats(int device = 0);
 std::string cuda_memory_summary(int device = 0);
 // Returns every cached (free) block of every device to the driver.
 void cuda_empty_cache();
+
+class Tensor;
+// Tells the allocator that t's storage is used by work queued on `stream` (a cudaStream_t of t's device)
+// besides the stream it was allocated on: when the storage is freed, its block waits for that work before
+// it is reused. Call it when handing a tensor to a side stream (copies, NCCL, a prefetching loader), as
+// PyTorch's Tensor.record_stream. Nothing for CPU tensors or in a build without CUDA.
+void cuda_record_stream(const Tensor& t, void* stream /* cudaStream_t */);
 
 // Test hook (tests/cuda): while guard mode is on, every new CUDA allocation bypasses the cache and gets
 // kCudaGuardBytes of a known pattern before and after the requested bytes. The guards are verified when

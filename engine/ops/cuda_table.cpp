@@ -3,6 +3,8 @@
 // device. The engine runs one process per GPU (ARCHITECTURE.md, Distributed) and selects its device once
 // at startup, so "the current device" is the tensor's device.
 #ifdef SELFSUP_HAVE_CUDA
+#include <type_traits>
+
 #include "engine/ops/dispatch.h"
 #include "kernels/cuda/cuda_api.h"
 #include "kernels/cuda/cuda_nn_api.h"
@@ -17,9 +19,21 @@ namespace {
 
 cudaStream_t stream() { return kn::cuda::current_stream(kn::cuda::current_device()); }
 
-// The nn-level CUDA kernels are float32 only (bf16 variants exist at the kernel level, not yet wired).
+// InfoNCE and the EMA update on CUDA: float32 (InfoNCE's bf16 kernels are not wired: the engine keeps the
+// contrastive losses' statistics in the data's dtype).
 void on_f32(DType t, const char* name) {
   SELFSUP_CHECK(t == DType::f32, "kernel '", name, "' on CUDA supports float32, got ", dtype_name(t));
+}
+
+// The other nn-level kernels: float32 and bfloat16 (cuda_nn_api.h's __nv_bfloat16, the same bits as the
+// engine's bf16), computed in float. Their statistics arguments (batch norm's parameters and saved/running
+// statistics, cross-entropy's loss/lse/dloss, the L2 norm) are float32 for both: the engine allocates them
+// so (batch_norm_param_dtype, stat_dtype in loss_ops.cpp).
+template <typename F>
+void on_f32_bf16(DType t, const char* name, F&& f) {
+  if (t == DType::f32) return f(std::type_identity<float>{});
+  if (t == DType::bf16) return f(std::type_identity<__nv_bfloat16>{});
+  throw_error(str_cat("kernel '", name, "' on CUDA supports float32 and bfloat16, got ", dtype_name(t)));
 }
 
 template <typename F>
@@ -124,112 +138,142 @@ void fill_cuda_table(KernelTable& t) {
     });
   };
 
-  // ---- nn-level kernels (kernels/cuda/cuda_nn_api.h): float32. Their statistics arguments (batch norm's
-  // gamma/beta/means, cross-entropy's loss/lse, the L2 norm) are float for every element type, so the
-  // engine's float32 tensors pass straight through.
+  // ---- nn-level kernels (kernels/cuda/cuda_nn_api.h): float32 and bfloat16 data, float statistics.
   using F = float;
   using BF = __nv_bfloat16;  // the bf16 variants of the l2-normalize and InfoNCE kernels
   t.conv2d_fwd = [](DType dt, const kn::Conv2dShape& s, const void* x, const void* w, const void* b, void* y) {
-    on_f32(dt, "conv2d_fwd");
-    kn::conv2d_fwd_cuda<F>(s, static_cast<const F*>(x), static_cast<const F*>(w), static_cast<const F*>(b),
-                           static_cast<F*>(y), stream());
+    on_f32_bf16(dt, "conv2d_fwd", [&](auto v) {
+      using T = typename decltype(v)::type;
+      kn::conv2d_fwd_cuda<T>(s, static_cast<const T*>(x), static_cast<const T*>(w), static_cast<const T*>(b),
+                             static_cast<T*>(y), stream());
+    });
   };
   t.conv2d_bwd_data = [](DType dt, const kn::Conv2dShape& s, const void* dy, const void* w, void* dx) {
-    on_f32(dt, "conv2d_bwd_data");
-    kn::conv2d_bwd_data_cuda<F>(s, static_cast<const F*>(dy), static_cast<const F*>(w), static_cast<F*>(dx), stream());
+    on_f32_bf16(dt, "conv2d_bwd_data", [&](auto v) {
+      using T = typename decltype(v)::type;
+      kn::conv2d_bwd_data_cuda<T>(s, static_cast<const T*>(dy), static_cast<const T*>(w), static_cast<T*>(dx),
+                                  stream());
+    });
   };
   t.conv2d_bwd_weight = [](DType dt, const kn::Conv2dShape& s, const void* x, const void* dy, void* dw, void* db) {
-    on_f32(dt, "conv2d_bwd_weight");
-    kn::conv2d_bwd_weight_cuda<F>(s, static_cast<const F*>(x), static_cast<const F*>(dy), static_cast<F*>(dw),
-                                  static_cast<F*>(db), stream());
+    on_f32_bf16(dt, "conv2d_bwd_weight", [&](auto v) {
+      using T = typename decltype(v)::type;
+      kn::conv2d_bwd_weight_cuda<T>(s, static_cast<const T*>(x), static_cast<const T*>(dy), static_cast<T*>(dw),
+                                    static_cast<T*>(db), stream());
+    });
   };
   t.max_pool2d_fwd = [](DType dt, const kn::Pool2dShape& s, const void* x, void* y, int64_t* arg) {
-    on_f32(dt, "max_pool2d_fwd");
-    kn::max_pool2d_fwd_cuda<F>(s, static_cast<const F*>(x), static_cast<F*>(y), arg, stream());
+    on_f32_bf16(dt, "max_pool2d_fwd", [&](auto v) {
+      using T = typename decltype(v)::type;
+      kn::max_pool2d_fwd_cuda<T>(s, static_cast<const T*>(x), static_cast<T*>(y), arg, stream());
+    });
   };
   t.max_pool2d_bwd = [](DType dt, const kn::Pool2dShape& s, const void* dy, const int64_t* arg, void* dx) {
-    on_f32(dt, "max_pool2d_bwd");
-    kn::max_pool2d_bwd_cuda<F>(s, static_cast<const F*>(dy), arg, static_cast<F*>(dx), stream());
+    on_f32_bf16(dt, "max_pool2d_bwd", [&](auto v) {
+      using T = typename decltype(v)::type;
+      kn::max_pool2d_bwd_cuda<T>(s, static_cast<const T*>(dy), arg, static_cast<T*>(dx), stream());
+    });
   };
   t.avg_pool2d_fwd = [](DType dt, const kn::Pool2dShape& s, const void* x, void* y) {
-    on_f32(dt, "avg_pool2d_fwd");
-    kn::avg_pool2d_fwd_cuda<F>(s, static_cast<const F*>(x), static_cast<F*>(y), stream());
+    on_f32_bf16(dt, "avg_pool2d_fwd", [&](auto v) {
+      using T = typename decltype(v)::type;
+      kn::avg_pool2d_fwd_cuda<T>(s, static_cast<const T*>(x), static_cast<T*>(y), stream());
+    });
   };
   t.avg_pool2d_bwd = [](DType dt, const kn::Pool2dShape& s, const void* dy, void* dx) {
-    on_f32(dt, "avg_pool2d_bwd");
-    kn::avg_pool2d_bwd_cuda<F>(s, static_cast<const F*>(dy), static_cast<F*>(dx), stream());
+    on_f32_bf16(dt, "avg_pool2d_bwd", [&](auto v) {
+      using T = typename decltype(v)::type;
+      kn::avg_pool2d_bwd_cuda<T>(s, static_cast<const T*>(dy), static_cast<T*>(dx), stream());
+    });
   };
   t.adaptive_avg_pool2d_fwd = [](DType dt, int64_t N, int64_t C, int64_t H, int64_t W, int64_t P, int64_t Q,
                                  const void* x, void* y) {
-    on_f32(dt, "adaptive_avg_pool2d_fwd");
-    kn::adaptive_avg_pool2d_fwd_cuda<F>(N, C, H, W, P, Q, static_cast<const F*>(x), static_cast<F*>(y), stream());
+    on_f32_bf16(dt, "adaptive_avg_pool2d_fwd", [&](auto v) {
+      using T = typename decltype(v)::type;
+      kn::adaptive_avg_pool2d_fwd_cuda<T>(N, C, H, W, P, Q, static_cast<const T*>(x), static_cast<T*>(y), stream());
+    });
   };
   t.adaptive_avg_pool2d_bwd = [](DType dt, int64_t N, int64_t C, int64_t H, int64_t W, int64_t P, int64_t Q,
                                  const void* dy, void* dx) {
-    on_f32(dt, "adaptive_avg_pool2d_bwd");
-    kn::adaptive_avg_pool2d_bwd_cuda<F>(N, C, H, W, P, Q, static_cast<const F*>(dy), static_cast<F*>(dx), stream());
+    on_f32_bf16(dt, "adaptive_avg_pool2d_bwd", [&](auto v) {
+      using T = typename decltype(v)::type;
+      kn::adaptive_avg_pool2d_bwd_cuda<T>(N, C, H, W, P, Q, static_cast<const T*>(dy), static_cast<T*>(dx), stream());
+    });
   };
   t.batch_norm_fwd_train = [](DType dt, int64_t N, int64_t C, int64_t S, const void* x, const void* g, const void* b,
                               double eps, double momentum, void* y, void* mean, void* invstd, void* rm, void* rv) {
-    on_f32(dt, "batch_norm_fwd_train");
-    kn::batch_norm_fwd_train_cuda<F>(N, C, S, static_cast<const F*>(x), static_cast<const F*>(g),
-                                     static_cast<const F*>(b), eps, momentum, static_cast<F*>(y), static_cast<F*>(mean),
-                                     static_cast<F*>(invstd), static_cast<F*>(rm), static_cast<F*>(rv), stream());
+    on_f32_bf16(dt, "batch_norm_fwd_train", [&](auto v) {
+      using T = typename decltype(v)::type;
+      kn::batch_norm_fwd_train_cuda<T>(N, C, S, static_cast<const T*>(x), static_cast<const F*>(g),
+                                       static_cast<const F*>(b), eps, momentum, static_cast<T*>(y),
+                                       static_cast<F*>(mean), static_cast<F*>(invstd), static_cast<F*>(rm),
+                                       static_cast<F*>(rv), stream());
+    });
   };
   t.batch_norm_fwd_eval = [](DType dt, int64_t N, int64_t C, int64_t S, const void* x, const void* g, const void* b,
                              const void* rm, const void* rv, double eps, void* y) {
-    on_f32(dt, "batch_norm_fwd_eval");
-    kn::batch_norm_fwd_eval_cuda<F>(N, C, S, static_cast<const F*>(x), static_cast<const F*>(g),
-                                    static_cast<const F*>(b), static_cast<const F*>(rm), static_cast<const F*>(rv), eps,
-                                    static_cast<F*>(y), stream());
+    on_f32_bf16(dt, "batch_norm_fwd_eval", [&](auto v) {
+      using T = typename decltype(v)::type;
+      kn::batch_norm_fwd_eval_cuda<T>(N, C, S, static_cast<const T*>(x), static_cast<const F*>(g),
+                                      static_cast<const F*>(b), static_cast<const F*>(rm), static_cast<const F*>(rv),
+                                      eps, static_cast<T*>(y), stream());
+    });
   };
   t.batch_norm_bwd = [](DType dt, int64_t N, int64_t C, int64_t S, const void* dy, const void* x, const void* g,
                         const void* mean, const void* invstd, void* dx, void* dg, void* db) {
-    on_f32(dt, "batch_norm_bwd");
-    kn::batch_norm_bwd_cuda<F>(N, C, S, static_cast<const F*>(dy), static_cast<const F*>(x), static_cast<const F*>(g),
-                               static_cast<const F*>(mean), static_cast<const F*>(invstd), static_cast<F*>(dx),
-                               static_cast<F*>(dg), static_cast<F*>(db), stream());
+    on_f32_bf16(dt, "batch_norm_bwd", [&](auto v) {
+      using T = typename decltype(v)::type;
+      kn::batch_norm_bwd_cuda<T>(N, C, S, static_cast<const T*>(dy), static_cast<const T*>(x),
+                                 static_cast<const F*>(g), static_cast<const F*>(mean), static_cast<const F*>(invstd),
+                                 static_cast<T*>(dx), static_cast<F*>(dg), static_cast<F*>(db), stream());
+    });
   };
   t.softmax_fwd = [](DType dt, int64_t outer, int64_t n, int64_t inner, const void* x, void* y, bool log) {
-    on_f32(dt, "softmax_fwd");
-    kn::softmax_fwd_cuda<F>(outer, n, inner, static_cast<const F*>(x), static_cast<F*>(y), log, stream());
+    on_f32_bf16(dt, "softmax_fwd", [&](auto v) {
+      using T = typename decltype(v)::type;
+      kn::softmax_fwd_cuda<T>(outer, n, inner, static_cast<const T*>(x), static_cast<T*>(y), log, stream());
+    });
   };
   t.softmax_bwd = [](DType dt, int64_t outer, int64_t n, int64_t inner, const void* y, const void* dy, void* dx,
                      bool log) {
-    on_f32(dt, "softmax_bwd");
-    kn::softmax_bwd_cuda<F>(outer, n, inner, static_cast<const F*>(y), static_cast<const F*>(dy), static_cast<F*>(dx),
-                            log, stream());
+    on_f32_bf16(dt, "softmax_bwd", [&](auto v) {
+      using T = typename decltype(v)::type;
+      kn::softmax_bwd_cuda<T>(outer, n, inner, static_cast<const T*>(y), static_cast<const T*>(dy),
+                              static_cast<T*>(dx), log, stream());
+    });
   };
   t.cross_entropy_fwd = [](DType dt, int64_t N, int64_t C, const void* logits, const int64_t* target, double ls,
                            void* loss, void* lse) {
-    on_f32(dt, "cross_entropy_fwd");
-    kn::cross_entropy_fwd_cuda<F>(N, C, static_cast<const F*>(logits), target, ls, static_cast<F*>(loss),
-                                  static_cast<F*>(lse), stream());
+    on_f32_bf16(dt, "cross_entropy_fwd", [&](auto v) {
+      using T = typename decltype(v)::type;
+      kn::cross_entropy_fwd_cuda<T>(N, C, static_cast<const T*>(logits), target, ls, static_cast<F*>(loss),
+                                    static_cast<F*>(lse), stream());
+    });
   };
   t.cross_entropy_bwd = [](DType dt, int64_t N, int64_t C, const void* logits, const int64_t* target, double ls,
                            const void* lse, const void* dloss, void* dlogits) {
-    on_f32(dt, "cross_entropy_bwd");
-    kn::cross_entropy_bwd_cuda<F>(N, C, static_cast<const F*>(logits), target, ls, static_cast<const F*>(lse),
-                                  static_cast<const F*>(dloss), static_cast<F*>(dlogits), stream());
+    on_f32_bf16(dt, "cross_entropy_bwd", [&](auto v) {
+      using T = typename decltype(v)::type;
+      kn::cross_entropy_bwd_cuda<T>(N, C, static_cast<const T*>(logits), target, ls, static_cast<const F*>(lse),
+                                    static_cast<const F*>(dloss), static_cast<T*>(dlogits), stream());
+    });
   };
   // bf16: y and dx in bf16, the norm in float (cuda_nn_api.h).
   t.l2_normalize_fwd = [](DType dt, int64_t outer, int64_t n, int64_t inner, const void* x, double eps, void* y,
                           void* norm) {
-    if (dt == DType::bf16)
-      return kn::l2_normalize_fwd_cuda<BF>(outer, n, inner, static_cast<const BF*>(x), eps, static_cast<BF*>(y),
-                                          static_cast<float*>(norm), stream());
-    on_f32(dt, "l2_normalize_fwd");
-    kn::l2_normalize_fwd_cuda<F>(outer, n, inner, static_cast<const F*>(x), eps, static_cast<F*>(y),
-                                 static_cast<F*>(norm), stream());
+    on_f32_bf16(dt, "l2_normalize_fwd", [&](auto v) {
+      using T = typename decltype(v)::type;
+      kn::l2_normalize_fwd_cuda<T>(outer, n, inner, static_cast<const T*>(x), eps, static_cast<T*>(y),
+                                   static_cast<F*>(norm), stream());
+    });
   };
   t.l2_normalize_bwd = [](DType dt, int64_t outer, int64_t n, int64_t inner, const void* y, const void* norm,
                           double eps, const void* dy, void* dx) {
-    if (dt == DType::bf16)
-      return kn::l2_normalize_bwd_cuda<BF>(outer, n, inner, static_cast<const BF*>(y), static_cast<const float*>(norm),
-                                          eps, static_cast<const BF*>(dy), static_cast<BF*>(dx), stream());
-    on_f32(dt, "l2_normalize_bwd");
-    kn::l2_normalize_bwd_cuda<F>(outer, n, inner, static_cast<const F*>(y), static_cast<const F*>(norm), eps,
-                                 static_cast<const F*>(dy), static_cast<F*>(dx), stream());
+    on_f32_bf16(dt, "l2_normalize_bwd", [&](auto v) {
+      using T = typename decltype(v)::type;
+      kn::l2_normalize_bwd_cuda<T>(outer, n, inner, static_cast<const T*>(y), static_cast<const F*>(norm), eps,
+                                   static_cast<const T*>(dy), static_cast<T*>(dx), stream());
+    });
   };
   // InfoNCE. bf16: loss, lse and dloss are float; the tensor-core kernels (kernels/cuda/infonce_bf16.cu) when
   // infonce_tc_supported (D % 8 == 0, D <= 128, aligned rows), else the CUDA-core kernels (bf16 loads, fp32 FMA).

@@ -12,6 +12,10 @@ using Grads = std::vector<Tensor>;
 
 namespace {
 
+// The dtype of per-row statistics (cross-entropy's loss and log-sum-exp, the L2 norm) kept beside data of
+// dtype t: float32 for bfloat16 (the kernels accumulate in float and keep what they accumulated), else t.
+DType stat_dtype(DType t) { return t == DType::bf16 ? DType::f32 : t; }
+
 // (outer, dim, inner) of x around dim d.
 void around(const Tensor& x, int64_t d, int64_t& outer, int64_t& n, int64_t& inner) {
   outer = 1;
@@ -69,8 +73,9 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& target, double label_sm
   Tensor tc = target.to(logits.device()).contiguous();  // the kernel reads it on the logits' device
   const int64_t* t = tc.data_ptr<int64_t>();
   Tensor lc = logits.detach().contiguous();
-  Tensor rows = Tensor::empty({N}, logits.dtype(), logits.device());
-  Tensor lse = Tensor::empty({N}, logits.dtype(), logits.device());
+  const DType sdt = stat_dtype(logits.dtype());  // float32 for bfloat16 logits
+  Tensor rows = Tensor::empty({N}, sdt, logits.device());
+  Tensor lse = Tensor::empty({N}, sdt, logits.device());
   SELFSUP_KERNEL_CALL(logits.device(), cross_entropy_fwd)(logits.dtype(), N, C, lc.raw_data(), t, label_smoothing,
                                                           rows.raw_data(), lse.raw_data());
   if (autograd::needs_grad({logits})) {
@@ -100,8 +105,7 @@ Tensor normalize(const Tensor& x, int64_t dim, double eps) {
   around(x, d, outer, n, inner);
   Tensor xc = x.detach().contiguous();
   Tensor y = Tensor::empty(x.sizes(), x.dtype(), x.device());
-  // The norm stays float for bf16 inputs (the kernels' convention, kernels/cuda/cuda_nn_api.h).
-  Tensor norm = Tensor::empty({outer, inner}, x.dtype() == DType::bf16 ? DType::f32 : x.dtype(), x.device());
+  Tensor norm = Tensor::empty({outer, inner}, stat_dtype(x.dtype()), x.device());
   SELFSUP_KERNEL_CALL(x.device(), l2_normalize_fwd)(x.dtype(), outer, n, inner, xc.raw_data(), eps, y.raw_data(),
                                                     norm.raw_data());
   if (autograd::needs_grad({x})) {

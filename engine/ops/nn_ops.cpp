@@ -160,11 +160,12 @@ Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& run
   SELFSUP_CHECK(x.dim() == 2 || x.dim() == 4, "batch_norm: input must be (N, C) or (N, C, H, W), got ",
                 shape_str(x.sizes()));
   const int64_t N = x.size(0), C = x.size(1), S = x.dim() == 4 ? x.size(2) * x.size(3) : 1;
+  const DType pdt = batch_norm_param_dtype(x.dtype());  // float32 for a bfloat16 input
   auto check_param = [&](const Tensor& t, const char* what) {
     if (!t.defined()) return;
-    SELFSUP_CHECK(t.dim() == 1 && t.size(0) == C && t.dtype() == x.dtype(), "batch_norm: ", what, " of shape ",
+    SELFSUP_CHECK(t.dim() == 1 && t.size(0) == C && t.dtype() == pdt, "batch_norm: ", what, " of shape ",
                   shape_str(t.sizes()), " and dtype ", dtype_name(t.dtype()), " must be (", C, ") of dtype ",
-                  dtype_name(x.dtype()));
+                  dtype_name(pdt), " for a ", dtype_name(x.dtype()), " input");
     SELFSUP_CHECK(t.is_contiguous(), "batch_norm: ", what, " must be contiguous");
     ops_detail::check_same_device(x, t, "batch_norm");  // kernels read these through raw pointers
   };
@@ -191,11 +192,11 @@ Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& run
     Tensor out = mul(sub(x, running_mean.detach().reshape(bshape)), scale);
     if (weight.defined()) out = mul(out, weight.reshape(bshape));
     if (bias.defined()) out = add(out, bias.reshape(bshape));
-    return out;
+    return out.to(x.dtype());  // bfloat16 x: computed in float32 (the parameters' dtype), rounded once
   }
   SELFSUP_CHECK(N * S > 1, "batch_norm: training needs more than one value per channel, got input of shape ",
                 shape_str(x.sizes()));
-  Tensor save_mean = Tensor::empty({C}, x.dtype(), x.device()), save_invstd = Tensor::empty({C}, x.dtype(), x.device());
+  Tensor save_mean = Tensor::empty({C}, pdt, x.device()), save_invstd = Tensor::empty({C}, pdt, x.device());
   SELFSUP_KERNEL_CALL(x.device(), batch_norm_fwd_train)(x.dtype(), N, C, S, xc.raw_data(), ptr(weight), ptr(bias), eps,
                                                         momentum, y.raw_data(), save_mean.raw_data(),
                                                         save_invstd.raw_data(), ptr(running_mean), ptr(running_var));
@@ -208,12 +209,12 @@ Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& run
     bool affine_grad = (weight.defined() && weight.requires_grad()) || (bias.defined() && bias.requires_grad());
     bool has_w = weight.defined(), has_b = bias.defined();
     autograd::record("batch_norm", {x, weight, bias}, {y},
-                     [sx, sw, save_mean, save_invstd, N, C, S, affine_grad, has_w, has_b](const Grads& g) {
+                     [sx, sw, save_mean, save_invstd, N, C, S, affine_grad, has_w, has_b, pdt](const Grads& g) {
                        Tensor xs = sx.unpack("batch_norm"), ws = sw.unpack("batch_norm");
                        Tensor gy = g[0].contiguous();
                        Tensor dx = Tensor::empty(xs.sizes(), xs.dtype(), xs.device());
-                       Tensor dw = affine_grad && has_w ? Tensor::empty({C}, xs.dtype(), xs.device()) : Tensor();
-                       Tensor db = affine_grad && has_b ? Tensor::empty({C}, xs.dtype(), xs.device()) : Tensor();
+                       Tensor dw = affine_grad && has_w ? Tensor::empty({C}, pdt, xs.device()) : Tensor();
+                       Tensor db = affine_grad && has_b ? Tensor::empty({C}, pdt, xs.device()) : Tensor();
                        auto p = [](const Tensor& t) -> void* { return t.defined() ? t.raw_data() : nullptr; };
                        SELFSUP_KERNEL_CALL(xs.device(), batch_norm_bwd)(
                            xs.dtype(), N, C, S, gy.raw_data(), xs.raw_data(), p(ws), save_mean.raw_data(),

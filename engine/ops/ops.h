@@ -104,16 +104,22 @@ Tensor avg_pool2d(const Tensor& x, const Pool2dOptions& opt);
 Tensor adaptive_avg_pool2d(const Tensor& x, std::array<int64_t, 2> output_size);
 
 // x (N, C) or (N, C, H, W). training: batch statistics, and running stats (if defined) are updated in place
-// with `momentum`; eval: running stats. weight/bias (C) may be undefined.
+// with `momentum`; eval: running stats. weight/bias (C) may be undefined. weight, bias and the running stats
+// have dtype batch_norm_param_dtype(x.dtype()).
 Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& running_var, const Tensor& weight,
                   const Tensor& bias, bool training, double momentum = 0.1, double eps = 1e-5);
 
+// The dtype of batch norm's parameters and statistics for an input dtype: the same, except that a bfloat16
+// input keeps them in float32 (the kernels compute in float; PyTorch's mixed-precision rule).
+inline DType batch_norm_param_dtype(DType input) { return input == DType::bf16 ? DType::f32 : input; }
+
 Tensor softmax(const Tensor& x, int64_t dim);
 Tensor log_softmax(const Tensor& x, int64_t dim);
-// Mean cross-entropy of logits (N, C) against int64 class indices (N), with optional label smoothing.
+// Mean cross-entropy of logits (N, C) against int64 class indices (N), with optional label smoothing. The
+// loss is float32 for bfloat16 logits (per-row losses and log-sum-exp are accumulated and kept in float).
 Tensor cross_entropy(const Tensor& logits, const Tensor& target, double label_smoothing = 0.0);
 Tensor mse_loss(const Tensor& input, const Tensor& target);  // mean squared error
-// x / max(||x||_2, eps) along dim (torch.nn.functional.normalize with p=2).
+// x / max(||x||_2, eps) along dim (torch.nn.functional.normalize with p=2); bfloat16 x keeps its norm in float.
 Tensor normalize(const Tensor& x, int64_t dim = 1, double eps = 1e-12);
 
 // ---- joining, splitting, indexing

@@ -1,5 +1,6 @@
 // 2-D convolution on the GPU through cuDNN 9 (NCHW, float and bf16 with fp32 compute): forward, backward
-// data, backward weight, bias add and bias gradient. Same arguments and semantics as conv2d_*_cpu.
+// data, backward weight. Same arguments and semantics as conv2d_*_cpu. The bias add and bias gradient are
+// our own kernels (conv_bias.cu), for float and bf16 alike.
 //
 // cuDNN 9 still ships the legacy descriptor API (cudnnConvolutionForward/BackwardData/BackwardFilter and the
 // cudnnFind*AlgorithmEx search) though it marks it deprecated in favour of the graph API; it is the simplest
@@ -26,6 +27,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/cuda/conv_bias.h"
 #include "kernels/cuda/cuda_nn_api.h"
 #include "kernels/cuda/nn_check.cuh"
 
@@ -100,7 +102,7 @@ int to_int(int64_t v, const char* what) {
 // Descriptors of one (shape, dtype, math mode) and the algorithm chosen for each direction. A convolution
 // descriptor per direction, because each direction's search may pick a different math type.
 struct ConvPlan {
-  TensorDesc x, y, bias;
+  TensorDesc x, y;
   FilterDesc w;
   ConvDesc conv_fwd, conv_bwd_data, conv_bwd_filter;
   bool have_fwd = false, have_bwd_data = false, have_bwd_filter = false;
@@ -145,7 +147,6 @@ ConvPlan& plan_for(int device, const Conv2dShape& s) {
                                                     to_int(s.C, "C"), to_int(s.H, "H"), to_int(s.W, "W")));
   SELFSUP_CUDNN_CHECK(cudnnSetTensor4dDescriptor(p->y.d, CUDNN_TENSOR_NCHW, dt, to_int(s.N, "N"),
                                                     to_int(s.K, "K"), to_int(s.P, "P"), to_int(s.Q, "Q")));
-  SELFSUP_CUDNN_CHECK(cudnnSetTensor4dDescriptor(p->bias.d, CUDNN_TENSOR_NCHW, dt, 1, to_int(s.K, "K"), 1, 1));
   SELFSUP_CUDNN_CHECK(cudnnSetFilter4dDescriptor(p->w.d, dt, CUDNN_TENSOR_NCHW, to_int(s.K, "K"),
                                                     to_int(s.C / s.groups, "C/groups"), to_int(s.R, "R"),
                                                     to_int(s.S, "S")));
@@ -238,7 +239,7 @@ void conv2d_fwd_cuda(const Conv2dShape& s, const T* x, const T* w, const T* bias
   StreamBuffer ws(p.fwd_ws, stream);
   SELFSUP_CUDNN_CHECK(cudnnConvolutionForward(dh.h, &one, p.x.d, x, p.w.d, w, p.conv_fwd.d, p.fwd_algo, ws.ptr,
                                                  p.fwd_ws, &zero, p.y.d, y));
-  if (bias) SELFSUP_CUDNN_CHECK(cudnnAddTensor(dh.h, &one, p.bias.d, bias, &one, p.y.d, y));
+  if (bias) conv_bias_add_cuda<T>(s.N, s.K, s.P * s.Q, bias, y, stream);
 }
 
 template <typename T>
@@ -306,7 +307,7 @@ void conv2d_bwd_weight_cuda(const Conv2dShape& s, const T* x, const T* dy, T* dw
                                                           p.bwd_filter_algo, ws.ptr, p.bwd_filter_ws, &zero, p.w.d,
                                                           dw));
   }
-  if (dbias) SELFSUP_CUDNN_CHECK(cudnnConvolutionBackwardBias(dh.h, &one, p.y.d, dy, &zero, p.bias.d, dbias));
+  if (dbias) conv_bias_grad_cuda<T>(s.N, s.K, s.P * s.Q, dy, dbias, stream);
 }
 
 #define SELFSUP_INSTANTIATE_CONV_CUDA(T)                                                                     \

@@ -3,6 +3,8 @@
 // against the CPU (transposes, batched, bf16), casts and the vectorised elementwise path on large tensors.
 #include <doctest/doctest.h>
 
+#include <atomic>
+#include <chrono>
 #include <cstring>
 #include <vector>
 
@@ -11,6 +13,7 @@
 #include "engine/core/cuda_context.h"
 #include "engine/ops/dispatch.h"
 #include "engine/ops/ops.h"
+#include "kernels/cuda/common.cuh"
 #include "kernels/cuda/cuda_api.h"
 #include "kernels/cuda/device.h"
 #include "tests/support/engine_gradcheck.h"
@@ -151,6 +154,36 @@ TEST_CASE("cuda: caching allocator reuses blocks and keeps statistics") {
   cuda_empty_cache();
   CHECK(cuda_memory_stats(0).reserved < s2.reserved);
   MESSAGE(cuda_memory_summary(0));
+}
+
+namespace {
+std::atomic<bool> g_side_release{false};
+// Holds a stream until g_side_release is set (at most 5 s, so that a driver which serialises an allocation
+// behind it cannot deadlock the test).
+void hold_stream(void*) {
+  const auto t0 = std::chrono::steady_clock::now();
+  while (!g_side_release.load() && std::chrono::steady_clock::now() - t0 < std::chrono::seconds(5)) {
+  }
+}
+}  // namespace
+
+TEST_CASE("cuda: record_stream keeps a freed block from reuse until the other stream's work is done") {
+  cuda_empty_cache();
+  kernels::cuda::Stream side(0);
+  g_side_release = false;
+  void* first = nullptr;
+  {
+    Tensor a = Tensor::empty({1000, 1000}, DType::f32, kCuda);  // on the default stream
+    first = a.raw_data();
+    SELFSUP_CUDA_CHECK(cudaLaunchHostFunc(side.get(), hold_stream, nullptr));  // "work" on the side stream
+    cuda_record_stream(a, side.get());
+  }  // freed: an event is recorded on the side stream, behind the held work
+  Tensor b = Tensor::empty({1000, 1000}, DType::f32, kCuda);
+  CHECK(b.raw_data() != first);  // the side stream may still be using the old block
+  g_side_release = true;
+  side.synchronize();
+  Tensor c = Tensor::empty({1000, 1000}, DType::f32, kCuda);
+  CHECK(c.raw_data() == first);  // its event has completed: back in the default stream's cache
 }
 
 TEST_CASE("cuda: guard mode catches nothing on a clean op and reports the sizes") {

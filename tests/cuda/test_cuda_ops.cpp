@@ -2,8 +2,15 @@
 // and backward in float32 on fresh random inputs, with the allocator's guard bytes around every CUDA
 // allocation (outputs included) that must stay untouched. A row whose op reaches a kernel the CUDA table
 // does not have yet is reported as "not implemented on CUDA" (counted and printed), never passed silently.
+//
+// The rows of the bf16 training hot path (conv, pooling, batch norm, softmax / log_softmax, cross-entropy,
+// L2 normalise) run a second time in bfloat16 on CUDA: the same inputs rounded to bf16 (RNE) go to both
+// sides, the CPU computes in float64 on the rounded values, and CUDA results are compared with a bf16
+// tolerance relative to each tensor's scale. Batch norm keeps its parameters and statistics in float32.
 #include <doctest/doctest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <functional>
 #include <map>
@@ -24,14 +31,43 @@ const Device kCuda = Device::cuda(0);
 
 bool is_not_implemented(const std::string& msg) { return msg.find("is not implemented for device cuda") != std::string::npos; }
 
-// Compares a CUDA result with the CPU one (float32 tolerances; exact for integer/bool results).
-std::string compare(const Tensor& gpu, const Tensor& cpu, const OpCase& c, const char* what) {
+// Op families that also run in bf16. first_only: only input 0 is bf16 (batch norm's weight and bias stay
+// float32); out_bf16: the forward result is bf16 (the cross-entropy loss is float32).
+struct Bf16Family {
+  const char* prefix;
+  bool first_only, out_bf16;
+};
+constexpr Bf16Family kBf16Families[] = {
+    {"conv2d/", false, true},       {"max_pool2d/", false, true},  {"avg_pool2d/", false, true},
+    {"adaptive_avg_pool2d/", false, true}, {"batch_norm/", true, true}, {"softmax/", false, true},
+    {"log_softmax/", false, true},  {"cross_entropy/", false, false}, {"normalize/", false, true},
+};
+// |gpu - cpu| <= kBf16Tol (max|cpu| + |cpu|): bf16 outputs carry a relative rounding error of 2^-9, and
+// values that cancel (softmax/batch-norm gradients) are judged against the tensor's scale.
+constexpr double kBf16Tol = 2e-2;
+
+const Bf16Family* bf16_family(const std::string& row) {
+  for (const Bf16Family& f : kBf16Families)
+    if (row.rfind(f.prefix, 0) == 0) return &f;
+  return nullptr;
+}
+
+// Compares a CUDA result with the CPU one: float32 tolerances (exact for integer/bool results), or the bf16
+// tolerance when `bf16` (the CPU side is then float64 and the CUDA dtype is `want`).
+std::string compare(const Tensor& gpu, const Tensor& cpu, const OpCase& c, const char* what, bool bf16, DType want) {
   if (gpu.sizes() != cpu.sizes()) return str_cat(what, ": shape ", shape_str(gpu.sizes()), " vs CPU ", shape_str(cpu.sizes()));
-  if (gpu.dtype() != cpu.dtype()) return str_cat(what, ": dtype ", dtype_name(gpu.dtype()), " vs CPU ", dtype_name(cpu.dtype()));
+  if (gpu.dtype() != want) return str_cat(what, ": dtype ", dtype_name(gpu.dtype()), ", expected ", dtype_name(want));
   if (gpu.device() != kCuda) return str_cat(what, ": result is on ", gpu.device().str(), ", expected cuda:0");
-  const bool exact = !is_floating(cpu.dtype());
-  CloseResult r = allclose(gpu.to(Device::cpu()), cpu, exact ? 0.0 : std::max(c.f32_atol, 1e-5),
-                           exact ? 0.0 : std::max(c.f32_rtol, 1e-4));
+  Tensor g = gpu.to(Device::cpu());
+  CloseResult r;
+  if (bf16) {
+    double scale = 0.0;
+    for (double v : cpu.to_vector()) scale = std::max(scale, std::abs(v));
+    r = allclose(g.to(DType::f64), cpu, kBf16Tol * scale, kBf16Tol);
+  } else {
+    const bool exact = !is_floating(cpu.dtype());
+    r = allclose(g, cpu, exact ? 0.0 : std::max(c.f32_atol, 1e-5), exact ? 0.0 : std::max(c.f32_rtol, 1e-4));
+  }
   return r.ok ? std::string() : str_cat(what, ": ", r.message);
 }
 
@@ -40,42 +76,59 @@ struct Summary {
   std::map<std::string, std::string> not_implemented;  // row -> missing kernel message
 };
 
-}  // namespace
+// One row in float32 (fam == nullptr) or bf16: forward, then backward of sum(out * w) for a random w.
+// Returns the first mismatch (empty when the row passes); a missing CUDA kernel propagates as an exception.
+std::string run_row(const OpCase& c, const Bf16Family* fam) {
+  const bool bf16 = fam != nullptr;
+  const uint64_t seed = 0x5eed + std::hash<std::string>{}(c.name) % 100000;
+  std::vector<Tensor> base = make_case_inputs(c, DType::f32, seed);
+  std::vector<Tensor> in_cpu, in_gpu;
+  for (size_t i = 0; i < base.size(); ++i) {
+    const Tensor& t = base[i];
+    const bool to_bf16 = bf16 && is_floating(t.dtype()) && (i == 0 || !fam->first_only);
+    Tensor src = to_bf16 ? t.detach().to(DType::bf16) : t.detach();  // the values both sides see
+    Tensor cpu = bf16 && is_floating(t.dtype()) ? src.to(DType::f64) : src;
+    Tensor gpu = src.to(kCuda);
+    if (t.requires_grad()) {
+      cpu.set_requires_grad(true);
+      gpu.set_requires_grad(true);
+    }
+    in_cpu.push_back(cpu);
+    in_gpu.push_back(gpu);
+  }
+  Tensor out_cpu = c.fn(in_cpu);
+  Tensor out_gpu = c.fn(in_gpu);
+  const DType out_want = !bf16 ? out_cpu.dtype() : fam->out_bf16 ? DType::bf16 : DType::f32;
+  std::string err = compare(out_gpu, out_cpu, c, "forward", bf16, out_want);
+  if (!err.empty() || !out_cpu.requires_grad()) return err;
+  Generator gen(seed + 1, 3);
+  Tensor w = Tensor::randn(out_cpu.sizes(), DType::f32, &gen);
+  if (out_want == DType::bf16) w = w.to(DType::bf16).to(DType::f32);  // exact in the bf16 output's dtype
+  selfsup::sum(mul(out_cpu, w.to(out_cpu.dtype()))).backward();
+  selfsup::sum(mul(out_gpu.to(DType::f32), w.to(kCuda))).backward();  // CUDA reductions are float32/64
+  for (size_t i = 0; i < in_cpu.size() && err.empty(); ++i) {
+    if (!in_cpu[i].requires_grad()) continue;
+    Tensor gc = in_cpu[i].grad(), gg = in_gpu[i].grad();
+    if (gc.defined() != gg.defined()) {
+      err = str_cat("backward: input ", i, " has a gradient on ", gc.defined() ? "CPU only" : "CUDA only");
+    } else if (gc.defined()) {
+      err = compare(gg, gc, c, str_cat("gradient of input ", i).c_str(), bf16, in_gpu[i].dtype());
+    }
+  }
+  return err;
+}
 
-TEST_CASE("op table: CPU vs CUDA, forward and backward, guard bytes around every CUDA allocation") {
-  kernels::set_tf32(false);  // compare float32 with float32, not TF32
+void run_table(bool bf16) {
+  const char* mode = bf16 ? "bf16" : "float32";
   Summary summary;
   for (const OpCase& c : op_cases()) {
+    const Bf16Family* fam = bf16 ? bf16_family(c.name) : nullptr;
+    if (bf16 && fam == nullptr) continue;
     ++summary.rows;
-    const uint64_t seed = 0x5eed + std::hash<std::string>{}(c.name) % 100000;
-    std::vector<Tensor> in_cpu = make_case_inputs(c, DType::f32, seed);
-    std::vector<Tensor> in_gpu;
-    for (const Tensor& t : in_cpu) {
-      Tensor g = t.detach().to(kCuda);
-      if (t.requires_grad()) g.set_requires_grad(true);
-      in_gpu.push_back(g);
-    }
-    Tensor out_cpu = c.fn(in_cpu);
     std::string err;
     cuda_set_guard_mode(true);
     try {
-      Tensor out_gpu = c.fn(in_gpu);
-      err = compare(out_gpu, out_cpu, c, "forward");
-      if (err.empty() && out_cpu.requires_grad()) {
-        Generator gen(seed + 1, 3);
-        Tensor w = Tensor::randn(out_cpu.sizes(), DType::f32, &gen);
-        selfsup::sum(mul(out_cpu, w)).backward();
-        selfsup::sum(mul(out_gpu, w.to(kCuda))).backward();
-        for (size_t i = 0; i < in_cpu.size() && err.empty(); ++i) {
-          if (!in_cpu[i].requires_grad()) continue;
-          Tensor gc = in_cpu[i].grad(), gg = in_gpu[i].grad();
-          if (gc.defined() != gg.defined()) {
-            err = str_cat("backward: input ", i, " has a gradient on ", gc.defined() ? "CPU only" : "CUDA only");
-          } else if (gc.defined()) {
-            err = compare(gg, gc, c, str_cat("gradient of input ", i).c_str());
-          }
-        }
-      }
+      err = run_row(c, fam);
     } catch (const std::exception& e) {
       if (is_not_implemented(e.what())) {
         summary.not_implemented[c.name] = e.what();
@@ -83,21 +136,33 @@ TEST_CASE("op table: CPU vs CUDA, forward and backward, guard bytes around every
         err = str_cat("threw: ", e.what());
       }
     }
-    in_gpu.clear();
     for (const std::string& v : cuda_guard_check()) err += (err.empty() ? "" : "; ") + std::string("guard: ") + v;
     cuda_set_guard_mode(false);
     if (summary.not_implemented.count(c.name) && err.empty()) continue;
-    INFO(c.name, ": ", err);
+    INFO(mode, " ", c.name, ": ", err);
     CHECK(err.empty());
     if (err.empty()) {
       ++summary.passed;
     } else {
       ++summary.failed;
-      std::printf("  FAIL %-36s %s\n", c.name.c_str(), err.c_str());
+      std::printf("  FAIL %s %-36s %s\n", mode, c.name.c_str(), err.c_str());
     }
   }
+  // bench/gpu_check.sh greps the float32 line as "op table CPU vs CUDA: ..." and the bf16 one by its "in bf16".
+  std::printf("op table CPU vs CUDA%s: %d rows: %d passed, %d failed, %zu not implemented on CUDA\n",
+              bf16 ? " in bf16" : "", summary.rows, summary.passed, summary.failed, summary.not_implemented.size());
+  for (const auto& [row, msg] : summary.not_implemented)
+    std::printf("  not implemented on CUDA%s: %-36s (%s)\n", bf16 ? " in bf16" : "", row.c_str(), msg.c_str());
+}
+
+}  // namespace
+
+TEST_CASE("op table: CPU vs CUDA, forward and backward, guard bytes around every CUDA allocation") {
+  kernels::set_tf32(false);  // compare float32 with float32, not TF32
+  run_table(false);
   kernels::set_tf32(true);
-  std::printf("op table CPU vs CUDA: %d rows: %d passed, %d failed, %zu not implemented on CUDA\n", summary.rows,
-              summary.passed, summary.failed, summary.not_implemented.size());
-  for (const auto& [row, msg] : summary.not_implemented) std::printf("  not implemented on CUDA: %-36s (%s)\n", row.c_str(), msg.c_str());
+}
+
+TEST_CASE("op table in bf16: CUDA bf16 vs CPU float64 on the same bf16-rounded inputs, with guard bytes") {
+  run_table(true);
 }

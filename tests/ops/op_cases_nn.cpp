@@ -16,8 +16,10 @@ Pool2dOptions pool(int64_t k, int64_t s, int64_t p, bool ceil_mode = false, bool
   o.count_include_pad = include_pad;
   return o;
 }
+// Running statistics in the parameters' dtype (float32 for a bfloat16 input: the CUDA bf16 comparison).
 Tensor bn_train(const V& x, int64_t C) {
-  Tensor rm = Tensor::zeros({C}, x[0].dtype(), x[0].device()), rv = Tensor::ones({C}, x[0].dtype(), x[0].device());
+  const DType p = batch_norm_param_dtype(x[0].dtype());
+  Tensor rm = Tensor::zeros({C}, p, x[0].device()), rv = Tensor::ones({C}, p, x[0].device());
   return batch_norm(x[0], rm, rv, x[1], x[2], /*training=*/true, 0.1, 1e-5);
 }
 Tensor targets(std::vector<int64_t> v) { return Tensor::from_vector(v, {static_cast<int64_t>(v.size())}); }
@@ -36,7 +38,8 @@ SELFSUP_OP_CASES({
        return batch_norm(x[0], Tensor(), Tensor(), Tensor(), Tensor(), true);
      }},
     {"batch_norm/eval", {{3, 2, 2, 2}, {2}, {2}}, [](const V& x) {
-       Tensor rm = Tensor::full({2}, 0.3, x[0].dtype(), x[0].device()), rv = Tensor::full({2}, 1.7, x[0].dtype(), x[0].device());
+       const DType p = batch_norm_param_dtype(x[0].dtype());
+       Tensor rm = Tensor::full({2}, 0.3, p, x[0].device()), rv = Tensor::full({2}, 1.7, p, x[0].device());
        return batch_norm(x[0], rm, rv, x[1], x[2], /*training=*/false);
      }},
     {"softmax/last", {{3, 5}}, [](const V& x) { return softmax(x[0], -1); }},
