@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The one GPU check: run from the repository root on a machine with an NVIDIA GPU (an H200 in our case,
-# in one device-tool call, well under 8 minutes):
+# in one device-tool call; never timed yet: plan on 6-9 minutes for everything, and split the groups with
+# GPU_CHECK_STEPS when the session's device time is short):
 #
 #   bash bench/gpu_check.sh            # or: OUT=/some/dir bash bench/gpu_check.sh
+#   GPU_CHECK_STEPS=tests,train bash bench/gpu_check.sh   # groups: tests sanitizer bench playground train
 #
 # The lent GPU machine has nvcc and PyTorch but not our Debian packages and no network: first run
 # `bash scripts/gpu-pack.sh` on the Debian machine (fills .gpu_deps/: the .debs and Fashion-MNIST) and
@@ -17,11 +19,16 @@
 #   4. test_cuda                       every CUDA test: device context, Philox bit-identity, to(Device),
 #                                      allocator, cuBLAS, casts, reductions, and the CPU-vs-CUDA OpCase table
 #                                      (its "not implemented on CUDA" list is copied into the report)
-#   5. compute-sanitizer memcheck      test_cuda on the elementwise/cast/reduce/index subset (SYNC_DEBUG on)
-#   6. benchmarks                      bench_gpu_elementwise next to bench/peers/torch_gpu_ops.py (PyTorch)
-#   7. playgrounds                     InfoNCE and EMA kernel versions validated against the CPU reference,
-#                                      then timed (bench/playground/*)
-#   8. SimCLR smoke                    50 training steps on the GPU (ResNet-18 width 64, batch 512) when the
+#   5. compute-sanitizer              memcheck on the elementwise/cast/reduce/index/augment/bf16 subset
+#                                      (SYNC_DEBUG on), racecheck on the bf16 tensor-core InfoNCE
+#   6. benchmarks                      next to PyTorch in the same run: bench_gpu_elementwise (add/mul GB/s vs
+#                                      copy, 4096^3 matmul), bench_augment_gpu (vs torchvision.transforms.v2),
+#                                      bench_gpu_nn (cross-entropy 65536x1000, ResNet-50 convs)
+#   7. playgrounds                     InfoNCE (fp32 and bf16 tensor-core versions, up to 1M rows, PyTorch
+#                                      peer) and EMA kernel versions, validated against the CPU reference, then
+#                                      timed (bench/playground/*)
+#   8. SimCLR smoke                    50 training steps on the GPU (ResNet-18 width 64, batch 512), then 20
+#                                      with streamed (not device-resident) views, when the
 #                                      Fashion-MNIST .gz files are at $FMNIST (default: .gpu_deps/fashion-mnist
 #                                      when carried, else Debian's /usr/share/datasets/fashion-mnist)
 #   9. GPU preset (optional)           PRESET_MINUTES=M: `selfsup demo` on the GPU (the GPU preset, M minutes of
@@ -42,6 +49,12 @@ LOGS=$BUILD/gpu_check_logs
 rm -rf "$LOGS"
 mkdir -p "$LOGS"
 export PATH=/usr/local/cuda/bin:$PATH
+
+# GPU_CHECK_STEPS: which groups run after the build (comma list; default all). One device call of all of
+# them takes several minutes: a session short of device time runs "tests,train" first, "bench,playground"
+# once they pass.
+GPU_CHECK_STEPS=${GPU_CHECK_STEPS:-tests,sanitizer,bench,playground,train}
+want() { [[ ",$GPU_CHECK_STEPS," == *",$1,"* ]]; }
 
 declare -a ROWS=()
 FAILED=0
@@ -91,7 +104,7 @@ row "configure (sm_$ARCHS)" "$STEP_STATUS" "$STEP_TIME" "$BUILD"
 [ "$STEP_RC" -ne 0 ] && FAILED=1
 if [ "$STEP_RC" -eq 0 ]; then
   run_step build "${BUILD_LIMIT:-300}" cmake --build "$BUILD" -j "$JOBS" --target test_cuda bench_gpu_elementwise selfsup \
-    bench_playground_infonce bench_playground_momentum bench_augment_gpu
+    bench_playground_infonce bench_playground_momentum bench_augment_gpu bench_gpu_nn
   row "build -j$JOBS" "$STEP_STATUS" "$STEP_TIME" "test_cuda, bench_gpu_elementwise, selfsup"
   [ "$STEP_RC" -ne 0 ] && FAILED=1
   BUILD_OK=$STEP_RC
@@ -101,75 +114,92 @@ fi
 
 if [ "$BUILD_OK" -eq 0 ]; then
   # 3. what the engine sees
-  run_step info 30 "${RUNENV[@]}" "$BUILD/selfsup" info
-  row "selfsup info" "$STEP_STATUS" "$STEP_TIME" "$(grep -m1 'cuda:' "$LOGS/info.log" | sed 's/|/\//g' | cut -c1-90)"
+  if want tests; then
+    run_step info 30 "${RUNENV[@]}" "$BUILD/selfsup" info
+    row "selfsup info" "$STEP_STATUS" "$STEP_TIME" "$(grep -m1 'cuda:' "$LOGS/info.log" | sed 's/|/\//g' | cut -c1-90)"
 
-  # 4. all CUDA tests (the OpCase table included)
-  run_step test_cuda 180 "${RUNENV[@]}" SELFSUP_FMNIST_DIR="$FMNIST" "$BUILD/test_cuda"
-  [ "$STEP_RC" -ne 0 ] && FAILED=1
-  OPT=$(grep -m1 '^op table CPU vs CUDA' "$LOGS/test_cuda.log" | sed 's/^op table CPU vs CUDA: //')
-  DT=$(grep -m1 -E '^\[doctest\] test cases' "$LOGS/test_cuda.log" | sed 's/^\[doctest\] //; s/|/\//g')
-  row "test_cuda" "$STEP_STATUS" "$STEP_TIME" "${DT:-no doctest summary}"
-  row "OpCase table CPU vs CUDA" "$([ -n "$OPT" ] && echo ran || echo missing)" "-" "${OPT:-see log}"
+    # 4. all CUDA tests (the OpCase table included)
+    run_step test_cuda 180 "${RUNENV[@]}" SELFSUP_FMNIST_DIR="$FMNIST" "$BUILD/test_cuda"
+    [ "$STEP_RC" -ne 0 ] && FAILED=1
+    OPT=$(grep -m1 '^op table CPU vs CUDA' "$LOGS/test_cuda.log" | sed 's/^op table CPU vs CUDA: //')
+    DT=$(grep -m1 -E '^\[doctest\] test cases' "$LOGS/test_cuda.log" | sed 's/^\[doctest\] //; s/|/\//g')
+    row "test_cuda" "$STEP_STATUS" "$STEP_TIME" "${DT:-no doctest summary}"
+    row "OpCase table CPU vs CUDA" "$([ -n "$OPT" ] && echo ran || echo missing)" "-" "${OPT:-see log}"
+    OPB=$(grep -m1 '^op table CPU vs CUDA in bf16' "$LOGS/test_cuda.log" | sed 's/^op table CPU vs CUDA in bf16: //')
+    row "OpCase table CPU vs CUDA, bf16" "$([ -n "$OPB" ] && echo ran || echo missing)" "-" "${OPB:-see log}"
+  fi
 
   # 5. memcheck on a subset (each kernel family once; SYNC_DEBUG pins faults to their launch)
-  # compute-sanitizer: on PATH, in the toolkit, or from the PyPI wheel nvidia-cuda-sanitizer-api
-  # (pip install nvidia-cuda-sanitizer-api; its binary sits in site-packages/nvidia/cuda_sanitizer_api/).
-  SANITIZER=$(command -v compute-sanitizer 2>/dev/null)
-  for c in /usr/local/cuda/compute-sanitizer/compute-sanitizer /usr/local/cuda/bin/compute-sanitizer \
-           $(/usr/bin/env python3 -c 'import nvidia, os; [print(os.path.join(p, "cuda_sanitizer_api", "compute-sanitizer", "compute-sanitizer")) for p in nvidia.__path__]' 2>/dev/null); do
-    [ -z "$SANITIZER" ] && [ -x "$c" ] && SANITIZER=$c
-  done
-  if [ -n "$SANITIZER" ]; then
-    run_step memcheck 120 "${RUNENV[@]}" SELFSUP_SYNC_DEBUG=1 "$SANITIZER" --tool memcheck --leak-check none \
-      --error-exitcode 99 "$BUILD/test_cuda" \
-      -tc="*Philox*,*casts*,*elementwise*,*reductions*,*index ops*,*to(Device) round*,*cuBLAS*,*bf16 CUDA output*,*device augment*,*CUDA bf16*"
-    [ "$STEP_RC" -ne 0 ] && FAILED=1
-    ERRS=$(grep -m1 -E 'ERROR SUMMARY' "$LOGS/memcheck.log" | sed 's/^=* *//')
-    row "compute-sanitizer memcheck" "$STEP_STATUS" "$STEP_TIME" "${ERRS:-no summary}"
-    # shared-memory hazards of the bf16 InfoNCE cp.async/ldmatrix pipeline
-    run_step racecheck_infonce 120 "${RUNENV[@]}" "$SANITIZER" --tool racecheck --error-exitcode 99 \
-      "$BUILD/test_cuda" -tc="*nt_xent on CUDA bf16 matches*"
-    [ "$STEP_RC" -ne 0 ] && FAILED=1
-    row "racecheck InfoNCE bf16" "$STEP_STATUS" "$STEP_TIME" \
-      "$(grep -m1 -E 'RACECHECK SUMMARY|ERROR SUMMARY' "$LOGS/racecheck_infonce.log" | sed 's/^=* *//')"
-  else
-    # Not a test failure, but the table says loudly that memory checking did not happen.
-    row "compute-sanitizer memcheck" "NOT RUN" "-" "compute-sanitizer not found (pip install nvidia-cuda-sanitizer-api)"
+  if want sanitizer; then
+    # compute-sanitizer: on PATH, in the toolkit, or from the PyPI wheel nvidia-cuda-sanitizer-api
+    # (pip install nvidia-cuda-sanitizer-api; its binary sits in site-packages/nvidia/cuda_sanitizer_api/).
+    SANITIZER=$(command -v compute-sanitizer 2>/dev/null)
+    for c in /usr/local/cuda/compute-sanitizer/compute-sanitizer /usr/local/cuda/bin/compute-sanitizer \
+             $(/usr/bin/env python3 -c 'import nvidia, os; [print(os.path.join(p, "cuda_sanitizer_api", "compute-sanitizer", "compute-sanitizer")) for p in nvidia.__path__]' 2>/dev/null); do
+      [ -z "$SANITIZER" ] && [ -x "$c" ] && SANITIZER=$c
+    done
+    if [ -n "$SANITIZER" ]; then
+      run_step memcheck 120 "${RUNENV[@]}" SELFSUP_SYNC_DEBUG=1 "$SANITIZER" --tool memcheck --leak-check none \
+        --error-exitcode 99 "$BUILD/test_cuda" \
+        -tc="*Philox*,*casts*,*elementwise*,*reductions*,*index ops*,*to(Device) round*,*cuBLAS*,*bf16 CUDA output*,*device augment*,*CUDA bf16*,*record_stream*"
+      [ "$STEP_RC" -ne 0 ] && FAILED=1
+      ERRS=$(grep -m1 -E 'ERROR SUMMARY' "$LOGS/memcheck.log" | sed 's/^=* *//')
+      row "compute-sanitizer memcheck" "$STEP_STATUS" "$STEP_TIME" "${ERRS:-no summary}"
+      # shared-memory hazards of the bf16 InfoNCE cp.async/ldmatrix pipeline
+      run_step racecheck_infonce 120 "${RUNENV[@]}" "$SANITIZER" --tool racecheck --error-exitcode 99 \
+        "$BUILD/test_cuda" -tc="*nt_xent on CUDA bf16 matches*"
+      [ "$STEP_RC" -ne 0 ] && FAILED=1
+      row "racecheck InfoNCE bf16" "$STEP_STATUS" "$STEP_TIME" \
+        "$(grep -m1 -E 'RACECHECK SUMMARY|ERROR SUMMARY' "$LOGS/racecheck_infonce.log" | sed 's/^=* *//')"
+    else
+      # Not a test failure, but the table says loudly that memory checking did not happen.
+      row "compute-sanitizer memcheck" "NOT RUN" "-" "compute-sanitizer not found (pip install nvidia-cuda-sanitizer-api)"
+    fi
   fi
 
   # 6. benchmarks: ours, then PyTorch's on the same GPU
-  run_step bench_ours 60 "${RUNENV[@]}" "$BUILD/bench_gpu_elementwise"
-  row "bench_gpu_elementwise" "$STEP_STATUS" "$STEP_TIME" "JSON lines in the log"
-  run_step bench_torch 60 /usr/bin/env python3 bench/peers/torch_gpu_ops.py
-  row "PyTorch peer" "$STEP_STATUS" "$STEP_TIME" "$(/usr/bin/env python3 -c 'import torch; print("torch", torch.__version__)' 2>/dev/null || echo 'torch not importable')"
-  # augmentation: 4096 x 256x256x3 -> 224x224 SimCLR, 2 views (bf16, fp32), next to torchvision v2 on the GPU
-  run_step bench_augment_ours 120 "${RUNENV[@]}" "$BUILD/bench_augment_gpu"
-  row "bench_augment_gpu" "$STEP_STATUS" "$STEP_TIME" "$(grep -m1 'dataset RESIDENT' "$LOGS/bench_augment_ours.log" | cut -c3-60)"
-  run_step bench_augment_torch 90 /usr/bin/env python3 bench/peers/torch_augment_gpu.py
-  row "torchvision augment peer" "$STEP_STATUS" "$STEP_TIME" "$(grep -m1 '^# torch' "$LOGS/bench_augment_torch.log" | cut -c3-90 | sed 's/|/\//g')"
+  if want bench; then
+    run_step bench_ours 60 "${RUNENV[@]}" "$BUILD/bench_gpu_elementwise"
+    row "bench_gpu_elementwise" "$STEP_STATUS" "$STEP_TIME" "JSON lines in the log"
+    run_step bench_torch 60 /usr/bin/env python3 bench/peers/torch_gpu_ops.py
+    row "PyTorch peer" "$STEP_STATUS" "$STEP_TIME" "$(/usr/bin/env python3 -c 'import torch; print("torch", torch.__version__)' 2>/dev/null || echo 'torch not importable')"
+    # augmentation: 4096 x 256x256x3 -> 224x224 SimCLR, 2 views (bf16, fp32), next to torchvision v2 on the GPU
+    run_step bench_augment_ours 120 "${RUNENV[@]}" "$BUILD/bench_augment_gpu"
+    row "bench_augment_gpu" "$STEP_STATUS" "$STEP_TIME" "$(grep -m1 'dataset RESIDENT' "$LOGS/bench_augment_ours.log" | cut -c3-60)"
+    run_step bench_augment_torch 90 /usr/bin/env python3 bench/peers/torch_augment_gpu.py
+    row "torchvision augment peer" "$STEP_STATUS" "$STEP_TIME" "$(grep -m1 '^# torch' "$LOGS/bench_augment_torch.log" | cut -c3-90 | sed 's/|/\//g')"
+    # nn kernels: cross-entropy 65536x1000 and ResNet-50 convs (ms, lower is better), next to PyTorch
+    run_step bench_nn_ours 120 "${RUNENV[@]}" "$BUILD/bench_gpu_nn"
+    row "bench_gpu_nn" "$STEP_STATUS" "$STEP_TIME" "cross-entropy + ResNet-50 conv, ms"
+    run_step bench_nn_torch 120 /usr/bin/env python3 bench/peers/torch_gpu_nn.py
+    row "PyTorch nn peer" "$STEP_STATUS" "$STEP_TIME" "same keys as bench_gpu_nn"
+  fi
 
   # 7. kernel playgrounds: each version is validated first (non-zero exit on a mismatch), then timed
-  run_step playground_infonce 180 "${RUNENV[@]}" "$BUILD/bench_playground_infonce" --big --peer
-  row "playground InfoNCE" "$STEP_STATUS" "$STEP_TIME" "versions, validation and ms in the log"
-  run_step playground_momentum 60 "${RUNENV[@]}" "$BUILD/bench_playground_momentum"
-  row "playground EMA" "$STEP_STATUS" "$STEP_TIME" "GB/s vs copy in the log"
+  if want playground; then
+    run_step playground_infonce 180 "${RUNENV[@]}" "$BUILD/bench_playground_infonce" --big --peer
+    row "playground InfoNCE" "$STEP_STATUS" "$STEP_TIME" "versions, validation and ms in the log"
+    run_step playground_momentum 60 "${RUNENV[@]}" "$BUILD/bench_playground_momentum"
+    row "playground EMA" "$STEP_STATUS" "$STEP_TIME" "GB/s vs copy in the log"
+  fi
 
   # 8. the trainer on the GPU
-  if [ -f "$FMNIST/train-images-idx3-ubyte.gz" ]; then
-    rm -rf "$BUILD/simclr_smoke"
-    run_step simclr_smoke 180 "${RUNENV[@]}" "$BUILD/selfsup" train --data "fashion-mnist:$FMNIST" --device cuda --width 64 \
-      --batch 512 --steps 50 --no-knn --log-every 10 --out "$BUILD/simclr_smoke"
-    row "SimCLR 50 steps on cuda" "$STEP_STATUS" "$STEP_TIME" "$(grep -o 'trained.*' "$LOGS/simclr_smoke.log" | tail -1)"
-    row "GPU views (smoke)" "$(grep -q '^augmentation on cuda' "$LOGS/simclr_smoke.log" && echo ran || echo missing)" "-" \
-      "$(grep -m1 -o '^augmentation on cuda[^;]*' "$LOGS/simclr_smoke.log" | cut -c1-90)"
-    rm -rf "$BUILD/simclr_smoke_stream"
-    run_step simclr_smoke_stream 120 "${RUNENV[@]}" SELFSUP_GPU_DATA=stream "$BUILD/selfsup" train \
-      --data "fashion-mnist:$FMNIST" --device cuda --width 64 --batch 512 --steps 20 --no-knn --log-every 10 \
-      --out "$BUILD/simclr_smoke_stream"
-    row "SimCLR 20 steps, streamed views" "$STEP_STATUS" "$STEP_TIME" "$(grep -o 'trained.*' "$LOGS/simclr_smoke_stream.log" | tail -1)"
-  else
-    row "SimCLR 50 steps on cuda" "NOT RUN" "-" "no Fashion-MNIST at $FMNIST (set FMNIST=DIR)"
+  if want train; then
+    if [ -f "$FMNIST/train-images-idx3-ubyte.gz" ]; then
+      rm -rf "$BUILD/simclr_smoke"
+      run_step simclr_smoke 180 "${RUNENV[@]}" "$BUILD/selfsup" train --data "fashion-mnist:$FMNIST" --device cuda --width 64 \
+        --batch 512 --steps 50 --no-knn --log-every 10 --out "$BUILD/simclr_smoke"
+      row "SimCLR 50 steps on cuda" "$STEP_STATUS" "$STEP_TIME" "$(grep -o 'trained.*' "$LOGS/simclr_smoke.log" | tail -1)"
+      row "GPU views (smoke)" "$(grep -q '^augmentation on cuda' "$LOGS/simclr_smoke.log" && echo ran || echo missing)" "-" \
+        "$(grep -m1 -o '^augmentation on cuda[^;]*' "$LOGS/simclr_smoke.log" | cut -c1-90)"
+      rm -rf "$BUILD/simclr_smoke_stream"
+      run_step simclr_smoke_stream 120 "${RUNENV[@]}" SELFSUP_GPU_DATA=stream "$BUILD/selfsup" train \
+        --data "fashion-mnist:$FMNIST" --device cuda --width 64 --batch 512 --steps 20 --no-knn --log-every 10 \
+        --out "$BUILD/simclr_smoke_stream"
+      row "SimCLR 20 steps, streamed views" "$STEP_STATUS" "$STEP_TIME" "$(grep -o 'trained.*' "$LOGS/simclr_smoke_stream.log" | tail -1)"
+    else
+      row "SimCLR 50 steps on cuda" "NOT RUN" "-" "no Fashion-MNIST at $FMNIST (set FMNIST=DIR)"
+    fi
   fi
 
   # 9. the GPU preset, trained and probed by the demo; the run directory is packed for the trip back
@@ -233,6 +263,12 @@ bench_table() {
     echo "Augmentation (4096 x 256x256x3 -> 224x224, SimCLR, 2 views; the peer is extrapolated from a timed subset):"
     echo
     bench_table "$LOGS/bench_augment_ours.log" "$LOGS/bench_augment_torch.log"
+  fi
+  if [ -f "$LOGS/bench_nn_ours.log" ]; then
+    echo
+    echo "nn kernels (milliseconds: selfsup / PyTorch below 1 is faster):"
+    echo
+    bench_table "$LOGS/bench_nn_ours.log" "$LOGS/bench_nn_torch.log"
   fi
   if [ -f "$LOGS/test_cuda.log" ] && grep -q 'not implemented on CUDA:' "$LOGS/test_cuda.log"; then
     echo
