@@ -23,7 +23,8 @@
 #                                      (SYNC_DEBUG on), racecheck on the bf16 tensor-core InfoNCE
 #   6. benchmarks                      next to PyTorch in the same run: bench_gpu_elementwise (add/mul GB/s vs
 #                                      copy, 4096^3 matmul), bench_augment_gpu (vs torchvision.transforms.v2),
-#                                      bench_gpu_nn (cross-entropy 65536x1000, ResNet-50 convs)
+#                                      bench_gpu_nn (cross-entropy 65536x1000, ResNet-50 convs), bench_simclr
+#                                      (training images/s vs PyTorch eager, width 8 and 64)
 #   7. playgrounds                     InfoNCE (fp32 and bf16 tensor-core versions, up to 1M rows, PyTorch
 #                                      peer) and EMA kernel versions, validated against the CPU reference, then
 #                                      timed (bench/playground/*)
@@ -104,7 +105,7 @@ row "configure (sm_$ARCHS)" "$STEP_STATUS" "$STEP_TIME" "$BUILD"
 [ "$STEP_RC" -ne 0 ] && FAILED=1
 if [ "$STEP_RC" -eq 0 ]; then
   run_step build "${BUILD_LIMIT:-300}" cmake --build "$BUILD" -j "$JOBS" --target test_cuda bench_gpu_elementwise selfsup \
-    bench_playground_infonce bench_playground_momentum bench_augment_gpu bench_gpu_nn
+    bench_playground_infonce bench_playground_momentum bench_augment_gpu bench_gpu_nn bench_simclr
   row "build -j$JOBS" "$STEP_STATUS" "$STEP_TIME" "test_cuda, bench_gpu_elementwise, selfsup"
   [ "$STEP_RC" -ne 0 ] && FAILED=1
   BUILD_OK=$STEP_RC
@@ -135,7 +136,7 @@ if [ "$BUILD_OK" -eq 0 ]; then
     # (pip install nvidia-cuda-sanitizer-api; its binary sits in site-packages/nvidia/cuda_sanitizer_api/).
     SANITIZER=$(command -v compute-sanitizer 2>/dev/null)
     for c in /usr/local/cuda/compute-sanitizer/compute-sanitizer /usr/local/cuda/bin/compute-sanitizer \
-             $(/usr/bin/env python3 -c 'import nvidia, os; [print(os.path.join(p, "cuda_sanitizer_api", "compute-sanitizer", "compute-sanitizer")) for p in nvidia.__path__]' 2>/dev/null); do
+             $("$PY" -c 'import nvidia, os; [print(os.path.join(p, "cuda_sanitizer_api", "compute-sanitizer", "compute-sanitizer")) for p in nvidia.__path__]' 2>/dev/null); do
       [ -z "$SANITIZER" ] && [ -x "$c" ] && SANITIZER=$c
     done
     if [ -n "$SANITIZER" ]; then
@@ -161,18 +162,29 @@ if [ "$BUILD_OK" -eq 0 ]; then
   if want bench; then
     run_step bench_ours 60 "${RUNENV[@]}" "$BUILD/bench_gpu_elementwise"
     row "bench_gpu_elementwise" "$STEP_STATUS" "$STEP_TIME" "JSON lines in the log"
-    run_step bench_torch 60 /usr/bin/env python3 bench/peers/torch_gpu_ops.py
-    row "PyTorch peer" "$STEP_STATUS" "$STEP_TIME" "$(/usr/bin/env python3 -c 'import torch; print("torch", torch.__version__)' 2>/dev/null || echo 'torch not importable')"
+    run_step bench_torch 60 "$PY" bench/peers/torch_gpu_ops.py
+    row "PyTorch peer" "$STEP_STATUS" "$STEP_TIME" "$("$PY" -c 'import torch; print("torch", torch.__version__)' 2>/dev/null || echo 'torch not importable')"
     # augmentation: 4096 x 256x256x3 -> 224x224 SimCLR, 2 views (bf16, fp32), next to torchvision v2 on the GPU
     run_step bench_augment_ours 120 "${RUNENV[@]}" "$BUILD/bench_augment_gpu"
     row "bench_augment_gpu" "$STEP_STATUS" "$STEP_TIME" "$(grep -m1 'dataset RESIDENT' "$LOGS/bench_augment_ours.log" | cut -c3-60)"
-    run_step bench_augment_torch 90 /usr/bin/env python3 bench/peers/torch_augment_gpu.py
+    run_step bench_augment_torch 90 "$PY" bench/peers/torch_augment_gpu.py
     row "torchvision augment peer" "$STEP_STATUS" "$STEP_TIME" "$(grep -m1 '^# torch' "$LOGS/bench_augment_torch.log" | cut -c3-90 | sed 's/|/\//g')"
     # nn kernels: cross-entropy 65536x1000 and ResNet-50 convs (ms, lower is better), next to PyTorch
     run_step bench_nn_ours 120 "${RUNENV[@]}" "$BUILD/bench_gpu_nn"
     row "bench_gpu_nn" "$STEP_STATUS" "$STEP_TIME" "cross-entropy + ResNet-50 conv, ms"
-    run_step bench_nn_torch 120 /usr/bin/env python3 bench/peers/torch_gpu_nn.py
+    run_step bench_nn_torch 120 "$PY" bench/peers/torch_gpu_nn.py
     row "PyTorch nn peer" "$STEP_STATUS" "$STEP_TIME" "same keys as bench_gpu_nn"
+    # SimCLR training images/s, selfsup (views made on the GPU) vs PyTorch eager (DataLoader workers): the
+    # small model, where launch overhead dominates, and the GPU preset's model
+    if [ -f "$FMNIST/train-images-idx3-ubyte.gz" ]; then
+      for wb in "8 256" "64 512"; do
+        set -- $wb
+        run_step "bench_simclr_w$1" 150 "${RUNENV[@]}" "$BUILD/bench_simclr" --device cuda --width "$1" --batch "$2" \
+          --steps 100 --workers 12 --data-dir "$FMNIST"
+        row "SimCLR img/s, width $1 batch $2" "$STEP_STATUS" "$STEP_TIME" \
+          "$(grep -E '^(selfsup|PyTorch|ratio) ' "$LOGS/bench_simclr_w$1.log" | tr -s ' ' | tr '\n' ';')"
+      done
+    fi
   fi
 
   # 7. kernel playgrounds: each version is validated first (non-zero exit on a mismatch), then timed

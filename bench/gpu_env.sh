@@ -11,8 +11,9 @@
 #      nvidia-cublas) ship libcudnn.so.9 without the unversioned libcudnn.so that find_library wants, so
 #      the full paths are passed to CMake.
 # Outputs: GPU_CMAKE_ARGS (array, extra configure arguments), RUNENV (array: `env LD_LIBRARY_PATH=...`
-# to put in front of our programs, never in front of python3, whose libraries must stay its own),
-# GPU_ENV_REPORT (string), and FMNIST defaulting to a carried copy in .gpu_deps/fashion-mnist.
+# to put in front of our programs, never in front of python3, whose libraries must stay its own), PY (the
+# python3 with PyTorch), GPU_ENV_REPORT (string), and FMNIST defaulting to a carried copy in
+# .gpu_deps/fashion-mnist.
 
 GPU_DEPS_DIR=${GPU_DEPS_DIR:-$ROOT/.gpu_deps}
 GPU_DEPS_PREFIX=${GPU_DEPS_PREFIX:-/tmp/selfsup-deps}
@@ -101,6 +102,11 @@ if ! compgen -G "/usr/local/cuda/lib64/libcublas.so*" > /dev/null && \
 fi
 
 RUNENV=(env "LD_LIBRARY_PATH=${EXTRA_LD}${LD_LIBRARY_PATH:+${EXTRA_LD:+:}$LD_LIBRARY_PATH}")
+# Our programs that start the PyTorch peer themselves (bench/harness.h run_peer): the interpreter on PATH
+# (PyTorch's virtual environment there, not necessarily /usr/bin/python3) with the original library path.
+PY=$(command -v python3 || echo /usr/bin/python3)
+export SELFSUP_PYTHON=$PY
+export SELFSUP_PEER_LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}
 
 if [ -z "${FMNIST:-}" ]; then
   if [ -f "$GPU_DEPS_DIR/fashion-mnist/train-images-idx3-ubyte.gz" ]; then

@@ -49,11 +49,17 @@ inline std::string peer_script(const char* name) {
 
 // Runs `/usr/bin/python3 script args` with 2 threads and returns its stdout lines; empty when the peer
 // (Python or the script) is unavailable, so the caller can print "peer: PyTorch not available".
+// SELFSUP_PYTHON names another interpreter (the GPU machine's PyTorch lives in a virtual environment), and
+// SELFSUP_PEER_LD_LIBRARY_PATH, when set, replaces LD_LIBRARY_PATH for the peer: bench/gpu_env.sh puts
+// carried Debian libraries there for our programs, which must not shadow Python's own.
 inline std::vector<std::string> run_peer(const std::string& script, const std::string& args) {
   std::vector<std::string> lines;
-  const char* python = "/usr/bin/python3";
-  if (access(python, X_OK) != 0 || access(script.c_str(), R_OK) != 0) return lines;
-  const std::string cmd = std::string("OMP_NUM_THREADS=2 ") + python + " " + script + " " + args + " 2>/dev/null";
+  const char* env_python = std::getenv("SELFSUP_PYTHON");
+  const std::string python = env_python && *env_python ? env_python : "/usr/bin/python3";
+  if (access(python.c_str(), X_OK) != 0 || access(script.c_str(), R_OK) != 0) return lines;
+  const char* peer_ld = std::getenv("SELFSUP_PEER_LD_LIBRARY_PATH");
+  const std::string ld = peer_ld ? "LD_LIBRARY_PATH='" + std::string(peer_ld) + "' " : "";
+  const std::string cmd = ld + "OMP_NUM_THREADS=2 " + python + " " + script + " " + args + " 2>/dev/null";
   FILE* pipe = popen(cmd.c_str(), "r");
   if (!pipe) return lines;
   char buf[4096];

@@ -1,0 +1,105 @@
+// bench_simclr: SimCLR training throughput on Fashion-MNIST, `selfsup train` (in-process, the demo's
+// preset) next to the same model, recipe, batch and optimizer in PyTorch (bench/peers/torch_simclr_fmnist.py)
+// in the same run on the same machine; images/s and the ratio.
+//   --device cpu (default): 2 threads each, the demo's CPU preset (width 8, batch 256).
+//   --device cuda: selfsup with its views made on the GPU; PyTorch eager with torchvision augmentation in
+//   DataLoader workers (--workers, the usual PyTorch setup) and the model on the GPU. The small model is
+//   where PyTorch's per-op launch cost shows.
+// The last line is JSON ({"bench", "value", "unit"}, as the other GPU benchmarks print) so gpu_check.sh can
+// put it in its table.
+#include <omp.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+
+#include "bench/harness.h"
+#include "engine/core/check.h"
+#include "ssl/trainer/trainer.h"
+
+using namespace selfsup;
+
+int main(int argc, char** argv) {
+  int64_t width = 8, batch = 256, steps = 40, workers = 8;
+  std::string device = "cpu", data_dir;
+  bool peer = true;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--help" || a == "-h") {
+      std::printf(
+          "usage: bench_simclr [--device cpu|cuda] [--width W (8)] [--batch B (256)] [--steps N (40)]\n"
+          "                    [--workers N (8, PyTorch's DataLoader on cuda)] [--data-dir DIR] [--no-peer]\n"
+          "  SimCLR steps on Fashion-MNIST (ResNet-18 layout, CIFAR stem, grayscale recipe, NT-Xent, SGD),\n"
+          "  selfsup vs PyTorch; on cpu both use 2 threads. --data-dir: the Fashion-MNIST .gz files (default:\n"
+          "  Debian's dataset-fashion-mnist).\n");
+      return 0;
+    } else if (a == "--device" && i + 1 < argc) {
+      device = argv[++i];
+    } else if (a == "--width" && i + 1 < argc) {
+      width = std::atoll(argv[++i]);
+    } else if (a == "--batch" && i + 1 < argc) {
+      batch = std::atoll(argv[++i]);
+    } else if (a == "--steps" && i + 1 < argc) {
+      steps = std::atoll(argv[++i]);
+    } else if (a == "--workers" && i + 1 < argc) {
+      workers = std::atoll(argv[++i]);
+    } else if (a == "--data-dir" && i + 1 < argc) {
+      data_dir = argv[++i];
+    } else if (a == "--no-peer") {
+      peer = false;
+    } else {
+      std::fprintf(stderr, "bench_simclr: unknown argument '%s' (see --help)\n", a.c_str());
+      return 2;
+    }
+  }
+  if (device != "cpu" && device != "cuda") {
+    std::fprintf(stderr, "bench_simclr: --device must be cpu or cuda, not '%s'\n", device.c_str());
+    return 2;
+  }
+  if (device == "cpu") {
+    setenv("OMP_NUM_THREADS", "2", 1);
+    omp_set_num_threads(2);
+  }
+  ssl::TrainConfig c;
+  if (!data_dir.empty()) c.data = "fashion-mnist:" + data_dir;
+  c.device = device;
+  c.width = width;
+  c.batch = batch;
+  c.crop_min = 0.3;
+  c.steps = steps;
+  c.knn_every_epoch = false;
+  c.log_every = 1000000;
+  c.out = (std::filesystem::temp_directory_path() / ("selfsup_bench_simclr_" + std::to_string(getpid()))).string();
+  std::filesystem::remove_all(c.out);
+  ssl::TrainSummary s;
+  try {
+    s = ssl::train(c, {"", 0, true});
+  } catch (const Error& e) {
+    std::fprintf(stderr, "bench_simclr: %s\n", e.what());
+    return 1;
+  }
+  std::filesystem::remove_all(c.out);
+  double peer_ips = 0;
+  if (peer) {
+    std::string args = "--device " + device + " --width " + std::to_string(width) + " --batch " +
+                       std::to_string(batch) + " --steps " + std::to_string(steps) + " --crop-min 0.3 --workers " +
+                       std::to_string(device == "cpu" ? 1 : workers);
+    if (!data_dir.empty()) args += " --data-dir " + data_dir;
+    for (const std::string& line : bench::run_peer(bench::peer_script("torch_simclr_fmnist.py"), args))
+      if (line.find("images_per_s") != std::string::npos) peer_ips = bench::json_number(line, "images_per_s");
+  }
+  std::printf("SimCLR on Fashion-MNIST, ResNet-18 layout width %ld, batch %ld (2 views), %ld steps, on %s%s\n",
+              long(width), long(batch), long(steps), device.c_str(), device == "cpu" ? ", 2 threads" : "");
+  std::printf("%-10s %12s\n", "", "images/s");
+  std::printf("%-10s %12.0f   (includes its first, slower steps)\n", "selfsup", s.images_per_s);
+  if (peer_ips > 0) {
+    std::printf("%-10s %12.0f   (3 warm-up steps excluded)\n", "PyTorch", peer_ips);
+    std::printf("ratio      %12.2fx\n", s.images_per_s / peer_ips);
+  } else if (peer) {
+    std::printf("peer: PyTorch not available\n");
+  }
+  std::printf("{\"bench\": \"simclr_w%ld_b%ld_%s\", \"value\": %.1f, \"unit\": \"img/s\", \"peer\": %.1f}\n", long(width),
+              long(batch), device.c_str(), s.images_per_s, peer_ips);
+  return 0;
+}
