@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdint>
 #include <random>
+#include <type_traits>
 #include <vector>
 
 #include "kernels/cuda/emu/emu.h"
@@ -23,17 +24,40 @@ inline std::vector<float> randn(size_t n, uint32_t seed, float scale = 1.0f) {
   return v;
 }
 
-inline std::vector<bf16> to_bf16(const std::vector<float>& v) {
-  std::vector<bf16> o(v.size());
-  for (size_t i = 0; i < v.size(); ++i) o[i] = __float2bfloat16_rn(v[i]);
+// Storage type T (float or bf16) from doubles, and back.
+template <typename T>
+std::vector<T> as(const std::vector<double>& v) {
+  std::vector<T> o(v.size());
+  for (size_t i = 0; i < v.size(); ++i) {
+    if constexpr (std::is_same_v<T, bf16>) o[i] = __float2bfloat16_rn(static_cast<float>(v[i]));
+    else o[i] = static_cast<T>(v[i]);
+  }
   return o;
 }
-inline std::vector<float> to_float(const std::vector<bf16>& v) {
-  std::vector<float> o(v.size());
-  for (size_t i = 0; i < v.size(); ++i) o[i] = __bfloat162float(v[i]);
+template <typename T>
+std::vector<double> as_double(const std::vector<T>& v) {
+  std::vector<double> o(v.size());
+  for (size_t i = 0; i < v.size(); ++i) {
+    if constexpr (std::is_same_v<T, bf16>) o[i] = __bfloat162float(v[i]);
+    else o[i] = static_cast<double>(v[i]);
+  }
   return o;
 }
-inline std::vector<float> to_float(const std::vector<float>& v) { return v; }
+// v rounded to T: the CPU reference runs in double on exactly the values the kernel reads.
+template <typename T>
+std::vector<double> rounded(const std::vector<double>& v) {
+  return as_double(as<T>(v));
+}
+inline std::vector<double> randn_d(size_t n, uint32_t seed, double scale = 1.0) {
+  const std::vector<float> f = randn(n, seed, static_cast<float>(scale));
+  return std::vector<double>(f.begin(), f.end());
+}
+
+// Tolerances of a kernel output of type T against the double reference: float math, then one rounding.
+template <typename T>
+constexpr double kAtol = std::is_same_v<T, bf16> ? 1e-2 : 2e-5;
+template <typename T>
+constexpr double kRtol = std::is_same_v<T, bf16> ? 1e-2 : 2e-4;
 
 // max |a - b| / (atol + rtol |b|): <= 1 passes; a NaN anywhere (an element never written) fails.
 template <typename A, typename B>

@@ -94,7 +94,7 @@ void check_recipe(const std::string& kind, int H, int W, int C, int out, bool wi
       augment_views_cuda(r, N, H, W, C, d_src.data(), with_index ? d_index.data() : nullptr, d_params.data(),
                          out.data(), t, need.work ? work.data() : nullptr, need.scratch ? scratch.data() : nullptr,
                          nullptr);
-      const double e = emu_test::err_ratio(emu_test::to_float(out.host()), ref, 2e-3, std::ldexp(1.0, -8));
+      const double e = emu_test::err_ratio(emu_test::as_double(out.host()), ref, 2e-3, std::ldexp(1.0, -8));
       MESSAGE(kind, " C=", C, " bf16: worst |err| / (2e-3 + 2^-8 |ref|) = ", e);
       CHECK(e <= 1.0);
     }
