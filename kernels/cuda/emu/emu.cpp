@@ -13,7 +13,6 @@
 
 #include <bit>
 #include <cstdio>
-#include <exception>
 #include <map>
 #include <memory>
 
