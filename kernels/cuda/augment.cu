@@ -269,11 +269,12 @@ void augment_views_cuda(const AugmentRecipe& recipe, int64_t N, int32_t H, int32
   if (out_type == AugOutType::f32) {
     // float32: the working image lives in the output itself.
     float* o = static_cast<float*>(out);
-    augment_views_kernel<float><<<grid, block, 0, stream>>>(recipe, H, W, C, src, src_index, params, o, o, scratch);
+    SELFSUP_LAUNCH(grid, block, 0, stream, augment_views_kernel<float>)(
+        recipe, H, W, C, src, src_index, params, o, o, scratch);
   } else {
     if (recipe.blur_ksize > 1 && work == nullptr)
       throw std::invalid_argument("augment_views_cuda: a bf16 output with blur needs a float32 work buffer");
-    augment_views_kernel<__nv_bfloat16><<<grid, block, 0, stream>>>(
+    SELFSUP_LAUNCH(grid, block, 0, stream, augment_views_kernel<__nv_bfloat16>)(
         recipe, H, W, C, src, src_index, params, static_cast<__nv_bfloat16*>(out), work, scratch);
   }
   SELFSUP_LAUNCH_CHECK();

@@ -64,6 +64,25 @@ bool sync_debug_enabled();
 #ifdef SELFSUP_HAVE_NCCL_HEADER
 #define SELFSUP_NCCL_CHECK(call) SELFSUP_GPU_CHECK_("NCCL", call)
 #endif
+// Every kernel launch: SELFSUP_LAUNCH(grid, block, smem_bytes, stream, kernel)(args...); then, after it,
+// SELFSUP_LAUNCH_CHECK(). With nvcc this is exactly kernel<<<grid, block, smem_bytes, stream>>>(args...); in
+// the CPU emulator's host build (SELFSUP_CUDA_EMU, kernels/cuda/emu/emu.h) it runs the grid on fibers.
+// The kernel comes last so a template-id with commas (k<T, false>) needs no parentheses.
+// Dynamic shared memory is declared with SELFSUP_DYNAMIC_SMEM(T, name) (extern __shared__ T name[] on nvcc).
+#ifdef SELFSUP_CUDA_EMU
+#include "kernels/cuda/emu/emu.h"
+#define SELFSUP_LAUNCH(grid, block, smem, stream, ...) \
+  ::selfsup::emu::launch_at(__FILE__, __LINE__, #__VA_ARGS__, grid, block, smem, stream,        \
+                            [&](const auto&... a) { __VA_ARGS__(a...); })
+#define SELFSUP_DYNAMIC_SMEM(T, name) SELFSUP_EMU_DYNAMIC_SMEM(T, name)
+#else
+#define SELFSUP_LAUNCH(grid, block, smem, stream, ...) __VA_ARGS__<<<grid, block, smem, stream>>>
+#define SELFSUP_DYNAMIC_SMEM(T, name) extern __shared__ T name[]
+#endif
+// Device code: nvcc's device pass, or the emulator's host build of the same source.
+#if defined(__CUDACC__) || defined(SELFSUP_CUDA_EMU)
+#define SELFSUP_DEVICE_CODE 1
+#endif
 // After every kernel launch.
 #define SELFSUP_LAUNCH_CHECK() ::selfsup::kernels::cuda_detail::launch_check(__FILE__, __LINE__)
 // In destructors: report, never throw.
@@ -75,7 +94,7 @@ bool sync_debug_enabled();
                    cudaGetErrorString(sw_err_));                                                      \
   } while (0)
 
-#if defined(__CUDACC__)
+#ifdef SELFSUP_DEVICE_CODE
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
@@ -136,4 +155,4 @@ __device__ __forceinline__ void store_vec(T* p, const Vec<T, V>& v) {
 inline bool is_aligned(const void* p, size_t bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; }
 
 }  // namespace selfsup::kernels::cuda
-#endif  // __CUDACC__
+#endif  // SELFSUP_DEVICE_CODE

@@ -48,7 +48,8 @@ template <typename T>
 void conv_bias_add_cuda(int64_t N, int64_t K, int64_t PQ, const T* bias, T* y, cudaStream_t stream) {
   const int64_t total = N * K * PQ;
   if (total == 0) return;
-  conv_bias_add_kernel<T><<<nn_cuda::grid_for(total, kAddThreads), kAddThreads, 0, stream>>>(total, K, PQ, bias, y);
+  SELFSUP_LAUNCH(nn_cuda::grid_for(total, kAddThreads), kAddThreads, 0, stream, conv_bias_add_kernel<T>)(
+      total, K, PQ, bias, y);
   SELFSUP_LAUNCH_CHECK();
 }
 
@@ -56,7 +57,7 @@ template <typename T>
 void conv_bias_grad_cuda(int64_t N, int64_t K, int64_t PQ, const T* dy, T* dbias, cudaStream_t stream) {
   if (K == 0) return;
   // N * PQ == 0 gives zero sums, which the kernel writes.
-  conv_bias_grad_kernel<T><<<static_cast<unsigned>(K), kGradThreads, 0, stream>>>(N, K, PQ, dy, dbias);
+  SELFSUP_LAUNCH(static_cast<unsigned>(K), kGradThreads, 0, stream, conv_bias_grad_kernel<T>)(N, K, PQ, dy, dbias);
   SELFSUP_LAUNCH_CHECK();
 }
 

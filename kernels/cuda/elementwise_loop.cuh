@@ -279,10 +279,11 @@ void launch_elementwise(int ndim, const int64_t* sizes, const StridedOperand* op
   if (contiguous && !is_aligned(p.p[0], bytes[0] * V)) contiguous = false;
   if (contiguous && V > 1) {
     const int64_t work = std::max<int64_t>(n / V, 1);
-    contig_kernel<V, Out, A, B, C, K><<<grid_for(work, kBlock), kBlock, 0, stream>>>(n, p, scalar_mask, f);
+    SELFSUP_LAUNCH(grid_for(work, kBlock), kBlock, 0, stream, contig_kernel<V, Out, A, B, C, K>)(
+        n, p, scalar_mask, f);
     SELFSUP_LAUNCH_CHECK();
   } else {
-    strided_kernel<Out, A, B, C, K><<<grid_for(n, kBlock), kBlock, 0, stream>>>(g, n, p, f);
+    SELFSUP_LAUNCH(grid_for(n, kBlock), kBlock, 0, stream, strided_kernel<Out, A, B, C, K>)(g, n, p, f);
     SELFSUP_LAUNCH_CHECK();
   }
 }

@@ -67,7 +67,7 @@ void index_select_cuda(int64_t outer, int64_t in_dim, int64_t inner, int64_t ele
   if (n <= 0) return;
   on_elem_size(elem_size, "index_select_cuda", [&](auto tag) {
     using E = decltype(tag);
-    index_select_kernel<E><<<cuda::grid_for(n, cuda::kBlock), cuda::kBlock, 0, stream>>>(
+    SELFSUP_LAUNCH(cuda::grid_for(n, cuda::kBlock), cuda::kBlock, 0, stream, index_select_kernel<E>)(
         outer, in_dim, inner, static_cast<const E*>(in), n_index, index, static_cast<E*>(out));
     SELFSUP_LAUNCH_CHECK();
   });
@@ -79,7 +79,7 @@ void gather_cuda(int64_t outer, int64_t in_dim, int64_t out_dim, int64_t inner, 
   if (n <= 0) return;
   on_elem_size(elem_size, "gather_cuda", [&](auto tag) {
     using E = decltype(tag);
-    gather_kernel<E><<<cuda::grid_for(n, cuda::kBlock), cuda::kBlock, 0, stream>>>(
+    SELFSUP_LAUNCH(cuda::grid_for(n, cuda::kBlock), cuda::kBlock, 0, stream, gather_kernel<E>)(
         outer, in_dim, out_dim, inner, static_cast<const E*>(in), index, static_cast<E*>(out));
     SELFSUP_LAUNCH_CHECK();
   });
@@ -90,8 +90,8 @@ void scatter_add_cuda(int64_t outer, int64_t self_dim, int64_t src_dim, int64_t 
                       const int64_t* index, const T* src, cudaStream_t stream) {
   const int64_t n = outer * src_dim * inner;
   if (n <= 0) return;
-  scatter_add_kernel<T><<<cuda::grid_for(n, cuda::kBlock), cuda::kBlock, 0, stream>>>(outer, self_dim, src_dim,
-                                                                                        inner, self, index, src);
+  SELFSUP_LAUNCH(cuda::grid_for(n, cuda::kBlock), cuda::kBlock, 0, stream, scatter_add_kernel<T>)(
+      outer, self_dim, src_dim, inner, self, index, src);
   SELFSUP_LAUNCH_CHECK();
 }
 

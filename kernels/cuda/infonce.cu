@@ -160,7 +160,7 @@ __global__ void __launch_bounds__(kThreads)
     infonce_fwd_kernel(int64_t M, int64_t Ncol, int D, const T* q, const T* k, const int64_t* pos,
                        const int64_t* self_col, int64_t n_private, float scale2, float inv_tau, float* loss,
                        float* lse, uint8_t* correct) {
-  extern __shared__ float smem[];
+  SELFSUP_DYNAMIC_SMEM(float, smem);
   const int ld = tile_ld(D);
   float* sQ = smem;              // (64, ld) this block's rows
   float* sK = smem + kTile * ld;  // (64, ld) the current column tile
@@ -209,7 +209,7 @@ __global__ void __launch_bounds__(kThreads)
     infonce_bwd_kernel(int64_t M, int64_t Ncol, int D, const T* q, const T* k, const int64_t* pos,
                        const int64_t* self_col, int64_t n_private, float scale2, float inv_tau, const float* lse,
                        const float* dloss, T* out) {
-  extern __shared__ float smem[];
+  SELFSUP_DYNAMIC_SMEM(float, smem);
   const int ld = tile_ld(D);
   float* sA = smem;                    // (64, ld) owned operand: q rows (dq) or k columns (dk)
   float* sB = sA + kTile * ld;         // (64, ld) streamed operand
@@ -282,8 +282,8 @@ void launch_bwd(int64_t M, int64_t Ncol, int D, const T* q, const T* k, const in
                                              static_cast<int>(bytes)));
   const int64_t owned = kOwnRows ? M : Ncol;
   const unsigned grid = static_cast<unsigned>((owned + kTile - 1) / kTile);
-  kernel<<<grid, kThreads, bytes, stream>>>(M, Ncol, D, q, k, pos, self_col, n_private, scale2, inv_tau, lse, dloss,
-                                            out);
+  SELFSUP_LAUNCH(grid, kThreads, bytes, stream, kernel)(
+      M, Ncol, D, q, k, pos, self_col, n_private, scale2, inv_tau, lse, dloss, out);
   SELFSUP_LAUNCH_CHECK();
 }
 
@@ -312,7 +312,7 @@ void infonce_fwd_cuda(int64_t M, int64_t Ncol, int64_t D, const T* q, const T* k
   SELFSUP_CUDA_CHECK(cudaFuncSetAttribute(infonce_fwd_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                              static_cast<int>(bytes)));
   const unsigned grid = static_cast<unsigned>((M + kTile - 1) / kTile);
-  infonce_fwd_kernel<T><<<grid, kThreads, bytes, stream>>>(M, Ncol, d, q, k, pos, self_col, n_private,
+  SELFSUP_LAUNCH(grid, kThreads, bytes, stream, infonce_fwd_kernel<T>)(M, Ncol, d, q, k, pos, self_col, n_private,
                                                            static_cast<float>(inv_tau * kLog2e),
                                                            static_cast<float>(inv_tau), loss, lse, correct);
   SELFSUP_LAUNCH_CHECK();

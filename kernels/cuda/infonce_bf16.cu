@@ -160,7 +160,7 @@ void launch_bwd(int64_t M, int64_t Ncol, int64_t D, const bf16* q, const bf16* k
                 bf16* out, cudaStream_t stream) {
   const int64_t owned = kMode == kCols ? Ncol : M;
   const unsigned grid = static_cast<unsigned>((owned + kBwdRows - 1) / kBwdRows);
-  infonce_tc_bwd_kernel<kD, kMode><<<grid, kThreads, 0, stream>>>(
+  SELFSUP_LAUNCH(grid, kThreads, 0, stream, infonce_tc_bwd_kernel<kD, kMode>)(
       static_cast<int>(M), static_cast<int>(Ncol), static_cast<int>(D), q, k, pos, self_col,
       static_cast<int>(n_private), static_cast<float>(inv_tau * kLog2e), static_cast<float>(inv_tau), lse, dloss,
       out);
@@ -202,11 +202,11 @@ void infonce_tc_fwd_cuda(int64_t M, int64_t Ncol, int64_t D, const bf16* q, cons
   const int m = static_cast<int>(M), nc = static_cast<int>(Ncol), d = static_cast<int>(D),
             np = static_cast<int>(n_private);
   if (D <= 64)
-    infonce_tc_fwd_kernel<64><<<grid, kThreads, 0, stream>>>(m, nc, d, q, k, pos, self_col, np, scale2, it, loss,
-                                                             lse, correct);
+    SELFSUP_LAUNCH(grid, kThreads, 0, stream, infonce_tc_fwd_kernel<64>)(
+        m, nc, d, q, k, pos, self_col, np, scale2, it, loss, lse, correct);
   else
-    infonce_tc_fwd_kernel<128><<<grid, kThreads, 0, stream>>>(m, nc, d, q, k, pos, self_col, np, scale2, it, loss,
-                                                              lse, correct);
+    SELFSUP_LAUNCH(grid, kThreads, 0, stream, infonce_tc_fwd_kernel<128>)(
+        m, nc, d, q, k, pos, self_col, np, scale2, it, loss, lse, correct);
   SELFSUP_LAUNCH_CHECK();
 }
 

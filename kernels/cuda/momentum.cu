@@ -95,7 +95,7 @@ void ema_update_cuda(int64_t n_tensors, T* const* target, const T* const* online
     tab->n = n;
     if (chunks == 0) continue;
     const unsigned grid = static_cast<unsigned>(std::min<int64_t>(chunks, 1 << 20));
-    ema_update_kernel<T><<<grid, kEmaThreads, 0, stream>>>(*tab, a, b);
+    SELFSUP_LAUNCH(grid, kEmaThreads, 0, stream, ema_update_kernel<T>)(*tab, a, b);
     SELFSUP_LAUNCH_CHECK();
   }
 }

@@ -21,7 +21,7 @@ inline unsigned grid_for(int64_t n, int threads, int64_t max_blocks = 65536) {
 
 }  // namespace selfsup::kernels::nn_cuda
 
-#ifdef __CUDACC__
+#ifdef SELFSUP_DEVICE_CODE
 #include <cuda_bf16.h>
 
 namespace selfsup::kernels::nn_cuda {

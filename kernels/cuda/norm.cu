@@ -228,10 +228,10 @@ void batch_norm_fwd_train_cuda(int64_t N, int64_t C, int64_t S, const T* x, cons
   const BnFwdArgs a{N, C, S, gamma, beta, static_cast<float>(eps), static_cast<float>(momentum),
                     save_mean, save_invstd, running_mean, running_var};
   if (S >= kLongRowMin) {
-    bn_fwd_train_long_kernel<T><<<static_cast<unsigned>(C), kLongThreads, 0, stream>>>(a, x, y);
+    SELFSUP_LAUNCH(static_cast<unsigned>(C), kLongThreads, 0, stream, bn_fwd_train_long_kernel<T>)(a, x, y);
   } else {
-    bn_fwd_train_short_kernel<T>
-        <<<static_cast<unsigned>((C + kColX - 1) / kColX), dim3(kColX, kColY), 0, stream>>>(a, x, y);
+    SELFSUP_LAUNCH(static_cast<unsigned>((C + kColX - 1) / kColX), dim3(kColX, kColY), 0, stream, bn_fwd_train_short_kernel<T>)(
+        a, x, y);
   }
   SELFSUP_LAUNCH_CHECK();
 }
@@ -242,7 +242,7 @@ void batch_norm_fwd_eval_cuda(int64_t N, int64_t C, int64_t S, const T* x, const
                               cudaStream_t stream) {
   const int64_t total = N * C * S;
   if (total == 0) return;
-  bn_fwd_eval_kernel<T><<<nn_cuda::grid_for(total, 256), 256, 0, stream>>>(
+  SELFSUP_LAUNCH(nn_cuda::grid_for(total, 256), 256, 0, stream, bn_fwd_eval_kernel<T>)(
       total, C, S, x, gamma, beta, running_mean, running_var, static_cast<float>(eps), y);
   SELFSUP_LAUNCH_CHECK();
 }
@@ -259,10 +259,10 @@ void batch_norm_bwd_cuda(int64_t N, int64_t C, int64_t S, const T* dy, const T* 
   }
   const BnBwdArgs a{N, C, S, gamma, save_mean, save_invstd, dgamma, dbeta};
   if (S >= kLongRowMin) {
-    bn_bwd_long_kernel<T><<<static_cast<unsigned>(C), kLongThreads, 0, stream>>>(a, dy, x, dx);
+    SELFSUP_LAUNCH(static_cast<unsigned>(C), kLongThreads, 0, stream, bn_bwd_long_kernel<T>)(a, dy, x, dx);
   } else {
-    bn_bwd_short_kernel<T>
-        <<<static_cast<unsigned>((C + kColX - 1) / kColX), dim3(kColX, kColY), 0, stream>>>(a, dy, x, dx);
+    SELFSUP_LAUNCH(static_cast<unsigned>((C + kColX - 1) / kColX), dim3(kColX, kColY), 0, stream, bn_bwd_short_kernel<T>)(
+        a, dy, x, dx);
   }
   SELFSUP_LAUNCH_CHECK();
 }

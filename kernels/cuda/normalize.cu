@@ -112,14 +112,14 @@ void l2_normalize_fwd_cuda(int64_t outer, int64_t dim, int64_t inner, const T* x
   const float e = static_cast<float>(eps);
   if (inner == 1) {
     if (dim <= kWarpRowMax)
-      l2n_fwd_rows_kernel<T, false><<<rows_grid(outer, false), kWarpRowThreads, 0, stream>>>(outer, dim, x, e, y,
-                                                                                            norm);
+      SELFSUP_LAUNCH(rows_grid(outer, false), kWarpRowThreads, 0, stream, l2n_fwd_rows_kernel<T, false>)(
+          outer, dim, x, e, y, norm);
     else
-      l2n_fwd_rows_kernel<T, true><<<rows_grid(outer, true), kBlockRowThreads, 0, stream>>>(outer, dim, x, e, y,
-                                                                                           norm);
+      SELFSUP_LAUNCH(rows_grid(outer, true), kBlockRowThreads, 0, stream, l2n_fwd_rows_kernel<T, true>)(
+          outer, dim, x, e, y, norm);
   } else {
-    l2n_fwd_strided_kernel<T><<<nn_cuda::grid_for(outer * inner, 256), 256, 0, stream>>>(outer, dim, inner, x, e, y,
-                                                                                       norm);
+    SELFSUP_LAUNCH(nn_cuda::grid_for(outer * inner, 256), 256, 0, stream, l2n_fwd_strided_kernel<T>)(
+        outer, dim, inner, x, e, y, norm);
   }
   SELFSUP_LAUNCH_CHECK();
 }
@@ -131,14 +131,14 @@ void l2_normalize_bwd_cuda(int64_t outer, int64_t dim, int64_t inner, const T* y
   const float e = static_cast<float>(eps);
   if (inner == 1) {
     if (dim <= kWarpRowMax)
-      l2n_bwd_rows_kernel<T, false><<<rows_grid(outer, false), kWarpRowThreads, 0, stream>>>(outer, dim, y, norm, e,
-                                                                                            dy, dx);
+      SELFSUP_LAUNCH(rows_grid(outer, false), kWarpRowThreads, 0, stream, l2n_bwd_rows_kernel<T, false>)(
+          outer, dim, y, norm, e, dy, dx);
     else
-      l2n_bwd_rows_kernel<T, true><<<rows_grid(outer, true), kBlockRowThreads, 0, stream>>>(outer, dim, y, norm, e,
-                                                                                           dy, dx);
+      SELFSUP_LAUNCH(rows_grid(outer, true), kBlockRowThreads, 0, stream, l2n_bwd_rows_kernel<T, true>)(
+          outer, dim, y, norm, e, dy, dx);
   } else {
-    l2n_bwd_strided_kernel<T><<<nn_cuda::grid_for(outer * inner, 256), 256, 0, stream>>>(outer, dim, inner, y, norm,
-                                                                                       e, dy, dx);
+    SELFSUP_LAUNCH(nn_cuda::grid_for(outer * inner, 256), 256, 0, stream, l2n_bwd_strided_kernel<T>)(
+        outer, dim, inner, y, norm, e, dy, dx);
   }
   SELFSUP_LAUNCH_CHECK();
 }

@@ -193,7 +193,7 @@ template <typename T>
 void max_pool2d_fwd_cuda(const Pool2dShape& s, const T* x, T* y, int64_t* argmax, cudaStream_t stream) {
   const int64_t total = s.N * s.C * s.P * s.Q;
   if (total == 0) return;
-  max_pool2d_fwd_kernel<T><<<nn_cuda::grid_for(total, kThreads), kThreads, 0, stream>>>(s, x, y, argmax);
+  SELFSUP_LAUNCH(nn_cuda::grid_for(total, kThreads), kThreads, 0, stream, max_pool2d_fwd_kernel<T>)(s, x, y, argmax);
   SELFSUP_LAUNCH_CHECK();
 }
 
@@ -201,7 +201,8 @@ template <typename T>
 void max_pool2d_bwd_cuda(const Pool2dShape& s, const T* dy, const int64_t* argmax, T* dx, cudaStream_t stream) {
   const int64_t total = s.N * s.C * s.H * s.W;
   if (total == 0) return;
-  max_pool2d_bwd_kernel<T><<<nn_cuda::grid_for(total, kThreads), kThreads, 0, stream>>>(s, dy, argmax, dx);
+  SELFSUP_LAUNCH(nn_cuda::grid_for(total, kThreads), kThreads, 0, stream, max_pool2d_bwd_kernel<T>)(
+      s, dy, argmax, dx);
   SELFSUP_LAUNCH_CHECK();
 }
 
@@ -209,7 +210,7 @@ template <typename T>
 void avg_pool2d_fwd_cuda(const Pool2dShape& s, const T* x, T* y, cudaStream_t stream) {
   const int64_t total = s.N * s.C * s.P * s.Q;
   if (total == 0) return;
-  avg_pool2d_fwd_kernel<T><<<nn_cuda::grid_for(total, kThreads), kThreads, 0, stream>>>(s, x, y);
+  SELFSUP_LAUNCH(nn_cuda::grid_for(total, kThreads), kThreads, 0, stream, avg_pool2d_fwd_kernel<T>)(s, x, y);
   SELFSUP_LAUNCH_CHECK();
 }
 
@@ -217,7 +218,7 @@ template <typename T>
 void avg_pool2d_bwd_cuda(const Pool2dShape& s, const T* dy, T* dx, cudaStream_t stream) {
   const int64_t total = s.N * s.C * s.H * s.W;
   if (total == 0) return;
-  avg_pool2d_bwd_kernel<T><<<nn_cuda::grid_for(total, kThreads), kThreads, 0, stream>>>(s, dy, dx);
+  SELFSUP_LAUNCH(nn_cuda::grid_for(total, kThreads), kThreads, 0, stream, avg_pool2d_bwd_kernel<T>)(s, dy, dx);
   SELFSUP_LAUNCH_CHECK();
 }
 
@@ -226,8 +227,8 @@ void adaptive_avg_pool2d_fwd_cuda(int64_t N, int64_t C, int64_t H, int64_t W, in
                                   T* y, cudaStream_t stream) {
   const int64_t total = N * C * P * Q;
   if (total == 0) return;
-  adaptive_avg_pool2d_fwd_kernel<T><<<nn_cuda::grid_for(total, kThreads), kThreads, 0, stream>>>(N, C, H, W, P, Q,
-                                                                                               x, y);
+  SELFSUP_LAUNCH(nn_cuda::grid_for(total, kThreads), kThreads, 0, stream, adaptive_avg_pool2d_fwd_kernel<T>)(
+      N, C, H, W, P, Q, x, y);
   SELFSUP_LAUNCH_CHECK();
 }
 
@@ -236,8 +237,8 @@ void adaptive_avg_pool2d_bwd_cuda(int64_t N, int64_t C, int64_t H, int64_t W, in
                                   T* dx, cudaStream_t stream) {
   const int64_t total = N * C * H * W;
   if (total == 0) return;
-  adaptive_avg_pool2d_bwd_kernel<T><<<nn_cuda::grid_for(total, kThreads), kThreads, 0, stream>>>(N, C, H, W, P, Q,
-                                                                                               dy, dx);
+  SELFSUP_LAUNCH(nn_cuda::grid_for(total, kThreads), kThreads, 0, stream, adaptive_avg_pool2d_bwd_kernel<T>)(
+      N, C, H, W, P, Q, dy, dx);
   SELFSUP_LAUNCH_CHECK();
 }
 

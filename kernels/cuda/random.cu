@@ -26,7 +26,8 @@ __global__ void fill_kernel(int64_t n, uint64_t seed, uint64_t stream_id, uint64
 template <typename T, bool kNormal>
 void launch_fill(int64_t n, uint64_t seed, uint64_t stream_id, uint64_t offset, T* out, cudaStream_t stream) {
   if (n <= 0) return;
-  fill_kernel<T, kNormal><<<cuda::grid_for(n, cuda::kBlock), cuda::kBlock, 0, stream>>>(n, seed, stream_id, offset, out);
+  SELFSUP_LAUNCH(cuda::grid_for(n, cuda::kBlock), cuda::kBlock, 0, stream, fill_kernel<T, kNormal>)(
+      n, seed, stream_id, offset, out);
   SELFSUP_LAUNCH_CHECK();
 }
 

@@ -198,12 +198,12 @@ void reduce_cuda(ReduceOp op, int64_t outer, int64_t dim, int64_t inner, const T
     throw std::invalid_argument("reduce_cuda: max/min over an empty dimension");
   if (inner == 1) {
     const int threads = outer < 1024 ? 1024 : 256;  // few rows: wide blocks keep more loads in flight
-    rows_kernel<T><<<cuda::grid_for(outer, 1), threads, 0, stream>>>(op, outer, dim, in, out, idx);
+    SELFSUP_LAUNCH(cuda::grid_for(outer, 1), threads, 0, stream, rows_kernel<T>)(op, outer, dim, in, out, idx);
     SELFSUP_LAUNCH_CHECK();
   } else {
     const int64_t tiles = (inner + kColX - 1) / kColX;
-    columns_kernel<T><<<cuda::grid_for(outer * tiles, 1), dim3(kColX, kColY), 0, stream>>>(op, outer, dim, inner, in,
-                                                                                             out, idx);
+    SELFSUP_LAUNCH(cuda::grid_for(outer * tiles, 1), dim3(kColX, kColY), 0, stream, columns_kernel<T>)(
+        op, outer, dim, inner, in, out, idx);
     SELFSUP_LAUNCH_CHECK();
   }
 }

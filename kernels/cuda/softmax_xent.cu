@@ -184,12 +184,14 @@ void softmax_fwd_cuda(int64_t outer, int64_t dim, int64_t inner, const T* x, T* 
   if (outer * dim * inner == 0) return;
   if (inner == 1) {
     if (dim <= kWarpRowMax)
-      softmax_rows_kernel<T, false><<<rows_grid(outer, false), kWarpRowThreads, 0, stream>>>(outer, dim, x, y, log);
+      SELFSUP_LAUNCH(rows_grid(outer, false), kWarpRowThreads, 0, stream, softmax_rows_kernel<T, false>)(
+          outer, dim, x, y, log);
     else
-      softmax_rows_kernel<T, true><<<rows_grid(outer, true), kBlockRowThreads, 0, stream>>>(outer, dim, x, y, log);
+      SELFSUP_LAUNCH(rows_grid(outer, true), kBlockRowThreads, 0, stream, softmax_rows_kernel<T, true>)(
+          outer, dim, x, y, log);
   } else {
-    softmax_strided_kernel<T><<<nn_cuda::grid_for(outer * inner, 256), 256, 0, stream>>>(outer, dim, inner, x, y,
-                                                                                       log);
+    SELFSUP_LAUNCH(nn_cuda::grid_for(outer * inner, 256), 256, 0, stream, softmax_strided_kernel<T>)(
+        outer, dim, inner, x, y, log);
   }
   SELFSUP_LAUNCH_CHECK();
 }
@@ -200,14 +202,14 @@ void softmax_bwd_cuda(int64_t outer, int64_t dim, int64_t inner, const T* y, con
   if (outer * dim * inner == 0) return;
   if (inner == 1) {
     if (dim <= kWarpRowMax)
-      softmax_bwd_rows_kernel<T, false>
-          <<<rows_grid(outer, false), kWarpRowThreads, 0, stream>>>(outer, dim, y, dy, dx, log);
+      SELFSUP_LAUNCH(rows_grid(outer, false), kWarpRowThreads, 0, stream, softmax_bwd_rows_kernel<T, false>)(
+          outer, dim, y, dy, dx, log);
     else
-      softmax_bwd_rows_kernel<T, true>
-          <<<rows_grid(outer, true), kBlockRowThreads, 0, stream>>>(outer, dim, y, dy, dx, log);
+      SELFSUP_LAUNCH(rows_grid(outer, true), kBlockRowThreads, 0, stream, softmax_bwd_rows_kernel<T, true>)(
+          outer, dim, y, dy, dx, log);
   } else {
-    softmax_bwd_strided_kernel<T>
-        <<<nn_cuda::grid_for(outer * inner, 256), 256, 0, stream>>>(outer, dim, inner, y, dy, dx, log);
+    SELFSUP_LAUNCH(nn_cuda::grid_for(outer * inner, 256), 256, 0, stream, softmax_bwd_strided_kernel<T>)(
+        outer, dim, inner, y, dy, dx, log);
   }
   SELFSUP_LAUNCH_CHECK();
 }
@@ -219,11 +221,11 @@ void cross_entropy_fwd_cuda(int64_t N, int64_t C, const T* logits, const int64_t
   if (C == 0) throw std::runtime_error("cross_entropy_fwd_cuda: C == 0");
   const float eps = static_cast<float>(label_smoothing);
   if (C <= kWarpRowMax)
-    xent_fwd_kernel<T, false><<<rows_grid(N, false), kWarpRowThreads, 0, stream>>>(N, C, logits, target, eps, loss,
-                                                                                  lse);
+    SELFSUP_LAUNCH(rows_grid(N, false), kWarpRowThreads, 0, stream, xent_fwd_kernel<T, false>)(
+        N, C, logits, target, eps, loss, lse);
   else
-    xent_fwd_kernel<T, true><<<rows_grid(N, true), kBlockRowThreads, 0, stream>>>(N, C, logits, target, eps, loss,
-                                                                                 lse);
+    SELFSUP_LAUNCH(rows_grid(N, true), kBlockRowThreads, 0, stream, xent_fwd_kernel<T, true>)(
+        N, C, logits, target, eps, loss, lse);
   SELFSUP_LAUNCH_CHECK();
 }
 
@@ -231,7 +233,7 @@ template <typename T>
 void cross_entropy_bwd_cuda(int64_t N, int64_t C, const T* logits, const int64_t* target, double label_smoothing,
                             const float* lse, const float* dloss, T* dlogits, cudaStream_t stream) {
   if (N * C == 0) return;
-  xent_bwd_kernel<T><<<rows_grid(N, false), kWarpRowThreads, 0, stream>>>(
+  SELFSUP_LAUNCH(rows_grid(N, false), kWarpRowThreads, 0, stream, xent_bwd_kernel<T>)(
       N, C, logits, target, static_cast<float>(label_smoothing), lse, dloss, dlogits);
   SELFSUP_LAUNCH_CHECK();
 }
