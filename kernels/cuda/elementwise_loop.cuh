@@ -36,6 +36,11 @@ __device__ __forceinline__ bf16 to_bf16(float f) {
   return r;
 }
 __device__ __forceinline__ float to_float(f16 x) {
+  // NaN: the CPU's f16::to_float keeps the sign and payload; cvt.f32.f16 (and __half2float's host version)
+  // returns the canonical NaN 0x7fffffff, which would make an f16 -> f32/f64/bf16 cast differ in its bits.
+  if ((x.bits & 0x7c00u) == 0x7c00u && (x.bits & 0x3ffu) != 0u)
+    return __uint_as_float(((static_cast<uint32_t>(x.bits) & 0x8000u) << 16) | 0x7f800000u |
+                           ((static_cast<uint32_t>(x.bits) & 0x3ffu) << 13));
   __half_raw raw;
   raw.x = x.bits;
   return __half2float(__half(raw));
