@@ -4,7 +4,7 @@
 // in bf16 and float32. For bench/gpu_check.sh, next to bench/peers/torch_augment_gpu.py (torchvision.transforms
 // .v2 on the GPU, per sample), which prints the same keys.
 //
-// Measured (CUDA events on the current stream, 2 warm-up runs, median of 10):
+// Measured (CUDA events on the current stream, 3 warm-up runs, median of 10; bench/gpu_harness.h):
 //   *_ms_per_view_batch   one launch: 4096 views (the kernel alone; sources resident, parameters uploaded once)
 //   *_images_per_s        source images per second with both views (4096 / the time of the two launches)
 //   *_floor_ms            the memory-traffic floor of one view batch: (bytes of the crop rectangles, each read
@@ -31,6 +31,7 @@
 #include "engine/data/device_augment.h"
 #include "kernels/cuda/augment_cuda.h"
 #include "kernels/cuda/common.cuh"
+#include "bench/gpu_harness.h"
 #include "kernels/cuda/device.h"
 #include "kernels/philox.h"
 
@@ -42,22 +43,6 @@ namespace {
 
 constexpr int64_t kN = 4096, kSrc = 256, kC = 3, kOut = 224;
 constexpr double kHbmBytesPerS = 4.3e12;
-
-double median_gpu_ms(const std::function<void()>& fn, int warmup = 2, int runs = 10) {
-  cudaStream_t s = kc::current_stream(0);
-  for (int i = 0; i < warmup; ++i) fn();
-  std::vector<double> t;
-  for (int i = 0; i < runs; ++i) {
-    kc::Event a(true), b(true);
-    a.record(s);
-    fn();
-    b.record(s);
-    b.synchronize();
-    t.push_back(a.elapsed_ms(b));
-  }
-  std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
-}
 
 double median_wall_ms(const std::function<void()>& fn, int warmup = 1, int runs = 5) {
   for (int i = 0; i < warmup; ++i) fn();
@@ -133,8 +118,8 @@ int main() {
                              out[v].raw_data(), bf ? kn::AugOutType::bf16 : kn::AugOutType::f32,
                              bf ? work.data_ptr<float>() : nullptr, scratch.data_ptr<float>(), stream);
     };
-    const double ms1 = median_gpu_ms([&] { launch(0); });
-    const double ms2 = median_gpu_ms([&] {
+    const double ms1 = bench::median_gpu_ms([&] { launch(0); });
+    const double ms2 = bench::median_gpu_ms([&] {
       launch(0);
       launch(1);
     });
@@ -184,7 +169,7 @@ int main() {
     SELFSUP_CUDA_CHECK(cudaHostAlloc(&pinned, bytes, cudaHostAllocDefault));
     std::memcpy(pinned, host.raw_data(), bytes);
     Tensor dst = Tensor::empty({static_cast<int64_t>(bytes)}, DType::u8, dev);
-    const double ms = median_gpu_ms([&] {
+    const double ms = bench::median_gpu_ms([&] {
       SELFSUP_CUDA_CHECK(cudaMemcpyAsync(dst.raw_data(), pinned, bytes, cudaMemcpyHostToDevice, stream));
     }, 1, 5);
     report("h2d_pinned_805MB", static_cast<double>(bytes) / ms / 1e6, "GB/s");

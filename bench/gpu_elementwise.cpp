@@ -20,6 +20,7 @@
 #include "engine/ops/ops.h"
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/cuda_api.h"
+#include "bench/gpu_harness.h"
 #include "kernels/cuda/device.h"
 
 using namespace selfsup;
@@ -27,21 +28,8 @@ namespace kc = selfsup::kernels::cuda;
 
 namespace {
 
-double median_gpu_ms(const std::function<void()>& fn, int warmup = 3, int runs = 20) {
-  cudaStream_t s = kc::current_stream(0);
-  for (int i = 0; i < warmup; ++i) fn();
-  std::vector<double> t;
-  for (int i = 0; i < runs; ++i) {
-    kc::Event a(true), b(true);
-    a.record(s);
-    fn();
-    b.record(s);
-    b.synchronize();
-    t.push_back(a.elapsed_ms(b));
-  }
-  std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
-}
+// 20 timed runs, as its peer (bench/peers/torch_gpu_ops.py) does.
+double time_ms(const std::function<void()>& fn) { return bench::median_gpu_ms(fn, 3, 20); }
 
 void report(const char* bench, double value, const char* unit) {
   std::printf("{\"bench\": \"%s\", \"value\": %.2f, \"unit\": \"%s\"}\n", bench, value, unit);
@@ -65,19 +53,19 @@ int main() {
   const double bytes = static_cast<double>(n) * 4;
 
   // Copy: reads n*4 and writes n*4 bytes.
-  double ms = median_gpu_ms([&] {
+  double ms = time_ms([&] {
     SELFSUP_CUDA_CHECK(cudaMemcpyAsync(c.raw_data(), a.raw_data(), n * 4, cudaMemcpyDeviceToDevice, kc::current_stream(0)));
   });
   report("copy_d2d_f32_256M", 2 * bytes / ms / 1e6, "GB/s");
-  ms = median_gpu_ms([&] { Tensor r = add(a, b); });
+  ms = time_ms([&] { Tensor r = add(a, b); });
   report("add_f32_256M", 3 * bytes / ms / 1e6, "GB/s");
-  ms = median_gpu_ms([&] { Tensor r = mul(a, b); });
+  ms = time_ms([&] { Tensor r = mul(a, b); });
   report("mul_f32_256M", 3 * bytes / ms / 1e6, "GB/s");
-  ms = median_gpu_ms([&] { Tensor r = mul(a, 3.0); });
+  ms = time_ms([&] { Tensor r = mul(a, 3.0); });
   report("scale_f32_256M", 2 * bytes / ms / 1e6, "GB/s");
   {
     Tensor a16 = a.to(DType::bf16), b16 = b.to(DType::bf16);
-    ms = median_gpu_ms([&] { Tensor r = add(a16, b16); });
+    ms = time_ms([&] { Tensor r = add(a16, b16); });
     report("add_bf16_256M", 3 * bytes / 2 / ms / 1e6, "GB/s");
   }
   a = b = c = Tensor();
@@ -88,13 +76,13 @@ int main() {
   kernel_table(DeviceType::cuda).fill_normal(DType::f32, M * M, 3, 0, 0, x.raw_data());
   kernel_table(DeviceType::cuda).fill_normal(DType::f32, M * M, 4, 0, 0, y.raw_data());
   kernels::set_tf32(false);
-  ms = median_gpu_ms([&] { Tensor r = matmul(x, y); });
+  ms = time_ms([&] { Tensor r = matmul(x, y); });
   report("matmul_f32_4096", flop / ms / 1e9, "TFLOP/s");
   kernels::set_tf32(true);
-  ms = median_gpu_ms([&] { Tensor r = matmul(x, y); });
+  ms = time_ms([&] { Tensor r = matmul(x, y); });
   report("matmul_tf32_4096", flop / ms / 1e9, "TFLOP/s");
   Tensor x16 = x.to(DType::bf16), y16 = y.to(DType::bf16), z16 = Tensor::empty({M, M}, DType::bf16, dev);
-  ms = median_gpu_ms([&] {
+  ms = time_ms([&] {
     kernel_table(DeviceType::cuda).gemm_batched(DType::bf16, false, false, 1, M, M, M, 1.0, x16.raw_data(), M, 0,
                                                 y16.raw_data(), M, 0, 0.0, z16.raw_data(), M, 0);
   });

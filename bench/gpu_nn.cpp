@@ -22,28 +22,13 @@
 #include "engine/ops/dispatch.h"
 #include "engine/ops/ops.h"
 #include "kernels/cuda/cuda_nn_api.h"
+#include "bench/gpu_harness.h"
 #include "kernels/cuda/device.h"
 
 using namespace selfsup;
 namespace kc = selfsup::kernels::cuda;
 
 namespace {
-
-double median_gpu_ms(const std::function<void()>& fn, int warmup = 3, int runs = 10) {
-  cudaStream_t s = kc::current_stream(0);
-  for (int i = 0; i < warmup; ++i) fn();
-  std::vector<double> t;
-  for (int i = 0; i < runs; ++i) {
-    kc::Event a(true), b(true);
-    a.record(s);
-    fn();
-    b.record(s);
-    b.synchronize();
-    t.push_back(a.elapsed_ms(b));
-  }
-  std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
-}
 
 void report(const std::string& bench, double ms) {
   std::printf("{\"bench\": \"%s\", \"value\": %.4g, \"unit\": \"ms\"}\n", bench.c_str(), ms);
@@ -78,8 +63,8 @@ void bench_cross_entropy(DType dt, const char* tag) {
     cuda_table().cross_entropy_bwd(dt, N, C, logits.raw_data(), tp, ls, lse.raw_data(), dloss.raw_data(),
                                    dlogits.raw_data());
   };
-  report(std::string("xent_fwd_") + tag + "_65536x1000", median_gpu_ms(fwd));
-  report(std::string("xent_fwdbwd_") + tag + "_65536x1000", median_gpu_ms([&] {
+  report(std::string("xent_fwd_") + tag + "_65536x1000", bench::median_gpu_ms(fwd));
+  report(std::string("xent_fwdbwd_") + tag + "_65536x1000", bench::median_gpu_ms([&] {
            fwd();
            bwd();
          }));
@@ -117,10 +102,10 @@ void bench_conv(const ConvLayer& l, int64_t N, DType dt, const char* tag) {
   Tensor dx = Tensor::empty({s.N * s.C * s.H * s.W}, dt, Device::cuda(0));
   Tensor dw = Tensor::empty({s.K * s.C * s.R * s.S}, dt, Device::cuda(0));
   const std::string base = std::string("conv_") + l.name + "_b" + std::to_string(N) + "_" + tag;
-  report(base + "_fwd", median_gpu_ms([&] {
+  report(base + "_fwd", bench::median_gpu_ms([&] {
            cuda_table().conv2d_fwd(dt, s, x.raw_data(), w.raw_data(), nullptr, y.raw_data());
          }));
-  report(base + "_bwd", median_gpu_ms([&] {
+  report(base + "_bwd", bench::median_gpu_ms([&] {
            cuda_table().conv2d_bwd_data(dt, s, dy.raw_data(), w.raw_data(), dx.raw_data());
            cuda_table().conv2d_bwd_weight(dt, s, x.raw_data(), dy.raw_data(), dw.raw_data(), nullptr);
          }));

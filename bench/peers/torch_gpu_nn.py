@@ -8,26 +8,16 @@ so the warm-up runs include cuDNN's algorithm search, as ours do. CUDA events, 3
 Prints one line per measurement: {"bench", "value", "unit"}, in milliseconds.
 """
 import json
+import os
 import sys
 
 import torch
 import torch.nn.functional as F
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from gpu_timing import median_gpu_ms  # noqa: E402
 
-def median_ms(fn, warmup=3, runs=10):
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(runs):
-        a = torch.cuda.Event(enable_timing=True)
-        b = torch.cuda.Event(enable_timing=True)
-        a.record()
-        fn()
-        b.record()
-        b.synchronize()
-        times.append(a.elapsed_time(b))
-    times.sort()
-    return times[len(times) // 2]
+
 
 
 def report(bench, ms):
@@ -39,14 +29,14 @@ def bench_cross_entropy(dev, dtype, tag):
     logits = (torch.randn(n, c, device=dev) * 2.0).to(dtype)
     target = (torch.arange(n, device=dev) * 7919) % c
     report(f"xent_fwd_{tag}_65536x1000",
-           median_ms(lambda: F.cross_entropy(logits, target, label_smoothing=0.1)))
+           median_gpu_ms(lambda: F.cross_entropy(logits, target, label_smoothing=0.1)))
     x = logits.detach().requires_grad_(True)
 
     def fwd_bwd():
         x.grad = None
         F.cross_entropy(x, target, label_smoothing=0.1).backward()
 
-    report(f"xent_fwdbwd_{tag}_65536x1000", median_ms(fwd_bwd))
+    report(f"xent_fwdbwd_{tag}_65536x1000", median_gpu_ms(fwd_bwd))
 
 
 # (name, C, H, K, R, stride, pad): the same layers as bench/gpu_nn.cpp.
@@ -66,8 +56,8 @@ def bench_conv(dev, layer, n, dtype, tag):
     w = (torch.randn(k, c, r, r, device=dev) * 0.05).to(dtype)
     dy = torch.randn(n, k, p, p, device=dev).to(dtype)
     base = f"conv_{name}_b{n}_{tag}"
-    report(f"{base}_fwd", median_ms(lambda: F.conv2d(x, w, None, stride, pad)))
-    report(f"{base}_bwd", median_ms(lambda: torch.ops.aten.convolution_backward(
+    report(f"{base}_fwd", median_gpu_ms(lambda: F.conv2d(x, w, None, stride, pad)))
+    report(f"{base}_bwd", median_gpu_ms(lambda: torch.ops.aten.convolution_backward(
         dy, x, w, None, [stride, stride], [pad, pad], [1, 1], False, [0, 0], 1, [True, True, False])))
 
 

@@ -10,9 +10,14 @@
 Times are CUDA-event medians after warm-up."""
 import argparse
 import json
+import sys
+import os
 
 import torch
 import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from gpu_timing import median_gpu_ms  # noqa: E402
 
 
 def nt_xent(z, tau):
@@ -24,19 +29,6 @@ def nt_xent(z, tau):
     return F.cross_entropy(sim, target)
 
 
-def time_ms(fn, warmup, runs):
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(runs):
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record()
-        fn()
-        b.record()
-        b.synchronize()
-        times.append(a.elapsed_time(b))
-    times.sort()
-    return times[len(times) // 2]
 
 
 def resnet50_param_sizes():
@@ -81,7 +73,7 @@ def main():
 
                 torch.cuda.synchronize()
                 torch.cuda.reset_peak_memory_stats()
-                ms = time_ms(step, 2, 7 if n <= 16384 else 3)
+                ms = median_gpu_ms(step, 2, 7 if n <= 16384 else 3)
                 peak = torch.cuda.max_memory_allocated() / 2**20
                 print(json.dumps({"what": "infonce", "n": n, "dtype": name, "ms": ms, "peak_mib": peak}), flush=True)
             except torch.OutOfMemoryError:
@@ -97,7 +89,7 @@ def main():
             torch._foreach_mul_(tgt, m)
             torch._foreach_add_(tgt, onl, alpha=1 - m)
 
-        ms = time_ms(ema, 3, 21)
+        ms = median_gpu_ms(ema, 3, 21)
         print(json.dumps({"what": "ema", "ms": ms, "numel": sum(sizes)}), flush=True)
 
 
