@@ -5,8 +5,11 @@
 // (nChw16c ...), so by default the primitive picks its layouts (format_tag::any) and cached reorder primitives
 // copy between the caller's NCHW buffers and per-thread blocked workspaces. Measured on ResNet shapes this is
 // 2-3x faster than the plain-NCHW primitive (which falls back to im2col + GEMM) even with the copies, except for
-// pointwise (1x1, stride 1) convolutions, which are GEMMs already, and backward-data with few input channels
-// (the RGB stem), where blocking C=3 to 16 wastes most of the work; those keep NCHW (docs/cpu-dense-kernels.md).
+// pointwise (1x1, stride 1) convolutions, which are GEMMs already, and backward-data with fewer than 8 input
+// channels (the RGB stem), where blocking C=3 to 16 wastes most of the work; those keep NCHW. Activations whose
+// channel count is a multiple of 8 but not of 16 (a width-8 ResNet) are blocked by 8 (nChw8c, AVX2 kernels)
+// rather than padded to 16: padding halves the useful work and makes the reorders 2-3x slower
+// (docs/cpu-dense-kernels.md).
 //
 // double: the reference precision for gradient checks on small tensors: im2col + GEMM (OpenBLAS dgemm), simple
 // and independent of oneDNN.
@@ -75,8 +78,14 @@ struct ConvPlan {
 bool use_plain_layout(const Conv2dShape& s, Dir dir) {
   const bool pointwise = s.R == 1 && s.S == 1 && s.stride_h == 1 && s.stride_w == 1 && s.pad_h == 0 &&
                          s.pad_w == 0 && s.groups == 1;
-  const bool few_channels_bwd_data = dir == Dir::bwd_data && s.groups == 1 && s.C < 16;
+  const bool few_channels_bwd_data = dir == Dir::bwd_data && s.groups == 1 && s.C < 8;
   return pointwise || few_channels_bwd_data;
+}
+
+// The blocked layout of an activation with this many channels: the primitive's choice, except nChw8c for
+// 8, 24, 40, ... channels, which the AVX-512 kernels would pad to 16-wide blocks.
+memory::format_tag blocked_activation_tag(int64_t channels) {
+  return channels % 16 != 0 && channels % 8 == 0 ? Tag::nChw8c : Tag::any;
 }
 
 dnnl::primitive_attr user_scratchpad() {
@@ -108,8 +117,8 @@ ConvPlan make_plan(const Conv2dShape& s, Dir dir, bool bias) {
   const memory::desc w_user(w_dims, f32, s.groups == 1 ? Tag::oihw : Tag::goihw);
   const memory::desc b_user({s.K}, f32, Tag::x), no_bias;
   const bool plain = use_plain_layout(s, dir);
-  const memory::desc x_any = plain ? x_user : memory::desc(x_dims, f32, Tag::any);
-  const memory::desc y_any = plain ? y_user : memory::desc(y_dims, f32, Tag::any);
+  const memory::desc x_any = plain ? x_user : memory::desc(x_dims, f32, blocked_activation_tag(s.C));
+  const memory::desc y_any = plain ? y_user : memory::desc(y_dims, f32, blocked_activation_tag(s.K));
   const memory::desc w_any = plain ? w_user : memory::desc(w_dims, f32, Tag::any);
   // oneDNN takes dilation minus one; right padding equal to the left one gives the same P, Q (floor division).
   const memory::dims strides{s.stride_h, s.stride_w}, dil{s.dil_h - 1, s.dil_w - 1}, pad{s.pad_h, s.pad_w};
