@@ -48,6 +48,7 @@ TEST_CASE("bad command lines: one line, non-zero exit") {
       {"eval linear", "--checkpoint DIR is required"},
       {"eval cluster --checkpoint x", "unknown protocol 'cluster'"},
       {"embed --data fashion-mnist", "exactly one of --checkpoint DIR or --weights FILE"},
+      {"demo --preset huge --out /tmp/selfsup_cli_never", "unknown --preset 'huge'"},
   };
   for (const Case& c : cases) {
     CAPTURE(c.args);
