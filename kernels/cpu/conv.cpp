@@ -83,9 +83,17 @@ bool use_plain_layout(const Conv2dShape& s, Dir dir) {
 }
 
 // The blocked layout of an activation with this many channels: the primitive's choice, except nChw8c for
-// 8, 24, 40, ... channels, which the AVX-512 kernels would pad to 16-wide blocks.
+// 8, 24, 40, ... channels, which the AVX-512 kernels would pad to 16-wide blocks. x86 only: oneDNN's x86
+// kernels (SSE4.1 to AVX-512) all take 8-wide blocks; elsewhere a forced layout could land on a reference
+// implementation.
+#if defined(__x86_64__)
+constexpr bool kEightWideBlocks = true;
+#else
+constexpr bool kEightWideBlocks = false;
+#endif
+
 memory::format_tag blocked_activation_tag(int64_t channels) {
-  return channels % 16 != 0 && channels % 8 == 0 ? Tag::nChw8c : Tag::any;
+  return kEightWideBlocks && channels % 16 != 0 && channels % 8 == 0 ? Tag::nChw8c : Tag::any;
 }
 
 dnnl::primitive_attr user_scratchpad() {
