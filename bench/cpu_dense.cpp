@@ -55,6 +55,8 @@ std::vector<Case> all_cases() {
       conv_case(256, 3, 32, 64, 7, 2, false),    // ImageNet-style 7x7/2 stem on 32x32
       conv_case(256, 16, 32, 16, 3, 1, true),    // ResNet-20 stage 1
       conv_case(256, 16, 28, 16, 3, 1, false),   // same on 28x28 (Fashion-MNIST)
+      conv_case(256, 8, 28, 8, 3, 1, false),     // width-8 ResNet-18 layer1 (the demo): nChw8c blocks
+      conv_case(256, 8, 28, 16, 3, 2, false),    // its layer2 transition
       conv_case(256, 32, 16, 32, 3, 1, true),    // stage 2
       conv_case(256, 32, 16, 64, 3, 2, true),    // stage transition, stride 2
       conv_case(256, 64, 8, 64, 3, 1, true),     // stage 3

@@ -70,30 +70,41 @@ struct ConvArg {
 
 struct ConvPlan {
   dnnl::primitive primitive;
+  std::string impl;  // oneDNN's implementation name, e.g. "jit:avx512_core"
   memory::desc scratch;
   std::vector<ConvArg> args;  // in the order run_plan receives the pointers
 };
 
-// Plain NCHW when the blocked path measured slower (see the file comment).
-bool use_plain_layout(const Conv2dShape& s, Dir dir) {
-  const bool pointwise = s.R == 1 && s.S == 1 && s.stride_h == 1 && s.stride_w == 1 && s.pad_h == 0 &&
-                         s.pad_w == 0 && s.groups == 1;
-  const bool few_channels_bwd_data = dir == Dir::bwd_data && s.groups == 1 && s.C < 8;
-  return pointwise || few_channels_bwd_data;
-}
-
-// The blocked layout of an activation with this many channels: the primitive's choice, except nChw8c for
-// 8, 24, 40, ... channels, which the AVX-512 kernels would pad to 16-wide blocks. x86 only: oneDNN's x86
-// kernels (SSE4.1 to AVX-512) all take 8-wide blocks; elsewhere a forced layout could land on a reference
-// implementation.
+// 8-wide channel blocks (below) on x86 only: oneDNN's x86 kernels (SSE4.1 to AVX-512) all take them; elsewhere
+// a forced layout could land on a reference implementation.
 #if defined(__x86_64__)
 constexpr bool kEightWideBlocks = true;
 #else
 constexpr bool kEightWideBlocks = false;
 #endif
 
-memory::format_tag blocked_activation_tag(int64_t channels) {
-  return kEightWideBlocks && channels % 16 != 0 && channels % 8 == 0 ? Tag::nChw8c : Tag::any;
+// The layouts a plan asks oneDNN for, per tensor: the caller's plain ones (user) where that measured faster,
+// else blocked (see the file comment and docs/cpu-dense-kernels.md for the numbers).
+struct ConvLayouts {
+  memory::desc x, w, y;
+};
+
+ConvLayouts choose_layouts(const Conv2dShape& s, Dir dir, const memory::desc& x_user, const memory::desc& w_user,
+                           const memory::desc& y_user) {
+  const auto any = [](const memory::desc& d) { return memory::desc(d.dims(), d.data_type(), Tag::any); };
+  // nChw8c for 8, 24, 40, ... channels, which the AVX-512 kernels would pad to 16-wide blocks.
+  const auto blocked = [&](const memory::desc& d, int64_t channels) {
+    const bool by8 = kEightWideBlocks && channels % 16 != 0 && channels % 8 == 0;
+    return by8 ? memory::desc(d.dims(), d.data_type(), Tag::nChw8c) : any(d);
+  };
+  const bool pointwise = s.R == 1 && s.S == 1 && s.stride_h == 1 && s.stride_w == 1 && s.pad_h == 0 &&
+                         s.pad_w == 0 && s.groups == 1;
+  const bool few_channels = s.groups == 1 && s.C < 16;
+  if (pointwise || (dir == Dir::bwd_data && few_channels && s.C < 8)) return {x_user, w_user, y_user};
+  // Forward with few input channels: oneDNN's first-layer kernels read plain NCHW input directly (no input
+  // reorder) and write 16-wide blocks. Forcing 8-wide output blocks here selects a reference kernel.
+  if (dir == Dir::fwd && few_channels) return {x_user, any(w_user), any(y_user)};
+  return {blocked(x_user, s.C), any(w_user), blocked(y_user, s.K)};
 }
 
 dnnl::primitive_attr user_scratchpad() {
@@ -115,19 +126,24 @@ ConvArg make_arg(int arg, bool output, const memory::desc& user, const memory::d
   return a;
 }
 
-ConvPlan make_plan(const Conv2dShape& s, Dir dir, bool bias) {
+// The caller's buffers as oneDNN memory descriptors.
+struct UserDescs {
+  memory::desc x, w, y, b;
+};
+
+UserDescs user_descs(const Conv2dShape& s) {
   const auto f32 = memory::data_type::f32;
-  const memory::dims x_dims{s.N, s.C, s.H, s.W}, y_dims{s.N, s.K, s.P, s.Q};
   // Grouped weights as (G, K/G, C/G, R, S): the same bytes as the caller's (K, C/G, R, S).
   const memory::dims w_dims = s.groups == 1 ? memory::dims{s.K, s.C, s.R, s.S}
                                             : memory::dims{s.groups, s.K / s.groups, s.C / s.groups, s.R, s.S};
-  const memory::desc x_user(x_dims, f32, Tag::nchw), y_user(y_dims, f32, Tag::nchw);
-  const memory::desc w_user(w_dims, f32, s.groups == 1 ? Tag::oihw : Tag::goihw);
-  const memory::desc b_user({s.K}, f32, Tag::x), no_bias;
-  const bool plain = use_plain_layout(s, dir);
-  const memory::desc x_any = plain ? x_user : memory::desc(x_dims, f32, blocked_activation_tag(s.C));
-  const memory::desc y_any = plain ? y_user : memory::desc(y_dims, f32, blocked_activation_tag(s.K));
-  const memory::desc w_any = plain ? w_user : memory::desc(w_dims, f32, Tag::any);
+  return {memory::desc({s.N, s.C, s.H, s.W}, f32, Tag::nchw),
+          memory::desc(w_dims, f32, s.groups == 1 ? Tag::oihw : Tag::goihw),
+          memory::desc({s.N, s.K, s.P, s.Q}, f32, Tag::nchw), memory::desc({s.K}, f32, Tag::x)};
+}
+
+ConvPlan make_plan(const Conv2dShape& s, Dir dir, bool bias, const UserDescs& u, const ConvLayouts& layouts) {
+  const memory::desc &x_user = u.x, &w_user = u.w, &y_user = u.y, &b_user = u.b, no_bias;
+  const memory::desc &x_any = layouts.x, &w_any = layouts.w, &y_any = layouts.y;
   // oneDNN takes dilation minus one; right padding equal to the left one gives the same P, Q (floor division).
   const memory::dims strides{s.stride_h, s.stride_w}, dil{s.dil_h - 1, s.dil_w - 1}, pad{s.pad_h, s.pad_w};
   const auto algo = dnnl::algorithm::convolution_direct;
@@ -141,6 +157,7 @@ ConvPlan make_plan(const Conv2dShape& s, Dir dir, bool bias) {
   ConvPlan plan;
   if (dir == Dir::fwd) {
     plan.primitive = dnnl::convolution_forward(fwd_pd);
+    plan.impl = fwd_pd.impl_info_str();
     plan.scratch = fwd_pd.scratchpad_desc();
     plan.args = {make_arg(DNNL_ARG_SRC, false, x_user, fwd_pd.src_desc()),
                  make_arg(DNNL_ARG_WEIGHTS, false, w_user, fwd_pd.weights_desc())};
@@ -150,6 +167,7 @@ ConvPlan make_plan(const Conv2dShape& s, Dir dir, bool bias) {
     const dnnl::convolution_backward_data::primitive_desc pd(
         dnnl::convolution_backward_data::desc(algo, x_any, w_any, y_any, strides, dil, pad, pad), attr, eng, fwd_pd);
     plan.primitive = dnnl::convolution_backward_data(pd);
+    plan.impl = pd.impl_info_str();
     plan.scratch = pd.scratchpad_desc();
     plan.args = {make_arg(DNNL_ARG_DIFF_DST, false, y_user, pd.diff_dst_desc()),
                  make_arg(DNNL_ARG_WEIGHTS, false, w_user, pd.weights_desc()),
@@ -160,11 +178,24 @@ ConvPlan make_plan(const Conv2dShape& s, Dir dir, bool bias) {
                                                  pad, pad),
         attr, eng, fwd_pd);
     plan.primitive = dnnl::convolution_backward_weights(pd);
+    plan.impl = pd.impl_info_str();
     plan.scratch = pd.scratchpad_desc();
     plan.args = {make_arg(DNNL_ARG_SRC, false, x_user, pd.src_desc()),
                  make_arg(DNNL_ARG_DIFF_DST, false, y_user, pd.diff_dst_desc()),
                  make_arg(DNNL_ARG_DIFF_WEIGHTS, true, w_user, pd.diff_weights_desc())};
     if (bias) plan.args.push_back(make_arg(DNNL_ARG_DIFF_BIAS, true, b_user, pd.diff_bias_desc()));
+  }
+  return plan;
+}
+
+// The plan with the measured layout rules; should a forced layout make oneDNN fall back to a reference
+// kernel (a CPU or oneDNN version where the rule does not hold: 1000x slower), the primitive's own choice.
+ConvPlan plan_for(const Conv2dShape& s, Dir dir, bool bias) {
+  const UserDescs u = user_descs(s);
+  ConvPlan plan = make_plan(s, dir, bias, u, choose_layouts(s, dir, u.x, u.w, u.y));
+  if (plan.impl.rfind("ref", 0) == 0) {
+    const auto any = [](const memory::desc& d) { return memory::desc(d.dims(), d.data_type(), Tag::any); };
+    plan = make_plan(s, dir, bias, u, {any(u.x), any(u.w), any(u.y)});
   }
   return plan;
 }
@@ -213,7 +244,7 @@ void run_plan(const ConvPlan& plan, const std::vector<void*>& ptrs) {
 void conv_dnnl(const char* call, const Conv2dShape& s, Dir dir, bool bias, const std::vector<void*>& ptrs) {
   static du::PlanCache<ConvKey, ConvPlan> cache;
   du::checked(call, [&] {
-    const auto plan = cache.get(conv_key(s, dir, bias), [&] { return make_plan(s, dir, bias); });
+    const auto plan = cache.get(conv_key(s, dir, bias), [&] { return plan_for(s, dir, bias); });
     run_plan(*plan, ptrs);
   });
 }
