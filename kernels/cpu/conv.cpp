@@ -8,7 +8,9 @@
 // pointwise (1x1, stride 1) convolutions, which are GEMMs already, and backward-data with fewer than 8 input
 // channels (the RGB stem), where blocking C=3 to 16 wastes most of the work; those keep NCHW. Activations whose
 // channel count is a multiple of 8 but not of 16 (a width-8 ResNet) are blocked by 8 (nChw8c, AVX2 kernels)
-// rather than padded to 16: padding halves the useful work and makes the reorders 2-3x slower
+// rather than padded to 16: padding halves the useful work and makes the reorders 2-3x slower. The forward
+// with fewer than 16 input channels reads NCHW directly (oneDNN's first-layer kernels, no input reorder).
+// A plan whose layouts land on a reference kernel falls back to the primitive's choice
 // (docs/cpu-dense-kernels.md).
 //
 // double: the reference precision for gradient checks on small tensors: im2col + GEMM (OpenBLAS dgemm), simple
