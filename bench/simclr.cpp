@@ -1,7 +1,7 @@
 // bench_simclr: SimCLR training throughput on Fashion-MNIST, `selfsup train` (in-process, the demo's
 // preset) next to the same model, recipe, batch and optimizer in PyTorch (bench/peers/torch_simclr_fmnist.py)
 // in the same run on the same machine; images/s and the ratio.
-//   --device cpu (default): 2 threads each, the demo's CPU preset (width 8, batch 256).
+//   --device cpu (default): 2 threads each, the demo's CPU preset (width 8, batch 64).
 //   --device cuda: selfsup with its views made on the GPU; PyTorch eager with torchvision augmentation in
 //   DataLoader workers (--workers, the usual PyTorch setup) and the model on the GPU. The small model is
 //   where PyTorch's per-op launch cost shows.
@@ -21,14 +21,14 @@
 using namespace selfsup;
 
 int main(int argc, char** argv) {
-  int64_t width = 8, batch = 256, steps = 40, workers = 8;
+  int64_t width = 8, batch = 64, steps = 160, workers = 8;
   std::string device = "cpu", data_dir;
   bool peer = true;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--help" || a == "-h") {
       std::printf(
-          "usage: bench_simclr [--device cpu|cuda] [--width W (8)] [--batch B (256)] [--steps N (40)]\n"
+          "usage: bench_simclr [--device cpu|cuda] [--width W (8)] [--batch B (64)] [--steps N (160)]\n"
           "                    [--workers N (8, PyTorch's DataLoader on cuda)] [--data-dir DIR] [--no-peer]\n"
           "  SimCLR steps on Fashion-MNIST (ResNet-18 layout, CIFAR stem, grayscale recipe, NT-Xent, SGD),\n"
           "  selfsup vs PyTorch; on cpu both use 2 threads. --data-dir: the Fashion-MNIST .gz files (default:\n"

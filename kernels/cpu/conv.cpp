@@ -91,9 +91,11 @@ struct ConvLayouts {
   memory::desc x, w, y;
 };
 
+// The same tensor, layout left to the primitive.
+memory::desc any(const memory::desc& d) { return memory::desc(d.dims(), d.data_type(), Tag::any); }
+
 ConvLayouts choose_layouts(const Conv2dShape& s, Dir dir, const memory::desc& x_user, const memory::desc& w_user,
                            const memory::desc& y_user) {
-  const auto any = [](const memory::desc& d) { return memory::desc(d.dims(), d.data_type(), Tag::any); };
   // nChw8c for 8, 24, 40, ... channels, which the AVX-512 kernels would pad to 16-wide blocks.
   const auto blocked = [&](const memory::desc& d, int64_t channels) {
     const bool by8 = kEightWideBlocks && channels % 16 != 0 && channels % 8 == 0;
@@ -101,11 +103,10 @@ ConvLayouts choose_layouts(const Conv2dShape& s, Dir dir, const memory::desc& x_
   };
   const bool pointwise = s.R == 1 && s.S == 1 && s.stride_h == 1 && s.stride_w == 1 && s.pad_h == 0 &&
                          s.pad_w == 0 && s.groups == 1;
-  const bool few_channels = s.groups == 1 && s.C < 16;
-  if (pointwise || (dir == Dir::bwd_data && few_channels && s.C < 8)) return {x_user, w_user, y_user};
+  if (pointwise || (dir == Dir::bwd_data && s.groups == 1 && s.C < 8)) return {x_user, w_user, y_user};
   // Forward with few input channels: oneDNN's first-layer kernels read plain NCHW input directly (no input
   // reorder) and write 16-wide blocks. Forcing 8-wide output blocks here selects a reference kernel.
-  if (dir == Dir::fwd && few_channels) return {x_user, any(w_user), any(y_user)};
+  if (dir == Dir::fwd && s.groups == 1 && s.C < 16) return {x_user, any(w_user), any(y_user)};
   return {blocked(x_user, s.C), any(w_user), blocked(y_user, s.K)};
 }
 
@@ -195,10 +196,7 @@ ConvPlan make_plan(const Conv2dShape& s, Dir dir, bool bias, const UserDescs& u,
 ConvPlan plan_for(const Conv2dShape& s, Dir dir, bool bias) {
   const UserDescs u = user_descs(s);
   ConvPlan plan = make_plan(s, dir, bias, u, choose_layouts(s, dir, u.x, u.w, u.y));
-  if (plan.impl.rfind("ref", 0) == 0) {
-    const auto any = [](const memory::desc& d) { return memory::desc(d.dims(), d.data_type(), Tag::any); };
-    plan = make_plan(s, dir, bias, u, {any(u.x), any(u.w), any(u.y)});
-  }
+  if (plan.impl.rfind("ref", 0) == 0) plan = make_plan(s, dir, bias, u, {any(u.x), any(u.w), any(u.y)});
   return plan;
 }
 

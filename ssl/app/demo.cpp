@@ -27,7 +27,7 @@ const char* kUsage =
     "                    [--pretrained DIR] [--data-dir DIR]\n"
     "\n"
     "The default SSL job: SimCLR on Fashion-MNIST (ResNet-18 layout, CIFAR stem; the cpu preset: width 8,\n"
-    "batch 256, lr 0.3; the gpu preset: width 64, batch 512, lr 0.6; auto (default): gpu when a CUDA device\n"
+    "batch 64, lr 0.075; the gpu preset: width 64, batch 512, lr 0.6; auto (default): gpu when a CUDA device\n"
     "is present, else cpu; training runs on the GPU when there is one) for --minutes (default 7), then a\n"
     "linear probe on the frozen, standardised features, the same probe on raw pixels, and one summary. The\n"
     "run directory (default runs/demo, replaced) keeps config, metrics, plot, checkpoints.\n"
@@ -109,10 +109,10 @@ int cmd_demo(const std::vector<std::string>& argv) {
   c.data = data_dir.empty() ? "fashion-mnist" : "fashion-mnist:" + data_dir;
   ssl::apply_data_preset(c);
   c.width = gpu ? 64 : 8;
-  c.batch = gpu ? 512 : 256;
+  c.batch = gpu ? 512 : 64;
   c.temperature = 0.2;
   c.crop_min = 0.3;
-  c.lr = gpu ? 0.6 : 0.3;
+  c.lr = gpu ? 0.6 : 0.075;
   c.minutes = a.number("minutes", 7.0);
   c.out = a.str("out", "runs/demo");
   c.threads = static_cast<int>(a.integer("threads", 0));
