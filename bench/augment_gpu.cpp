@@ -16,11 +16,8 @@
 //   h2d_pinned_805MB      GB/s of one pinned host-to-device upload of the 4096 sources (the stream mode's limit)
 // Prints one JSON line per measurement ({"bench", "value", "unit"}). Built with the CUDA backend only; without
 // a device it prints SKIPPED and exits 0.
-#include <algorithm>
-#include <chrono>
 #include <cstdio>
 #include <cstring>
-#include <functional>
 #include <vector>
 
 #include <cuda_runtime.h>
@@ -32,6 +29,7 @@
 #include "kernels/cuda/augment_cuda.h"
 #include "kernels/cuda/common.cuh"
 #include "bench/gpu_harness.h"
+#include "bench/harness.h"
 #include "kernels/cuda/device.h"
 #include "kernels/philox.h"
 
@@ -43,18 +41,6 @@ namespace {
 
 constexpr int64_t kN = 4096, kSrc = 256, kC = 3, kOut = 224;
 constexpr double kHbmBytesPerS = 4.3e12;
-
-double median_wall_ms(const std::function<void()>& fn, int warmup = 1, int runs = 5) {
-  for (int i = 0; i < warmup; ++i) fn();
-  std::vector<double> t;
-  for (int i = 0; i < runs; ++i) {
-    const auto t0 = std::chrono::steady_clock::now();
-    fn();
-    t.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
-  }
-  std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
-}
 
 void report(const std::string& bench, double value, const char* unit) {
   std::printf("{\"bench\": \"%s\", \"value\": %.3f, \"unit\": \"%s\"}\n", bench.c_str(), value, unit);
@@ -149,13 +135,15 @@ int main() {
       DeviceAugmenter aug(ds, o);
       std::printf("# %s\n", aug.description().c_str());
       int64_t step = 0;
-      const double ms = median_wall_ms([&] {
-        Batch b;
-        b.step = step++;
-        b.indices = Tensor::from_vector(ids, {kN});
-        const std::vector<Tensor> v = aug.views(b);
-        kc::synchronize_stream(stream);
-      });
+      const double ms = bench::median_ms(
+          [&] {
+            Batch b;
+            b.step = step++;
+            b.indices = Tensor::from_vector(ids, {kN});
+            const std::vector<Tensor> v = aug.views(b);
+            kc::synchronize_stream(stream);
+          },
+          1, 5);
       report(std::string("augment_simclr_") + (dt == DType::bf16 ? "bf16" : "f32") + "_e2e_" +
                  device_data_mode_name(mode) + "_ms_per_step",
              ms, "ms");
