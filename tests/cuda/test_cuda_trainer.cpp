@@ -7,13 +7,13 @@
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
-#include <unistd.h>
 #include <fstream>
 #include <string>
 #include <vector>
 
 #include "engine/io/checkpoint.h"
 #include "ssl/trainer/trainer.h"
+#include "tests/support/trainer_fixture.h"
 
 using namespace selfsup;
 namespace fs = std::filesystem;
@@ -30,27 +30,13 @@ std::string fashion_mnist_dir() {
 bool have_fashion_mnist() { return fs::exists(fashion_mnist_dir() + "/train-images-idx3-ubyte.gz"); }
 
 ssl::TrainConfig tiny_gpu(const std::string& out) {
-  ssl::TrainConfig c;
-  c.limit = 512;  // 8 batches of 64 per epoch
-  c.batch = 64;
-  c.width = 4;
-  c.proj_hidden = 32;
-  c.proj_dim = 16;
-  c.epochs = 2;
-  c.log_every = 1;
-  c.knn_every_epoch = false;
+  ssl::TrainConfig c = test::tiny_train_config(out);
   c.device = "cuda";
   c.data = "fashion-mnist:" + fashion_mnist_dir();
-  c.out = out;
   return c;
 }
 
-std::string fresh_dir(const std::string& name) {
-  // Per process: worktrees and parallel ctest runs share /tmp.
-  fs::path p = fs::temp_directory_path() / ("selfsup_cuda_trainer_" + std::to_string(::getpid()) + "_" + name);
-  fs::remove_all(p);
-  return p.string();
-}
+std::string fresh_dir(const std::string& name) { return test::fresh_run_dir("cuda_trainer", name); }
 
 // The losses of the step lines of DIR/metrics.jsonl, in order.
 std::vector<double> losses(const std::string& dir) {

@@ -3,7 +3,6 @@
 #include <doctest/doctest.h>
 
 #include <filesystem>
-#include <unistd.h>
 #include <fstream>
 #include <sstream>
 
@@ -11,6 +10,7 @@
 #include "ssl/trainer/encoder_io.h"
 #include "ssl/trainer/trainer.h"
 #include "tests/support/engine_gradcheck.h"
+#include "tests/support/trainer_fixture.h"
 
 using namespace selfsup;
 namespace fs = std::filesystem;
@@ -19,26 +19,9 @@ namespace {
 
 bool have_fashion_mnist() { return fs::exists("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz"); }
 
-ssl::TrainConfig tiny(const std::string& out) {
-  ssl::TrainConfig c;
-  c.limit = 512;
-  c.batch = 64;
-  c.width = 4;
-  c.proj_hidden = 32;
-  c.proj_dim = 16;
-  c.epochs = 2;
-  c.log_every = 1;
-  c.knn_every_epoch = false;
-  c.out = out;
-  return c;
-}
+ssl::TrainConfig tiny(const std::string& out) { return test::tiny_train_config(out); }
 
-std::string fresh_dir(const std::string& name) {
-  // Per process: worktrees and parallel ctest runs share /tmp.
-  fs::path p = fs::temp_directory_path() / ("selfsup_trainer_" + std::to_string(::getpid()) + "_" + name);
-  fs::remove_all(p);
-  return p.string();
-}
+std::string fresh_dir(const std::string& name) { return test::fresh_run_dir("trainer", name); }
 
 // The step lines of metrics.jsonl without the throughput field (wall-clock dependent).
 std::vector<std::string> step_lines(const std::string& dir) {
