@@ -7,6 +7,7 @@ PACKAGES=(
   cmake g++ make pkg-config
   doctest-dev            # test framework
   libdnnl-dev            # oneDNN: CPU GEMM and convolution (detects AVX-512 at run time)
+  ocl-icd-opencl-dev     # oneDNN's CMake config requires OpenCL; libdnnl-dev only Recommends it
   libopenblas-dev        # BLAS for float64 GEMM (reference precision, gradient checks)
   zlib1g-dev             # gzip-compressed IDX files
   libstb-dev             # image decode/encode (image folders, PNG plots)
