@@ -2,7 +2,9 @@
 #include <omp.h>
 
 #include <cstdio>
+#include <filesystem>
 
+#include "engine/data/sampler.h"
 #include "engine/data/spec.h"
 #include "engine/io/npy.h"
 #include "ssl/app/args.h"
@@ -23,7 +25,10 @@ const char* kEvalUsage =
     "        cross-entropy, print train and test top-1.  --epochs (30) --batch (256) --lr (0.1) --wd (1e-4)\n"
     "knn:    cosine kNN with temperature-weighted votes (InstDisc).  --k (200) --temperature (0.07)\n"
     "both:   --data SPEC (default: the data the checkpoint was trained on)  --train-limit N  --test-limit N\n"
-    "        --threads N\n";
+    "        --threads N\n"
+    "        --label-fraction F (1): semi-supervised evaluation with only a class-balanced fraction F of the\n"
+    "        training labels (0.01 and 0.1 are the literature's 1%% / 10%%), drawn from the first --train-limit\n"
+    "        images by --label-seed (0); its indices go to --out DIR (runs/eval) as label-subset-F-seedS.npy\n";
 
 const char* kEmbedUsage =
     "usage: selfsup embed (--checkpoint DIR | --weights FILE.safetensors) --data SPEC [--split train|test]\n"
@@ -33,6 +38,23 @@ const char* kEmbedUsage =
     "--weights takes a torchvision-named ResNet state dict; describe it with --arch resnet18|resnet34|resnet50\n"
     "--width W (64 = torchvision) --stem imagenet|cifar --in-channels 1|3 --image-size S (default 224/32/28 by\n"
     "stem and data) --recipe gray|simclr (its normalisation).  --labels FILE.npy also writes the labels.\n";
+
+// The class-balanced labelled subset of the first `limit` (0 = all) training images, its indices saved as
+// int64 (n) .npy in out_dir so that the semi-supervised number can be reproduced and audited.
+ImageDataset label_subset(const ImageDataset& train, int64_t limit, double fraction, uint64_t seed,
+                          const std::string& out_dir) {
+  const int64_t pool = limit > 0 ? std::min(limit, train.size()) : train.size();
+  const std::vector<int64_t> ids =
+      data::class_balanced_subset(train.labels.narrow(0, 0, pool), train.num_classes, fraction, seed);
+  std::filesystem::create_directories(out_dir);
+  char name[96];
+  std::snprintf(name, sizeof name, "label-subset-%g-seed%llu.npy", fraction, static_cast<unsigned long long>(seed));
+  const std::string path = (std::filesystem::path(out_dir) / name).string();
+  save_npy(path, Tensor::from_vector(ids, {static_cast<int64_t>(ids.size())}));
+  std::printf("labelled subset: %zu of %ld training images (%g of each class, seed %llu) -> %s\n", ids.size(),
+              long(pool), fraction, static_cast<unsigned long long>(seed), path.c_str());
+  return data::select_images(train, ids);
+}
 
 }  // namespace
 
@@ -62,14 +84,21 @@ int cmd_eval(const std::vector<std::string>& argv) {
   eval::KnnOptions ko;
   ko.k = a.integer("k", ko.k);
   ko.temperature = a.number("temperature", ko.temperature);
+  const double fraction = a.number("label-fraction", 1.0);
+  const auto label_seed = static_cast<uint64_t>(a.integer("label-seed", 0));
+  const std::string out_dir = a.str("out", "runs/eval");
   a.finish();
+  SELFSUP_CHECK(fraction > 0.0 && fraction <= 1.0, "eval ", mode, ": --label-fraction must be in (0, 1], got ",
+                fraction);
   if (threads > 0) omp_set_num_threads(static_cast<int>(threads));
   ImageDataset train = data::load_dataset(spec, "train"), test = data::load_dataset(spec, "test");
   SELFSUP_CHECK(train.images.size(3) == le.config.in_channels, "eval: ", spec, " has ", train.images.size(3),
                 " channels but the encoder in ", ckpt, " takes ", le.config.in_channels);
   std::printf("eval %s: %s on %s (%s width %ld)\n", mode.c_str(), ckpt.c_str(), spec.c_str(), le.config.arch.c_str(),
               long(le.config.width));
-  Tensor ftr = eval::extract_features(*le.encoder, train, le.config.image_size, le.config.recipe, train_limit);
+  if (fraction < 1.0) train = label_subset(train, train_limit, fraction, label_seed, out_dir);
+  Tensor ftr = eval::extract_features(*le.encoder, train, le.config.image_size, le.config.recipe,
+                                      fraction < 1.0 ? 0 : train_limit);
   Tensor fte = eval::extract_features(*le.encoder, test, le.config.image_size, le.config.recipe, test_limit);
   Tensor ytr = train.labels.narrow(0, 0, ftr.size(0)), yte = test.labels.narrow(0, 0, fte.size(0));
   if (mode == "knn") {
