@@ -2,9 +2,7 @@
 #include <omp.h>
 
 #include <cstdio>
-#include <filesystem>
 
-#include "engine/data/sampler.h"
 #include "engine/data/spec.h"
 #include "engine/io/npy.h"
 #include "ssl/app/args.h"
@@ -12,6 +10,7 @@
 #include "ssl/eval/features.h"
 #include "ssl/eval/knn.h"
 #include "ssl/eval/linear_probe.h"
+#include "ssl/eval/semi_supervised.h"
 #include "ssl/trainer/encoder_io.h"
 
 namespace selfsup::app {
@@ -19,8 +18,10 @@ namespace selfsup::app {
 namespace {
 
 const char* kEvalUsage =
-    "usage: selfsup eval linear|knn --checkpoint DIR [--data SPEC] [options]\n"
+    "usage: selfsup eval linear|knn|finetune --checkpoint DIR [--data SPEC] [options]\n"
     "\n"
+    "finetune: the whole encoder trained with a new head, against the same network from scratch\n"
+    "        (`selfsup eval finetune --help` lists its options)\n"
     "linear: standardise frozen features (encoder in eval mode), train a linear classifier with\n"
     "        cross-entropy, print train and test top-1.  --epochs (30) --batch (256) --lr (0.1) --wd (1e-4)\n"
     "knn:    cosine kNN with temperature-weighted votes (InstDisc).  --k (200) --temperature (0.07)\n"
@@ -39,23 +40,6 @@ const char* kEmbedUsage =
     "--width W (64 = torchvision) --stem imagenet|cifar --in-channels 1|3 --image-size S (default 224/32/28 by\n"
     "stem and data) --recipe gray|simclr (its normalisation).  --labels FILE.npy also writes the labels.\n";
 
-// The class-balanced labelled subset of the first `limit` (0 = all) training images, its indices saved as
-// int64 (n) .npy in out_dir so that the semi-supervised number can be reproduced and audited.
-ImageDataset label_subset(const ImageDataset& train, int64_t limit, double fraction, uint64_t seed,
-                          const std::string& out_dir) {
-  const int64_t pool = limit > 0 ? std::min(limit, train.size()) : train.size();
-  const std::vector<int64_t> ids =
-      data::class_balanced_subset(train.labels.narrow(0, 0, pool), train.num_classes, fraction, seed);
-  std::filesystem::create_directories(out_dir);
-  char name[96];
-  std::snprintf(name, sizeof name, "label-subset-%g-seed%llu.npy", fraction, static_cast<unsigned long long>(seed));
-  const std::string path = (std::filesystem::path(out_dir) / name).string();
-  save_npy(path, Tensor::from_vector(ids, {static_cast<int64_t>(ids.size())}));
-  std::printf("labelled subset: %zu of %ld training images (%g of each class, seed %llu) -> %s\n", ids.size(),
-              long(pool), fraction, static_cast<unsigned long long>(seed), path.c_str());
-  return data::select_images(train, ids);
-}
-
 }  // namespace
 
 int cmd_eval(const std::vector<std::string>& argv) {
@@ -64,7 +48,9 @@ int cmd_eval(const std::vector<std::string>& argv) {
     return argv.empty() ? 2 : 0;
   }
   const std::string mode = argv[0];
-  SELFSUP_CHECK(mode == "linear" || mode == "knn", "eval: unknown protocol '", mode, "' (expected linear or knn)");
+  if (mode == "finetune") return cmd_finetune(std::vector<std::string>(argv.begin() + 1, argv.end()));
+  SELFSUP_CHECK(mode == "linear" || mode == "knn", "eval: unknown protocol '", mode,
+                "' (expected linear, knn or finetune)");
   Args a(std::vector<std::string>(argv.begin() + 1, argv.end()), "eval " + mode);
   if (a.help()) {
     std::printf("%s", kEvalUsage);
@@ -96,7 +82,7 @@ int cmd_eval(const std::vector<std::string>& argv) {
                 " channels but the encoder in ", ckpt, " takes ", le.config.in_channels);
   std::printf("eval %s: %s on %s (%s width %ld)\n", mode.c_str(), ckpt.c_str(), spec.c_str(), le.config.arch.c_str(),
               long(le.config.width));
-  if (fraction < 1.0) train = label_subset(train, train_limit, fraction, label_seed, out_dir);
+  if (fraction < 1.0) train = eval::labelled_subset(train, train_limit, fraction, label_seed, out_dir);
   Tensor ftr = eval::extract_features(*le.encoder, train, le.config.image_size, le.config.recipe,
                                       fraction < 1.0 ? 0 : train_limit);
   Tensor fte = eval::extract_features(*le.encoder, test, le.config.image_size, le.config.recipe, test_limit);

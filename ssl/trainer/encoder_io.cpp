@@ -9,9 +9,7 @@
 
 namespace selfsup::ssl {
 
-namespace {
-
-std::shared_ptr<models::ResNet> build(const TrainConfig& c) {
+std::shared_ptr<models::ResNet> build_encoder(const TrainConfig& c, uint64_t seed) {
   SELFSUP_CHECK(c.arch == "resnet18" || c.arch == "resnet34" || c.arch == "resnet50", "unknown --arch '", c.arch,
                 "' (expected resnet18, resnet34 or resnet50)");
   SELFSUP_CHECK(c.stem == "cifar" || c.stem == "imagenet", "unknown --stem '", c.stem, "' (expected cifar or imagenet)");
@@ -21,10 +19,9 @@ std::shared_ptr<models::ResNet> build(const TrainConfig& c) {
   o.stem = c.stem == "cifar" ? models::Stem::cifar : models::Stem::imagenet;
   o.width = c.width;
   o.num_classes = 0;
+  o.seed = seed;
   return std::make_shared<models::ResNet>(o);
 }
-
-}  // namespace
 
 LoadedEncoder load_encoder_from_checkpoint(const std::string& dir_or_file) {
   namespace fs = std::filesystem;
@@ -41,7 +38,7 @@ LoadedEncoder load_encoder_from_checkpoint(const std::string& dir_or_file) {
   }
   Checkpoint ck = load_checkpoint(dir_or_file);
   LoadedEncoder le{nullptr, TrainConfig::from_json(ck.config_json, dir_or_file)};
-  le.encoder = build(le.config);
+  le.encoder = build_encoder(le.config, 0);
   nn::NamedTensors state;
   const std::string prefix = "encoder.";
   for (const auto& [k, v] : ck.model)
@@ -53,7 +50,7 @@ LoadedEncoder load_encoder_from_checkpoint(const std::string& dir_or_file) {
 
 LoadedEncoder load_encoder_from_weights(const std::string& file, const TrainConfig& arch) {
   SafetensorsFile f = load_safetensors(file);
-  LoadedEncoder le{build(arch), arch};
+  LoadedEncoder le{build_encoder(arch, 0), arch};
   nn::NamedTensors state;
   for (const auto& [k, v] : f.tensors)
     if (k.compare(0, 3, "fc.") != 0) state.emplace_back(k, v);

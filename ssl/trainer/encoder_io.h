@@ -21,5 +21,7 @@ LoadedEncoder load_encoder_from_checkpoint(const std::string& dir_or_file);
 // ignored) built as `arch` describes (arch, width, stem, in_channels, image_size, recipe). Wrong or missing
 // keys and shapes are errors naming the key.
 LoadedEncoder load_encoder_from_weights(const std::string& file, const TrainConfig& arch);
+// A freshly initialised encoder of `arch`'s architecture (the from-scratch baseline of fine-tuning).
+std::shared_ptr<models::ResNet> build_encoder(const TrainConfig& arch, uint64_t seed);
 
 }  // namespace selfsup::ssl
