@@ -83,6 +83,10 @@ int cmd_finetune(const std::vector<std::string>& argv) {
   a.finish();
   SELFSUP_CHECK(baseline == "scratch" || baseline == "none", "eval finetune: --baseline must be scratch or none, got '",
                 baseline, "'");
+  // Checked here as well as in eval::finetune, so a bad value stops before any data is loaded or printed.
+  SELFSUP_CHECK(opt.epochs >= 1 && opt.batch >= 1, "eval finetune: --epochs and --batch must be >= 1");
+  SELFSUP_CHECK(opt.lr > 0 && opt.backbone_lr_scale >= 0 && opt.weight_decay >= 0,
+                "eval finetune: --lr must be positive, --backbone-lr-scale and --wd non-negative");
   SELFSUP_CHECK(opt.crop_min > 0 && opt.crop_min <= 1, "eval finetune: --crop-min must be in (0, 1], got ",
                 opt.crop_min);
   SELFSUP_CHECK(!fs::exists(fs::path(out) / "result.json"), "eval finetune: ", out,
