@@ -123,7 +123,7 @@ struct MetricsHistory {
 MetricsHistory truncate_metrics(const std::string& path, int64_t step) {
   MetricsHistory h;
   std::ifstream in(path);
-  if (!in) return h;  // killed before the first line
+  if (!in) return h;  // nothing logged yet
   auto number = [](const nlohmann::json& j, const char* key) {
     return j.contains(key) && j[key].is_number() ? j[key].get<double>() : std::nan("");
   };

@@ -3,8 +3,6 @@
 #include <doctest/doctest.h>
 
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
 #include "engine/io/checkpoint.h"
 #include "ssl/trainer/encoder_io.h"
