@@ -13,12 +13,16 @@
 #
 # Steps (each timed, each one line in the final table; a failing step does not stop the later ones):
 #   1. nvidia-smi                      what GPU and driver this is
-#   2. configure + build for sm_90     build-gpu/, -j16, Release, SELFSUP_CUDA=ON (only the CUDA targets
-#                                      the later steps need, plus the CLI)
+#   2. configure + build for sm_90     build-gpu/, -j16, Release, SELFSUP_CUDA=ON, every target (the whole
+#                                      test suite, the CLI, the benchmarks and playgrounds)
 #   3. selfsup info                    the devices as the engine sees them
-#   4. test_cuda                       every CUDA test: device context, Philox bit-identity, to(Device),
-#                                      allocator, cuBLAS, casts, reductions, and the CPU-vs-CUDA OpCase table
-#                                      (its "not implemented on CUDA" list is copied into the report)
+#   4. ctest, the whole suite          the CPU tests on a machine that has a GPU (they must not assume there is
+#                                      none; SELFSUP_FMNIST_DIR gives them the carried Fashion-MNIST) and
+#                                      test_cuda: every CUDA test (device context, Philox bit-identity,
+#                                      to(Device), allocator, cuBLAS, casts, reductions, the trainer on cuda)
+#                                      and the CPU-vs-CUDA OpCase table (its "not implemented on CUDA" list is
+#                                      copied into the report). One row for the suite (passed/failed/skipped
+#                                      tests, the failed ones named), one for test_cuda.
 #   5. compute-sanitizer              memcheck on the elementwise/cast/reduce/index/augment/bf16 subset
 #                                      (SYNC_DEBUG on), racecheck on the bf16 tensor-core InfoNCE
 #   6. benchmarks                      next to PyTorch in the same run: bench_gpu_elementwise (add/mul GB/s vs
@@ -104,9 +108,8 @@ run_step configure 60 cmake -S . -B "$BUILD" -DSELFSUP_CUDA=ON -DCMAKE_BUILD_TYP
 row "configure (sm_$ARCHS)" "$STEP_STATUS" "$STEP_TIME" "$BUILD"
 [ "$STEP_RC" -ne 0 ] && FAILED=1
 if [ "$STEP_RC" -eq 0 ]; then
-  run_step build "${BUILD_LIMIT:-300}" cmake --build "$BUILD" -j "$JOBS" --target test_cuda bench_gpu_elementwise selfsup \
-    bench_playground_infonce bench_playground_momentum bench_augment_gpu bench_gpu_nn bench_simclr
-  row "build -j$JOBS" "$STEP_STATUS" "$STEP_TIME" "test_cuda, bench_gpu_elementwise, selfsup"
+  run_step build "${BUILD_LIMIT:-300}" cmake --build "$BUILD" -j "$JOBS"
+  row "build -j$JOBS" "$STEP_STATUS" "$STEP_TIME" "every target: tests, selfsup, benchmarks, playgrounds"
   [ "$STEP_RC" -ne 0 ] && FAILED=1
   BUILD_OK=$STEP_RC
 else
@@ -119,14 +122,29 @@ if [ "$BUILD_OK" -eq 0 ]; then
     run_step info 30 "${RUNENV[@]}" "$BUILD/selfsup" info
     row "selfsup info" "$STEP_STATUS" "$STEP_TIME" "$(grep -m1 'cuda:' "$LOGS/info.log" | sed 's/|/\//g' | cut -c1-90)"
 
-    # 4. all CUDA tests (the OpCase table included)
-    run_step test_cuda 180 "${RUNENV[@]}" SELFSUP_FMNIST_DIR="$FMNIST" "$BUILD/test_cuda"
+    # 4. the whole ctest suite, CPU tests and test_cuda (the OpCase table included). -V keeps every test's
+    # output in the log, each line prefixed "N: " by ctest; test_cuda's lines go to test_cuda.log for the
+    # rows and lists below. A skipped test (test_cuda without a device: exit 77) does not fail ctest, so the
+    # test_cuda row says Skipped where it did not run.
+    run_step ctest "${CTEST_LIMIT:-480}" "${RUNENV[@]}" SELFSUP_FMNIST_DIR="$FMNIST" \
+      bash -c "cd '$BUILD' && ctest -V -j ${CTEST_JOBS:-8} --timeout 400"
     [ "$STEP_RC" -ne 0 ] && FAILED=1
-    OPT=$(grep -m1 '^op table CPU vs CUDA' "$LOGS/test_cuda.log" | sed 's/^op table CPU vs CUDA: //')
-    DT=$(grep -m1 -E '^\[doctest\] test cases' "$LOGS/test_cuda.log" | sed 's/^\[doctest\] //; s/|/\//g')
-    row "test_cuda" "$STEP_STATUS" "$STEP_TIME" "${DT:-no doctest summary}"
+    SUITE=$(grep -m1 -E '^[0-9]+% tests passed' "$LOGS/ctest.log")
+    list_after() {  # the test names ctest lists under a heading ("\t 11 - cuda (Skipped)"), comma-separated
+      sed -n "/^$1/,/^\$/p" "$LOGS/ctest.log" | grep -E '^\s+[0-9]+ - ' | sed -E 's/^\s+[0-9]+ - //' | paste -sd, -
+    }
+    NOT_PASSED=$(list_after 'The following tests FAILED:')
+    NOT_RUN=$(list_after 'The following tests did not run:')
+    row "ctest, whole suite" "$STEP_STATUS" "$STEP_TIME" \
+      "${SUITE:-no ctest summary}${NOT_PASSED:+; FAILED: $NOT_PASSED}${NOT_RUN:+; not run: $NOT_RUN}"
+    CUDA_N=$(grep -m1 -E '^[0-9]+: Test command: .*/test_cuda$' "$LOGS/ctest.log" | cut -d: -f1)
+    [ -n "$CUDA_N" ] && sed -n "s/^$CUDA_N: //p" "$LOGS/ctest.log" > "$LOGS/test_cuda.log"
+    CUDA_RESULT=$(grep -m1 -E '^[0-9]+/[0-9]+ Test +#[0-9]+: cuda \.' "$LOGS/ctest.log" | sed -E 's/.* \.+[* ]*//; s/  +/ /g')
+    OPT=$(grep -m1 '^op table CPU vs CUDA' "$LOGS/test_cuda.log" 2>/dev/null | sed 's/^op table CPU vs CUDA: //')
+    DT=$(grep -m1 -E '^\[doctest\] test cases' "$LOGS/test_cuda.log" 2>/dev/null | sed 's/^\[doctest\] //; s/|/\//g')
+    row "test_cuda (in ctest)" "${CUDA_RESULT:-not run}" "-" "${DT:-no doctest summary}"
     row "OpCase table CPU vs CUDA" "$([ -n "$OPT" ] && echo ran || echo missing)" "-" "${OPT:-see log}"
-    OPB=$(grep -m1 '^op table CPU vs CUDA in bf16' "$LOGS/test_cuda.log" | sed 's/^op table CPU vs CUDA in bf16: //')
+    OPB=$(grep -m1 '^op table CPU vs CUDA in bf16' "$LOGS/test_cuda.log" 2>/dev/null | sed 's/^op table CPU vs CUDA in bf16: //')
     row "OpCase table CPU vs CUDA, bf16" "$([ -n "$OPB" ] && echo ran || echo missing)" "-" "${OPB:-see log}"
   fi
 

@@ -36,7 +36,8 @@ const char* kEmbedUsage =
     "                     [--limit N] --out FEATURES.npy\n"
     "\n"
     "Writes the encoder's features (eval mode, resize + normalisation only) as a float32 (N, D) NumPy array.\n"
-    "--weights takes a torchvision-named ResNet state dict; describe it with --arch resnet18|resnet34|resnet50\n"
+    "--weights takes a torchvision-named ResNet state dict (a run's encoder.safetensors, or its encoder part in a\n"
+    "checkpoint ckpt-<step>.safetensors); describe it with --arch resnet18|resnet34|resnet50\n"
     "--width W (64 = torchvision) --stem imagenet|cifar --in-channels 1|3 --image-size S (default 224/32/28 by\n"
     "stem and data) --recipe gray|simclr (its normalisation).  --labels FILE.npy also writes the labels.\n";
 

@@ -25,8 +25,9 @@ const char* kUsage =
     "           --temperature T (0.2)  --warmup F (fraction of the steps, 0.05)\n"
     "length:    --epochs E | --minutes M (sized after timing the first steps) | --steps N (default --epochs 10)\n"
     "run:       --out DIR (runs/simclr)  --resume DIR  --seed S  --threads N  --device auto|cpu|cuda\n"
-    "           --log-every N (10)  --checkpoint-minutes M (5)  --knn-k K (200)  --knn-train-limit N (10000)\n"
-    "           --no-knn  --stop-after N (stop after N steps with a checkpoint, as if interrupted)\n";
+    "           --log-every N (10)  --checkpoint-minutes M (5)  --checkpoint-every N (steps; 0 = by time only)\n"
+    "           --knn-k K (200)  --knn-train-limit N (10000)  --no-knn\n"
+    "           --stop-after N (stop after N steps with a checkpoint, as if interrupted)\n";
 
 }  // namespace
 
@@ -70,6 +71,7 @@ int cmd_train(const std::vector<std::string>& argv) {
   c.out = a.str("out", c.out);
   c.log_every = a.integer("log-every", c.log_every);
   c.checkpoint_minutes = a.number("checkpoint-minutes", c.checkpoint_minutes);
+  c.checkpoint_every = a.integer("checkpoint-every", c.checkpoint_every);
   c.knn_k = a.integer("knn-k", c.knn_k);
   c.knn_train_limit = a.integer("knn-train-limit", c.knn_train_limit);
   c.knn_every_epoch = !a.flag("no-knn");

@@ -42,6 +42,7 @@ struct TrainConfig {
   std::string out = "runs/simclr";
   int64_t log_every = 10;
   double checkpoint_minutes = 5;
+  int64_t checkpoint_every = 0;  // also a checkpoint every N steps (0 = by time only)
   int64_t knn_k = 200;
   int64_t knn_train_limit = 10000;  // training images used as the kNN monitor's memory (0 = all)
   int64_t knn_test_limit = 0;       // test images classified by the monitor (0 = all)

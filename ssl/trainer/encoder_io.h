@@ -18,8 +18,9 @@ struct LoadedEncoder {
 // encoder.safetensors and config.json (how encoders are committed under models/pretrained/).
 LoadedEncoder load_encoder_from_checkpoint(const std::string& dir_or_file);
 // A torchvision-style state dict (conv1.weight, layer1.0.bn1.running_mean, ...; an `fc.*` classifier is
-// ignored) built as `arch` describes (arch, width, stem, in_channels, image_size, recipe). Wrong or missing
-// keys and shapes are errors naming the key.
+// ignored), or a run's checkpoint file (its model.encoder.* part), built as `arch` describes (arch, width,
+// stem, in_channels, image_size, recipe). A width, input channel count or stem other than conv1.weight's is
+// an error naming the option to pass; other wrong or missing keys and shapes are errors naming the key.
 LoadedEncoder load_encoder_from_weights(const std::string& file, const TrainConfig& arch);
 // A freshly initialised encoder of `arch`'s architecture (the from-scratch baseline of fine-tuning).
 std::shared_ptr<models::ResNet> build_encoder(const TrainConfig& arch, uint64_t seed);

@@ -13,6 +13,8 @@
 #include <memory>
 #include <optional>
 
+#include <nlohmann/json.hpp>
+
 #include "engine/autograd/grad_mode.h"
 #include "engine/core/cuda_context.h"
 #include "engine/data/augment.h"
@@ -53,6 +55,7 @@ void validate(const TrainConfig& c) {
   SELFSUP_CHECK(c.temperature > 0 && c.lr > 0 && c.weight_decay >= 0 && c.momentum >= 0 && c.crop_min > 0 &&
                     c.crop_min <= 1 && c.warmup_fraction >= 0 && c.warmup_fraction < 1,
                 "train: --temperature and --lr must be positive, --crop-min in (0, 1], --warmup in [0, 1)");
+  SELFSUP_CHECK(c.log_every >= 1 && c.checkpoint_every >= 0, "train: --log-every must be >= 1, --checkpoint-every >= 0");
   const int given = (c.epochs > 0) + (c.minutes > 0) + (c.steps > 0);
   SELFSUP_CHECK(given == 1 || c.total_steps > 0, "train: give exactly one of --epochs, --minutes or --steps");
 }
@@ -106,6 +109,43 @@ class MetricsLog {
  private:
   std::FILE* f_;
 };
+
+// What metrics.jsonl holds up to a step, for the plot of a resumed run.
+struct MetricsHistory {
+  std::vector<double> steps, loss;  // step lines
+  std::vector<double> epochs, knn;  // epoch lines (kNN top-1 in %)
+};
+
+// Cuts DIR/metrics.jsonl back to the lines of steps <= `step` (the checkpoint a run resumes from) and
+// returns them. A run killed after its last checkpoint had logged steps the resumed run takes again, and
+// each step must appear once; a last line without its newline (killed mid-write) goes too. Atomic: a kill
+// during the rewrite leaves the old file, which the next resume cuts the same way.
+MetricsHistory truncate_metrics(const std::string& path, int64_t step) {
+  MetricsHistory h;
+  std::ifstream in(path);
+  if (!in) return h;  // nothing logged yet
+  auto number = [](const nlohmann::json& j, const char* key) {
+    return j.contains(key) && j[key].is_number() ? j[key].get<double>() : std::nan("");
+  };
+  std::string kept;
+  for (std::string line; std::getline(in, line) && !in.eof();) {
+    const nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
+    if (j.is_discarded() || !j.contains("step") || !j["step"].is_number_integer() || j["step"].get<int64_t>() > step)
+      continue;
+    kept += line + "\n";
+    const std::string type = j.value("type", "");
+    if (type == "step") {
+      h.steps.push_back(number(j, "step"));
+      h.loss.push_back(number(j, "loss"));
+    } else if (type == "epoch") {
+      h.epochs.push_back(number(j, "epoch"));
+      h.knn.push_back(100.0 * number(j, "knn_top1"));
+    }
+  }
+  in.close();
+  atomic_write_file(path, kept.data(), kept.size());
+  return h;
+}
 
 std::string num(double v) {
   if (!std::isfinite(v)) return "null";
@@ -227,8 +267,13 @@ TrainSummary train(TrainConfig cfg, const TrainControl& control) {
     return held ? LoaderPosition{held->epoch, held->batch} : loader.position();
   };
 
-  MetricsLog metrics((fs::path(cfg.out) / "metrics.jsonl").string());
-  std::vector<double> plot_steps, plot_loss, plot_epochs, plot_knn;
+  const std::string metrics_path = (fs::path(cfg.out) / "metrics.jsonl").string();
+  MetricsHistory history = resuming ? truncate_metrics(metrics_path, step) : MetricsHistory{};
+  MetricsLog metrics(metrics_path);
+  std::vector<double>& plot_steps = history.steps;
+  std::vector<double>& plot_loss = history.loss;
+  std::vector<double>& plot_epochs = history.epochs;
+  std::vector<double>& plot_knn = history.knn;
   TrainSummary summary;
   auto save = [&](int64_t at_step) {
     Checkpoint ck;
@@ -334,7 +379,8 @@ TrainSummary train(TrainConfig cfg, const TrainControl& control) {
       write_plot();
     }
     const bool interrupted = control.stop_after > 0 && step - start_step >= control.stop_after;
-    if (interrupted || seconds_since(t_ckpt) >= cfg.checkpoint_minutes * 60.0) {
+    const bool periodic = cfg.checkpoint_every > 0 && step % cfg.checkpoint_every == 0 && step < cfg.total_steps;
+    if (interrupted || periodic || seconds_since(t_ckpt) >= cfg.checkpoint_minutes * 60.0) {
       save(step);
       t_ckpt = Clock::now();
     }

@@ -1,7 +1,8 @@
 // The trainer's GPU view path (ssl/trainer/trainer.cpp + engine/data/device_augment.h) on a small slice of
 // Fashion-MNIST: the held (pre-staged) batch must not shift the data position a checkpoint stores, a
 // resumed GPU run must continue the same sequence, and the resident and streamed modes must train alike.
-// Needs a device (test_cuda) and the Fashion-MNIST files (skips with a message without them).
+// Needs a device (test_cuda exits 77, a visible ctest skip, without one) and the Fashion-MNIST files (their
+// absence fails, tests/support/fashion_mnist.h).
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -20,19 +21,9 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// Debian's dataset-fashion-mnist, or SELFSUP_FMNIST_DIR (a GPU machine without Debian's datasets:
-// bench/gpu_check.sh points it at the carried copy).
-std::string fashion_mnist_dir() {
-  const char* dir = std::getenv("SELFSUP_FMNIST_DIR");
-  return dir && *dir ? dir : "/usr/share/datasets/fashion-mnist";
-}
-
-bool have_fashion_mnist() { return fs::exists(fashion_mnist_dir() + "/train-images-idx3-ubyte.gz"); }
-
 ssl::TrainConfig tiny_gpu(const std::string& out) {
   ssl::TrainConfig c = test::tiny_train_config(out);
   c.device = "cuda";
-  c.data = "fashion-mnist:" + fashion_mnist_dir();
   return c;
 }
 
@@ -68,10 +59,7 @@ struct EnvGuard {
 }  // namespace
 
 TEST_CASE("trainer on cuda: checkpoint position, resume, resident vs streamed views") {
-  if (!have_fashion_mnist()) {
-    MESSAGE("SKIPPED: Fashion-MNIST is not at " << fashion_mnist_dir() << " (set SELFSUP_FMNIST_DIR)");
-    return;
-  }
+  test::require_fashion_mnist();
   std::vector<std::vector<double>> per_mode;
   for (const char* mode : {"resident", "stream"}) {
     CAPTURE(mode);

@@ -1,6 +1,6 @@
 // IDX reader: small crafted files (raw and gzipped) with known values, every malformed-input case the
-// reader must reject with a selfsup::Error naming the file, and the real Fashion-MNIST test split when
-// Debian's dataset-fashion-mnist is installed.
+// reader must reject with a selfsup::Error naming the file, and the real Fashion-MNIST test split (Debian's
+// dataset-fashion-mnist, a declared dependency: without it that case fails saying how to install it).
 #include <doctest/doctest.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -13,6 +13,7 @@
 
 #include "engine/core/check.h"
 #include "engine/data/idx.h"
+#include "tests/support/fashion_mnist.h"
 
 namespace fs = std::filesystem;
 using selfsup::DType;
@@ -221,11 +222,8 @@ TEST_CASE("fashion-mnist: a directory of raw (uncompressed) files loads, labels 
 }
 
 TEST_CASE("fashion-mnist: the real test split") {
-  if (!fs::is_directory(selfsup::data::kFashionMnistDir)) {
-    MESSAGE("skipped: ", selfsup::data::kFashionMnistDir, " absent (apt-get install dataset-fashion-mnist)");
-    return;
-  }
-  ImageDataset ds = load_fashion_mnist("fashion-mnist", false);
+  selfsup::test::require_fashion_mnist();
+  ImageDataset ds = load_fashion_mnist(selfsup::test::fashion_mnist_dir(), false);
   REQUIRE(ds.images.sizes() == selfsup::Shape{10000, 28, 28, 1});
   REQUIRE(ds.labels.sizes() == selfsup::Shape{10000});
   CHECK(ds.num_classes == 10);

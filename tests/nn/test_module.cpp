@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "engine/autograd/grad_mode.h"
+#include "engine/core/cuda_context.h"
 #include "engine/nn/init.h"
 #include "engine/nn/layers.h"
 #include "tests/support/engine_gradcheck.h"
@@ -220,7 +221,7 @@ TEST_CASE("zero_grad drops gradients; backward reaches every parameter") {
   for (auto& [n, p] : m.named_parameters()) CHECK_MESSAGE(!p.grad().defined(), n);
 }
 
-TEST_CASE("to(dtype) converts floating state, keeps int64 buffers; to(cuda) is a clear error") {
+TEST_CASE("to(dtype) converts floating state, keeps int64 buffers; to(cuda) moves everything, or is a clear error") {
   Tiny m;
   std::vector<double> w = m.conv->weight.to_vector();
   m.to(DType::f64);
@@ -231,9 +232,34 @@ TEST_CASE("to(dtype) converts floating state, keeps int64 buffers; to(cuda) is a
   CHECK(m.conv->weight.is_leaf());
   CHECK(m.forward(Tensor::randn({2, 2, 4, 4}, DType::f64)).dtype() == DType::f64);
   m.to(Device::cpu());
-  // Here there is no usable CUDA device (or no CUDA build): moving fails naming the device, nothing moves.
-  CHECK_THROWS_WITH_AS(m.to(Device::cuda(0)), doctest::Contains("device cuda:0 requested"), Error);
-  CHECK(m.conv->weight.device().is_cpu());
+  if (cuda_device_count() > 0) {
+    // With a device: every parameter and buffer moves, keeps its dtype and stays a leaf that wants a
+    // gradient, and the way back gives the same bits.
+    const nn::NamedTensors before = m.state_dict();
+    m.to(Device::cuda(0));
+    for (auto& [n, t] : m.state_dict()) {
+      CAPTURE(n);
+      CHECK(t.device() == Device::cuda(0));
+    }
+    for (auto& [n, p] : m.named_parameters()) {
+      CAPTURE(n);
+      CHECK(p.requires_grad());
+      CHECK(p.is_leaf());
+    }
+    m.to(Device::cpu());
+    const nn::NamedTensors after = m.state_dict();
+    REQUIRE(after.size() == before.size());
+    for (size_t i = 0; i < after.size(); ++i) {
+      CAPTURE(after[i].first);
+      CHECK(after[i].second.device().is_cpu());
+      CHECK(after[i].second.dtype() == before[i].second.dtype());
+      CHECK(after[i].second.to_vector() == before[i].second.to_vector());
+    }
+  } else {
+    // No usable CUDA device (or no CUDA build): moving fails naming the device, nothing moves.
+    CHECK_THROWS_WITH_AS(m.to(Device::cuda(0)), doctest::Contains("device cuda:0 requested"), Error);
+    CHECK(m.conv->weight.device().is_cpu());
+  }
 }
 
 TEST_CASE("layers: shapes, forward equals the op, PyTorch default init bounds") {

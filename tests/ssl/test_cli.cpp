@@ -5,7 +5,12 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <string>
+
+#include "tests/support/fashion_mnist.h"
+#include "tests/support/trainer_fixture.h"
 
 namespace {
 
@@ -22,6 +27,11 @@ Run run(const std::string& args) {
   while (p && std::fgets(buf, sizeof buf, p)) out += buf;
   int status = p ? pclose(p) : -1;
   return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
 }
 
 int lines(const std::string& s) {
@@ -71,13 +81,11 @@ TEST_CASE("every command has --help") {
 }
 
 TEST_CASE("train, eval knn, eval linear and embed from the command line") {
-  if (!std::filesystem::exists("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz")) {
-    MESSAGE("SKIPPED: dataset-fashion-mnist is not installed");
-    return;
-  }
-  const std::string dir = (std::filesystem::temp_directory_path() / "selfsup_cli_run").string();
-  std::filesystem::remove_all(dir);
-  Run t = run("train --limit 256 --batch 64 --width 4 --proj-hidden 32 --proj-dim 16 --steps 4 --no-knn --out " + dir);
+  selfsup::test::require_fashion_mnist();
+  const std::string dir = selfsup::test::fresh_run_dir("cli", "run"), data = selfsup::test::fashion_mnist_spec();
+  // On the CPU even where a GPU exists: the test is about the commands, not the device.
+  Run t = run("train --data " + data + " --device cpu --limit 256 --batch 64 --width 4 --proj-hidden 32 --proj-dim 16 "
+              "--steps 4 --no-knn --out " + dir);
   INFO(t.out);
   REQUIRE(t.code == 0);
   CHECK(t.out.find("trained 4 steps") != std::string::npos);
@@ -90,18 +98,33 @@ TEST_CASE("train, eval knn, eval linear and embed from the command line") {
   CHECK(l.code == 0);
   CHECK(l.out.find("linear probe: train top-1") != std::string::npos);
   const std::string npy = dir + "/feats.npy";
-  Run e = run("embed --checkpoint " + dir + " --data fashion-mnist --split test --limit 10 --out " + npy);
+  Run e = run("embed --checkpoint " + dir + " --data " + data + " --split test --limit 10 --out " + npy);
   INFO(e.out);
   CHECK(e.code == 0);
   CHECK(e.out.find("10 x 32 features") != std::string::npos);
   // 128-byte header (64-byte multiple) + 10 x 32 float32
   CHECK(std::filesystem::file_size(npy) == 128 + 10 * 32 * 4);
-  // The torchvision-named encoder weights load with a matching description, and not with another width.
-  Run w = run("embed --weights " + dir + "/encoder.safetensors --width 4 --limit 5 --out " + dir + "/w.npy");
+  // --weights: the torchvision-named encoder.safetensors and the run's last checkpoint (its encoder part)
+  // both load with a matching description and give the same features; another width is named as such.
+  const std::string weights = " --data " + data + " --width 4 --limit 5 --out ";
+  Run w = run("embed --weights " + dir + "/encoder.safetensors" + weights + dir + "/w.npy");
   INFO(w.out);
   CHECK(w.code == 0);
-  Run bad = run("embed --weights " + dir + "/encoder.safetensors --width 8 --limit 5 --out " + dir + "/x.npy");
-  CHECK(bad.code != 0);
-  CHECK(bad.out.find("does not match resnet18 width 8") != std::string::npos);
-  CHECK(!std::filesystem::exists(dir + "/x.npy"));
+  Run wc = run("embed --weights " + dir + "/ckpt-4.safetensors" + weights + dir + "/wc.npy");
+  INFO(wc.out);
+  CHECK(wc.code == 0);
+  CHECK(slurp(dir + "/w.npy") == slurp(dir + "/wc.npy"));
+  CHECK(slurp(dir + "/w.npy").size() == 128 + 5 * 32 * 4);
+  for (const char* file : {"/encoder.safetensors", "/ckpt-4.safetensors"}) {
+    CAPTURE(file);
+    Run bad = run("embed --weights " + dir + file + " --data " + data + " --width 8 --limit 5 --out " + dir + "/x.npy");
+    CHECK(bad.code != 0);
+    CHECK(bad.out.find("the weights have width 4 (conv1.weight [4, 1, 3, 3]), not the 8 described: pass --width 4") !=
+          std::string::npos);
+    CHECK(!std::filesystem::exists(dir + "/x.npy"));
+  }
+  // A file that is no state dict (here the run's PNG plot is not even safetensors): one error line, naming it.
+  Run junk = run("embed --weights " + dir + "/metrics.png --data " + data + " --limit 5 --out " + dir + "/x.npy");
+  CHECK(junk.code != 0);
+  CHECK(junk.out.find(dir + "/metrics.png") != std::string::npos);
 }

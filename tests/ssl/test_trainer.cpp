@@ -1,10 +1,8 @@
-// The training loop on a small slice of Fashion-MNIST: exact resume, the files a run writes, a non-finite
-// loss stop, and the errors bad configurations must raise.
+// The training loop on a small slice of Fashion-MNIST: a non-finite loss stop, the errors bad configurations
+// must raise, and loading the encoder a run wrote (exact resume is tests/ssl/test_resume.cpp).
 #include <doctest/doctest.h>
 
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
 #include "engine/io/checkpoint.h"
 #include "ssl/trainer/encoder_io.h"
@@ -17,53 +15,14 @@ namespace fs = std::filesystem;
 
 namespace {
 
-bool have_fashion_mnist() { return fs::exists("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz"); }
-
 ssl::TrainConfig tiny(const std::string& out) { return test::tiny_train_config(out); }
 
 std::string fresh_dir(const std::string& name) { return test::fresh_run_dir("trainer", name); }
 
-// The step lines of metrics.jsonl without the throughput field (wall-clock dependent).
-std::vector<std::string> step_lines(const std::string& dir) {
-  std::ifstream in(dir + "/metrics.jsonl");
-  std::vector<std::string> out;
-  for (std::string line; std::getline(in, line);)
-    if (line.find("\"type\": \"step\"") != std::string::npos) out.push_back(line.substr(0, line.find(", \"images_per_s\"")));
-  return out;
-}
-
 }  // namespace
 
-TEST_CASE("a resumed run reproduces the uninterrupted run's losses bit for bit") {
-  if (!have_fashion_mnist()) {
-    MESSAGE("SKIPPED: dataset-fashion-mnist is not installed");
-    return;
-  }
-  const std::string a = fresh_dir("a"), b = fresh_dir("b");
-  ssl::TrainSummary sa = ssl::train(tiny(a), {"", 0, true});
-  CHECK(sa.steps == 16);
-  ssl::TrainSummary sb1 = ssl::train(tiny(b), {"", 5, true});
-  CHECK(sb1.steps == 5);
-  ssl::TrainSummary sb2 = ssl::train(tiny("ignored"), {b, 0, true});
-  CHECK(sb2.steps == 16);
-  CHECK(sb2.steps_this_run == 11);
-  std::vector<std::string> la = step_lines(a), lb = step_lines(b);
-  REQUIRE(la.size() == 16);
-  CHECK(la == lb);
-  // What a run leaves behind.
-  for (const char* f : {"config.json", "metrics.jsonl", "metrics.png", "encoder.safetensors", "latest"})
-    CHECK(fs::exists(fs::path(a) / f));
-  CHECK(latest_checkpoint(a).find("ckpt-16.safetensors") != std::string::npos);
-  ssl::LoadedEncoder le = ssl::load_encoder_from_checkpoint(a);
-  CHECK(le.config.width == 4);
-  CHECK(le.encoder->feature_dim() == 32);
-}
-
 TEST_CASE("a non-finite loss stops training, naming the step, and keeps the last good checkpoint") {
-  if (!have_fashion_mnist()) {
-    MESSAGE("SKIPPED: dataset-fashion-mnist is not installed");
-    return;
-  }
+  test::require_fashion_mnist();
   const std::string d = fresh_dir("nan");
   ssl::TrainConfig c = tiny(d);
   ssl::train(c, {"", 3, true});  // a good checkpoint at step 3
@@ -79,10 +38,7 @@ TEST_CASE("a non-finite loss stops training, naming the step, and keeps the last
 }
 
 TEST_CASE("bad configurations fail with one clear message and write nothing over") {
-  if (!have_fashion_mnist()) {
-    MESSAGE("SKIPPED: dataset-fashion-mnist is not installed");
-    return;
-  }
+  test::require_fashion_mnist();
   const std::string d = fresh_dir("bad");
   ssl::TrainConfig c = tiny(d);
   c.method = "byol";
@@ -111,24 +67,72 @@ TEST_CASE("bad configurations fail with one clear message and write nothing over
   CHECK(latest_checkpoint(done) == before);
 }
 
-TEST_CASE("weights of another architecture are refused, naming the key") {
-  if (!have_fashion_mnist()) {
-    MESSAGE("SKIPPED: dataset-fashion-mnist is not installed");
-    return;
-  }
+TEST_CASE("encoder weights of another width are refused naming the width; a run's checkpoint loads as weights") {
+  test::require_fashion_mnist();
   const std::string d = fresh_dir("arch");
-  ssl::train(tiny(d), {"", 2, true});
-  ssl::TrainConfig other = tiny(d);
-  other.width = 8;
-  CHECK_THROWS_WITH_AS(ssl::load_encoder_from_weights(latest_checkpoint(d), other), doctest::Contains("does not match"),
+  ssl::TrainConfig c = tiny(d);
+  c.epochs = 0;
+  c.steps = 2;  // a finished run: ckpt-2.safetensors and encoder.safetensors
+  ssl::train(c, {"", 0, true});
+  const std::string encoder = d + "/encoder.safetensors", ckpt = latest_checkpoint(d);
+  REQUIRE(ckpt.find("ckpt-2.safetensors") != std::string::npos);
+  // Both files hold every key a width-8 ResNet-18 has: only conv1.weight's shape tells the width.
+  for (const std::string& f : {encoder, ckpt}) {
+    CAPTURE(f);
+    ssl::TrainConfig other = c;
+    other.width = 8;
+    CHECK_THROWS_WITH_AS(ssl::load_encoder_from_weights(f, other),
+                         doctest::Contains("the weights have width 4 (conv1.weight [4, 1, 3, 3]), not the 8 "
+                                           "described: pass --width 4"),
+                         Error);
+    other = c;
+    other.in_channels = 3;
+    CHECK_THROWS_WITH_AS(ssl::load_encoder_from_weights(f, other),
+                         doctest::Contains("take 1 input channel(s) (conv1.weight [4, 1, 3, 3]), not the 3 described"),
+                         Error);
+    other = c;
+    other.stem = "imagenet";
+    CHECK_THROWS_WITH_AS(ssl::load_encoder_from_weights(f, other),
+                         doctest::Contains("have the cifar stem (conv1.weight [4, 1, 3, 3]), not the imagenet stem"),
+                         Error);
+    // Another depth with the same stem: the first key the file lacks is named.
+    other = c;
+    other.arch = "resnet34";
+    CHECK_THROWS_WITH_AS(ssl::load_encoder_from_weights(f, other),
+                         doctest::Contains("does not match resnet34 width 4 with the cifar stem and 1 input "
+                                           "channel(s): load_state_dict: missing key(s) in state: 'layer1.2."),
+                         Error);
+  }
+  // Described correctly, the checkpoint's encoder part and encoder.safetensors load the same weights, bit for
+  // bit, as the checkpoint read as a run.
+  const nn::NamedTensors from_run = ssl::load_encoder_from_checkpoint(d).encoder->state_dict();
+  for (const std::string& f : {encoder, ckpt}) {
+    CAPTURE(f);
+    const nn::NamedTensors got = ssl::load_encoder_from_weights(f, c).encoder->state_dict();
+    REQUIRE(got.size() == from_run.size());
+    for (size_t i = 0; i < got.size(); ++i) {
+      CAPTURE(got[i].first);
+      CHECK(got[i].first == from_run[i].first);
+      CHECK(testing::allclose(got[i].second, from_run[i].second, 0.0, 0.0).ok);
+    }
+  }
+  // A safetensors file that is no ResNet state dict, and a checkpoint without an encoder: errors that say so.
+  const std::string other_file = d + "/other.safetensors";
+  save_safetensors(other_file, {{"weight", Tensor::zeros({2, 2})}});
+  CHECK_THROWS_WITH_AS(ssl::load_encoder_from_weights(other_file, c),
+                       doctest::Contains("no conv1.weight, so not a ResNet state dict with torchvision names (1 "
+                                         "tensors, the first 'weight'); --weights takes a run's encoder.safetensors "
+                                         "or ckpt-<step>.safetensors"),
                        Error);
+  Checkpoint headless;
+  headless.model["head.fc1.weight"] = Tensor::zeros({2, 2});
+  const std::string headless_file = save_checkpoint(d + "/headless.safetensors", headless);
+  CHECK_THROWS_WITH_AS(ssl::load_encoder_from_weights(headless_file, c),
+                       doctest::Contains("the checkpoint holds no encoder weights (model.encoder.*)"), Error);
 }
 
 TEST_CASE("a slim run directory (encoder.safetensors + config.json) loads the encoder the checkpoint holds") {
-  if (!have_fashion_mnist()) {
-    MESSAGE("SKIPPED: dataset-fashion-mnist is not installed");
-    return;
-  }
+  test::require_fashion_mnist();
   // The layout of a committed encoder (models/pretrained/<name>/): no checkpoint, no `latest`.
   const std::string d = fresh_dir("slim_src"), slim = fresh_dir("slim");
   ssl::train(tiny(d), {"", 0, true});  // encoder.safetensors is written at the end of a run
