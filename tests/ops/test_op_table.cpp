@@ -75,6 +75,7 @@ TEST_CASE("op table: float32 forward and backward agree with float64 on the same
       }
       Tensor out64 = c.fn(in64), out32 = c.fn(in32);
       REQUIRE(out32.dtype() == (is_floating(out64.dtype()) ? DType::f32 : out64.dtype()));
+      REQUIRE(out32.sizes() == out64.sizes());
       const double fwd = f32_error_units(out32, out64);
       INFO(c.name, " forward: ", fwd, " eps32 x scale (bound ", c.f32_ulps, ")");
       CHECK(fwd <= c.f32_ulps);
