@@ -28,7 +28,7 @@ struct OpCase {
   // over the tensor: the float32 arithmetic's rounding error relative to the output's scale (forward), and
   // the same for every input's gradient of sum(w * out) (backward). The bound follows the number n of terms
   // summed into one element (f32_ulps_for_terms): rounding errors of a sum grow like sqrt(n) (a random
-  // walk; n at worst), measured at most 0.27 sqrt(n) on the long rows (matmul K = 1024: 6.7, conv 576
+  // walk; n at worst), measured at most 0.21 sqrt(n) on the long rows (matmul K = 1024: 6.7, conv 576
   // terms: 2.2, logsumexp's gradient over 2048: 5.9) and at most 1.5 on the small ones, which sum a few
   // dozen terms and get the default. A wrong index or a dropped term is off by ~1e6 units.
   double f32_ulps = 4, f32_grad_ulps = 4;
