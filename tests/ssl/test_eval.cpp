@@ -235,9 +235,10 @@ TEST_CASE("kNN equals a float64 reference on overlapping classes, row by row, fo
     CHECK(accuracy(ref) > 0.4);  // overlapping, not hopeless (chance 0.25) ...
     CHECK(accuracy(ref) < 0.9);  // ... and not separable
   }
-  // The data tells the variants apart: another k, no L2 normalisation, or unweighted votes change the
-  // prediction of several test rows (measured: 15 rows for k = 5, 7 for k = 80, 38 without normalisation, 11 unweighted),
-  // so an implementation with any of those mistakes fails the row-by-row comparison above.
+  // The data tells the variants apart: another k, no L2 normalisation, or unweighted votes change whether
+  // several test rows are classified correctly (measured: 15 rows for k = 5, 7 for k = 80, 38 without
+  // normalisation, 11 unweighted), so an implementation with any of those mistakes fails the row-by-row
+  // comparison above.
   const std::vector<int> ref = knn_reference(train, test, 4, 20, 0.2);
   CHECK(rows_differing(knn_reference(train, test, 4, 5, 0.2), ref) >= 4);
   CHECK(rows_differing(knn_reference(train, test, 4, 80, 0.2), ref) >= 4);
