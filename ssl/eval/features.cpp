@@ -17,7 +17,13 @@ Tensor extract_features(models::ResNet& encoder, const ImageDataset& data, int64
   const AugmentRecipe train_recipe = make_recipe(recipe, static_cast<int>(image_size), channels);
   std::copy(std::begin(train_recipe.mean), std::end(train_recipe.mean), std::begin(eval_recipe.mean));
   std::copy(std::begin(train_recipe.std), std::end(train_recipe.std), std::begin(eval_recipe.std));
-  const bool was_training = encoder.is_training();
+  // Eval mode for the extraction; the caller's mode comes back however this returns (an encoder that
+  // throws, e.g. on a channel mismatch, must not be left in eval mode for a training loop that goes on).
+  struct ModeGuard {
+    models::ResNet& m;
+    bool was_training;
+    ~ModeGuard() { m.train(was_training); }
+  } mode{encoder, encoder.is_training()};
   // Images are prepared on the CPU and moved to the encoder's device; features come back to the CPU.
   const Device device = encoder.parameters().front().device();
   encoder.eval();
@@ -32,7 +38,6 @@ Tensor extract_features(models::ResNet& encoder, const ImageDataset& data, int64
     Tensor x = apply_augment(data.images.narrow(0, b0, rows), eval_recipe, params);  // (rows, C, s, s)
     parts.push_back(encoder.forward_features(x.to(device)).to(Device::cpu()));
   }
-  encoder.train(was_training);
   return cat(parts, 0);
 }
 

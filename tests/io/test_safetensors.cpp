@@ -141,15 +141,19 @@ TEST_CASE("a file written for PyTorch's safetensors (make_io_fixtures.py) loads 
   CHECK(serialize_safetensors(t, f.metadata) == read_bytes(path));
 }
 
-// Writes the file that make_io_fixtures.py --check loads into PyTorch (see that script's docstring). Without
-// SELFSUP_IO_EXPORT it writes to a temp dir and checks the result reads back.
-TEST_CASE("export for PyTorch (SELFSUP_IO_EXPORT=path; checked by make_io_fixtures.py --check)") {
-  TempDir dir;
+// The selfsup -> PyTorch direction. tests/fixtures/selfsup_written.safetensors is this writer's output for
+// export_tensors(); make_io_fixtures.py reads it with torch (values, dtypes, shapes, metadata, and
+// nn.Linear.load_state_dict) every time it runs. This test keeps the committed bytes equal to what the
+// writer produces today, so the torch check covers the current writer. After a deliberate format change,
+// regenerate with SELFSUP_IO_EXPORT=tests/fixtures/selfsup_written.safetensors ./build/test_io
+// -tc='*written by selfsup*' and rerun the script.
+TEST_CASE("the file written by selfsup for PyTorch (make_io_fixtures.py reads it with torch) is current") {
+  const Metadata metadata = {{"producer", "selfsup test_io"}};
   const char* env = std::getenv("SELFSUP_IO_EXPORT");
-  const std::string path = env && *env ? std::string(env) : dir.file("selfsup_export.safetensors");
-  save_safetensors(path, export_tensors(), {{"producer", "selfsup test_io"}});
+  if (env && *env) save_safetensors(env, export_tensors(), metadata);
+  const std::string path = std::string(SELFSUP_FIXTURE_DIR) + "/selfsup_written.safetensors";
+  CHECK(serialize_safetensors(export_tensors(), metadata) == read_bytes(path));
   check_same(export_tensors(), load_safetensors(path).tensors);
-  if (env && *env) MESSAGE("wrote ", path, "; check it with tests/fixtures/make_io_fixtures.py --check ", path);
 }
 
 TEST_CASE("crafted bad files: each a clear error naming the file and tensor") {
@@ -230,16 +234,21 @@ TEST_CASE("crafted bad files: each a clear error naming the file and tensor") {
   }
 }
 
+// Every mutated input has one of two outcomes, both checked: a selfsup::Error naming the source ("fuzz"),
+// or a file the reader took exactly as its header says: writing the parsed tensors and metadata back gives
+// the mutated bytes (so the data bytes are the original ones and nothing was silently reinterpreted; the
+// accepted edits rename a tensor or a metadata entry, or touch nothing the format reads), and when the
+// header is unchanged the tensors are identical to the original ones.
 TEST_CASE("no input crashes the reader: every truncation and 3000 random header corruptions") {
   TensorMap m = {{"w", vec({1, 2, 3, 4}, DType::f32, {2, 2})}, {"b", vec({5, 6}, DType::f64)},
                  {"n", Tensor::from_vector(std::vector<int64_t>{9}, {})}};
   const std::vector<uint8_t> good = serialize_safetensors(m, {{"k", "v"}});
   for (size_t len = 0; len < good.size(); ++len)
-    CHECK_THROWS_AS(parse_safetensors(good.data(), len, "truncated"), Error);
+    CHECK_THROWS_WITH_AS(parse_safetensors(good.data(), len, "truncated"), doctest::Contains("truncated"), Error);
   uint64_t n;
   std::memcpy(&n, good.data(), 8);
   std::mt19937 rng(42);
-  int loaded = 0;
+  int accepted = 0, renamed = 0;
   const char alphabet[] = "{}[]\",:0123456789-eE.FIUBOL_ \x01\xff";
   for (int trial = 0; trial < 3000; ++trial) {
     std::vector<uint8_t> bad = good;
@@ -248,13 +257,23 @@ TEST_CASE("no input crashes the reader: every truncation and 3000 random header 
       const size_t pos = rng() % (8 + n);  // the length prefix or the header
       bad[pos] = static_cast<uint8_t>(alphabet[rng() % (sizeof(alphabet) - 1)]);
     }
+    CAPTURE(trial);
+    SafetensorsFile f;
     try {
-      parse_safetensors(bad.data(), bad.size(), "fuzz");
-      ++loaded;  // some edits are harmless (inside padding or metadata)
-    } catch (const Error&) {
+      f = parse_safetensors(bad.data(), bad.size(), "fuzz");
+    } catch (const Error& e) {
+      CHECK_MESSAGE(std::string(e.what()).find("'fuzz'") != std::string::npos, e.what());
+      continue;
     }
+    ++accepted;
+    CHECK(serialize_safetensors(f.tensors, f.metadata) == bad);
+    if (std::equal(good.begin(), good.begin() + 8 + n, bad.begin())) check_same(f.tensors, m);
+    bool same_names = f.tensors.size() == m.size();
+    for (const auto& kv : m) same_names = same_names && f.tensors.count(kv.first);
+    renamed += same_names ? 0 : 1;
   }
-  CHECK(loaded < 3000);  // most corruptions are caught (the rest hit padding, metadata text or digits)
+  // With this seed: 45 of 3000 accepted, 14 of them with a renamed tensor (counts logged, not asserted).
+  MESSAGE(accepted, " of 3000 corruptions accepted as valid files, ", renamed, " with a renamed tensor");
 }
 
 TEST_CASE("load into existing tensors: strict keys, shapes, dtype conversion, all-or-nothing") {

@@ -23,6 +23,9 @@ SELFSUP_OP_CASES({
     {"matmul/vector", {{3, 4}, {4}}, [](const V& x) { return matmul(x[0], x[1]); }},
     {"matmul/nd_x_2d", {{2, 3, 4}, {4, 2}}, [](const V& x) { return matmul(x[0], x[1]); }},
     {"matmul/batched", {{2, 3, 4}, {2, 4, 2}}, [](const V& x) { return matmul(x[0], x[1]); }},
+    // K = 1024 summed terms per output: the float32 bound grows with them (engine_op_case.h).
+    {"matmul/long_k", {{2, 1024}, {1024, 3}}, [](const V& x) { return matmul(x[0], x[1]); }, {}, {}, {},
+     f32_ulps_for_terms(1024), f32_ulps_for_terms(1024)},
     {"bmm/transposed", {{2, 4, 3}, {2, 4, 2}}, [](const V& x) { return bmm(x[0].transpose(1, 2), x[1]); }},
     {"linear/bias", {{5, 4}, {3, 4}, {3}}, [](const V& x) { return linear(x[0], x[1], x[2]); }},
     {"linear/no_bias_3d", {{2, 3, 4}, {2, 4}}, [](const V& x) { return linear(x[0], x[1]); }},
@@ -31,5 +34,8 @@ SELFSUP_OP_CASES({
     {"conv2d/dilation2", {{1, 2, 7, 7}, {2, 2, 3, 3}}, [](const V& x) { return conv2d(x[0], x[1], Tensor(), conv(1, 2, 2)); }},
     {"conv2d/groups2", {{2, 4, 4, 4}, {6, 2, 3, 3}, {6}}, [](const V& x) { return conv2d(x[0], x[1], x[2], conv(1, 1, 1, 2)); }},
     {"conv2d/depthwise", {{1, 3, 5, 5}, {3, 1, 3, 3}}, [](const V& x) { return conv2d(x[0], x[1], Tensor(), conv(1, 1, 1, 3)); }},
+    // 64 channels x 3 x 3 = 576 summed terms per output.
+    {"conv2d/many_channels", {{1, 64, 4, 4}, {2, 64, 3, 3}}, [](const V& x) { return conv2d(x[0], x[1]); }, {}, {}, {},
+     f32_ulps_for_terms(576), f32_ulps_for_terms(576)},
     {"conv2d/1x1_permuted_input", {{2, 4, 4, 3}, {5, 3, 1, 1}}, [](const V& x) { return conv2d(x[0].permute({0, 3, 1, 2}), x[1]); }},
 });

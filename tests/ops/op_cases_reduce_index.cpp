@@ -22,6 +22,9 @@ SELFSUP_OP_CASES({
     {"max/middle_keepdim", {{2, 5, 3}}, [](const V& x) { return max(x[0], 1, true).first; }},
     {"min/dim0", {{4, 3}}, [](const V& x) { return min(x[0], 0).first; }},
     {"logsumexp/last", {{3, 6}}, [](const V& x) { return logsumexp(x[0], -1); }},
+    // 2048 terms in each logsumexp (and in the softmax normaliser of its gradient).
+    {"logsumexp/wide", {{2, 2048}}, [](const V& x) { return logsumexp(x[0], 1); }, {}, {}, {},
+     f32_ulps_for_terms(2048), f32_ulps_for_terms(2048)},
     {"logsumexp/middle", {{2, 4, 3}}, [](const V& x) { return logsumexp(x[0], 1, true); }},
     {"cat/dim1", {{2, 3}, {2, 2}}, [](const V& x) { return cat({x[0], x[1]}, 1); }},
     {"cat/dim0_strided", {{3, 2}, {1, 2}}, [](const V& x) { return cat({x[0].t().t(), x[1]}, 0); }},
