@@ -1,7 +1,6 @@
 // The CLI's contract for bad input: one clear line on stderr, a non-zero exit, nothing written.
 #include <doctest/doctest.h>
 
-#include <sys/wait.h>
 
 #include <cstdio>
 #include <filesystem>
@@ -11,23 +10,12 @@
 
 #include "tests/support/fashion_mnist.h"
 #include "tests/support/trainer_fixture.h"
+#include "tests/support/cli_run.h"
 
 namespace {
 
-struct Run {
-  int code;
-  std::string out;  // stdout and stderr together
-};
-
-Run run(const std::string& args) {
-  std::string cmd = std::string(SELFSUP_BIN) + " " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  std::string out;
-  char buf[512];
-  while (p && std::fgets(buf, sizeof buf, p)) out += buf;
-  int status = p ? pclose(p) : -1;
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
+using Run = selfsup::test::CliRun;
+Run run(const std::string& args) { return selfsup::test::run_selfsup(args); }
 
 std::string slurp(const std::string& path) {
   std::ifstream in(path, std::ios::binary);

@@ -8,37 +8,24 @@
 // Fashion-MNIST is a declared dependency: without it these tests fail, saying how to install it.
 #include <doctest/doctest.h>
 
-#include <sys/wait.h>
 
 #include <cstdio>
 #include <filesystem>
 #include <regex>
 #include <string>
 
+#include "tests/support/cli_run.h"
+#include "tests/support/fashion_mnist.h"
+
 namespace {
 
-const std::string kFashion = "/usr/share/datasets/fashion-mnist";
-const std::string kEncoder = std::string(SELFSUP_FIXTURE_DIR) + "/../../models/pretrained/fmnist-cpu-w8-b64-e20";
+const std::string kEncoder = std::string(SELFSUP_SOURCE_DIR) + "/models/pretrained/fmnist-cpu-w8-b64-e20";
 
-struct Run {
-  int code;
-  std::string out;  // stdout and stderr together
-};
-
-Run run(const std::string& args) {
-  const std::string cmd = std::string(SELFSUP_BIN) + " " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  std::string out;
-  char buf[512];
-  while (p && std::fgets(buf, sizeof buf, p)) out += buf;
-  const int status = p ? pclose(p) : -1;
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
+using Run = selfsup::test::CliRun;
+Run run(const std::string& args) { return selfsup::test::run_selfsup(args); }
 
 void require_inputs() {
-  REQUIRE_MESSAGE(std::filesystem::exists(kFashion + "/train-images-idx3-ubyte.gz"),
-                  "Fashion-MNIST is missing from ", kFashion,
-                  ": install it with `apt-get install dataset-fashion-mnist` (scripts/install-deps.sh)");
+  selfsup::test::require_fashion_mnist();
   REQUIRE_MESSAGE(std::filesystem::exists(kEncoder + "/encoder.safetensors"), "committed encoder missing: ", kEncoder);
 }
 
@@ -53,7 +40,7 @@ double percent_after(const std::string& out, const std::string& label) {
 
 TEST_CASE("selfsup eval knn on Fashion-MNIST: top-1 far above chance") {
   require_inputs();
-  Run r = run("eval knn --checkpoint " + kEncoder + " --train-limit 2000 --test-limit 500 --k 20");
+  Run r = run("eval knn --checkpoint " + kEncoder + " --data " + selfsup::test::fashion_mnist_spec() + " --train-limit 2000 --test-limit 500 --k 20");
   INFO(r.out);
   REQUIRE(r.code == 0);
   const double top1 = percent_after(r.out, R"(kNN \(k=20, T=0\.07\) test top-1:)");
@@ -63,7 +50,7 @@ TEST_CASE("selfsup eval knn on Fashion-MNIST: top-1 far above chance") {
 
 TEST_CASE("selfsup eval linear on Fashion-MNIST: train and test top-1 far above chance") {
   require_inputs();
-  Run r = run("eval linear --checkpoint " + kEncoder + " --train-limit 2000 --test-limit 500 --epochs 10");
+  Run r = run("eval linear --checkpoint " + kEncoder + " --data " + selfsup::test::fashion_mnist_spec() + " --train-limit 2000 --test-limit 500 --epochs 10");
   INFO(r.out);
   REQUIRE(r.code == 0);
   const double train = percent_after(r.out, "train top-1"), test = percent_after(r.out, "test top-1");

@@ -5,11 +5,10 @@
 // one-line error. Needs Fashion-MNIST (a declared dependency).
 #include <doctest/doctest.h>
 
-#include <sys/wait.h>
 #include <unistd.h>
 
-#include <cstdio>
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -19,25 +18,15 @@
 #include <vector>
 
 #include "engine/io/safetensors.h"
+#include "tests/support/cli_run.h"
+#include "tests/support/fashion_mnist.h"
 
 namespace {
 
 const std::string kEncoder = std::string(SELFSUP_SOURCE_DIR) + "/models/pretrained/fmnist-cpu-w8-b64-e20";
 
-struct Run {
-  int code;
-  std::string out;  // stdout and stderr together
-};
-
-Run run(const std::string& args) {
-  const std::string cmd = std::string(SELFSUP_BIN) + " " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  std::string out;
-  char buf[512];
-  while (p && std::fgets(buf, sizeof buf, p)) out += buf;
-  const int status = p ? pclose(p) : -1;
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
+using Run = selfsup::test::CliRun;
+Run run(const std::string& args) { return selfsup::test::run_selfsup(args); }
 
 // The number after `key` in `text`, e.g. 80.6 from "test top-1 80.62%"; -1 when absent.
 double number_after(const std::string& text, const std::string& key) {
@@ -78,19 +67,19 @@ bool same_bytes(const selfsup::Tensor& a, const selfsup::Tensor& b) {
   return std::memcmp(ca.raw_data(), cb.raw_data(), static_cast<size_t>(ca.numel()) * selfsup::dtype_size(ca.dtype())) == 0;
 }
 
-void require_fashion_mnist() {
-  REQUIRE_MESSAGE(std::filesystem::exists("/usr/share/datasets/fashion-mnist/train-labels-idx1-ubyte.gz"),
-                  "Fashion-MNIST is a declared dependency of the tests: apt-get install dataset-fashion-mnist "
-                  "(scripts/install-deps.sh names it)");
+using selfsup::test::require_fashion_mnist;
+
+// Every eval command reads the data set where the test environment has it (SELFSUP_FMNIST_DIR or Debian's).
+std::string eval_cmd(const std::string& protocol) {
+  return "eval " + protocol + " --checkpoint " + kEncoder + " --data " + selfsup::test::fashion_mnist_spec();
 }
 
 }  // namespace
 
 TEST_CASE("eval linear --label-fraction 0.01: 60 labels per class, the indices on disk, far above chance") {
   require_fashion_mnist();
-  const std::string out = (std::filesystem::temp_directory_path() / ("selfsup-semi-" + std::to_string(getpid()))).string();
-  std::filesystem::remove_all(out);
-  const Run r = run("eval linear --checkpoint " + kEncoder + " --label-fraction 0.01 --label-seed 7 --test-limit 2000 "
+  const std::string out = temp_dir("semi");
+  const Run r = run(eval_cmd("linear") + " --label-fraction 0.01 --label-seed 7 --test-limit 2000 "
                     "--threads 2 --out " + out);
   INFO(r.out);
   REQUIRE(r.code == 0);
@@ -104,7 +93,7 @@ TEST_CASE("eval linear --label-fraction 0.01: 60 labels per class, the indices o
   // (chance is 10%, the same probe on 100% of the labels 86.6%); 65% leaves room for the 2000-image sample.
   CHECK(number_after(r.out, "test top-1 ") > 65.0);
   // The same seed draws the same subset; the kNN protocol accepts the fraction too.
-  const Run k = run("eval knn --checkpoint " + kEncoder + " --label-fraction 0.01 --label-seed 7 --k 20 "
+  const Run k = run(eval_cmd("knn") + " --label-fraction 0.01 --label-seed 7 --k 20 "
                     "--test-limit 2000 --threads 2 --out " + out);
   INFO(k.out);
   REQUIRE(k.code == 0);
@@ -116,7 +105,7 @@ TEST_CASE("eval linear --label-fraction 0.01: 60 labels per class, the indices o
 TEST_CASE("eval --label-fraction outside (0, 1] is a one-line error") {
   for (const char* f : {"0", "1.5", "-0.2"}) {
     CAPTURE(f);
-    const Run r = run("eval linear --checkpoint " + kEncoder + " --label-fraction " + f);
+    const Run r = run(eval_cmd("linear") + " --label-fraction " + f);
     CHECK(r.code != 0);
     CHECK(r.out.find("--label-fraction must be in (0, 1]") != std::string::npos);
     CHECK(std::count(r.out.begin(), r.out.end(), '\n') == 1);
@@ -126,7 +115,7 @@ TEST_CASE("eval --label-fraction outside (0, 1] is a one-line error") {
 TEST_CASE("eval finetune at 1% labels: the committed encoder fine-tuned beats the same network from scratch") {
   require_fashion_mnist();
   const std::string out = temp_dir("finetune");
-  const Run r = run("eval finetune --checkpoint " + kEncoder + " --label-fraction 0.01 --epochs 20 --test-limit 1000 "
+  const Run r = run(eval_cmd("finetune") + " --label-fraction 0.01 --epochs 20 --test-limit 1000 "
                     "--device cpu --threads 2 --out " + out);
   INFO(r.out);
   REQUIRE(r.code == 0);
@@ -166,7 +155,7 @@ TEST_CASE("eval finetune at 1% labels: the committed encoder fine-tuned beats th
   }
   CHECK(changed > static_cast<int>(pre.tensors.size()) / 2);
   // result.json is never overwritten: a second run into the same directory is refused.
-  const Run again = run("eval finetune --checkpoint " + kEncoder + " --epochs 1 --out " + out);
+  const Run again = run(eval_cmd("finetune") + " --epochs 1 --out " + out);
   CHECK(again.code != 0);
   CHECK(again.out.find("already holds a fine-tuning result") != std::string::npos);
   std::filesystem::remove_all(out);
@@ -175,7 +164,7 @@ TEST_CASE("eval finetune at 1% labels: the committed encoder fine-tuned beats th
 TEST_CASE("eval finetune --backbone-lr-scale 0 trains the head only: every encoder tensor stays bit-identical") {
   require_fashion_mnist();
   const std::string out = temp_dir("finetune-frozen");
-  const Run r = run("eval finetune --checkpoint " + kEncoder + " --label-fraction 0.01 --epochs 10 --test-limit 1000 "
+  const Run r = run(eval_cmd("finetune") + " --label-fraction 0.01 --epochs 10 --test-limit 1000 "
                     "--backbone-lr-scale 0 --baseline none --device cpu --threads 2 --out " + out);
   INFO(r.out);
   REQUIRE(r.code == 0);
@@ -206,7 +195,7 @@ TEST_CASE("eval finetune: bad options are one-line errors") {
   for (const Case& c : cases) {
     const std::string args = c.args;
     CAPTURE(args);
-    const Run r = run("eval finetune --checkpoint " + kEncoder + " --device cpu --test-limit 10 --train-limit 300 "
+    const Run r = run(eval_cmd("finetune") + " --device cpu --test-limit 10 --train-limit 300 "
                       "--out " + temp_dir("finetune-bad") + " " + c.args);
     CHECK(r.code != 0);
     CHECK(r.out.find(c.says) != std::string::npos);
