@@ -7,6 +7,7 @@
 #include "engine/io/npy.h"
 #include "ssl/app/args.h"
 #include "ssl/app/commands.h"
+#include "ssl/app/encoder_arg.h"
 #include "ssl/eval/features.h"
 #include "ssl/eval/knn.h"
 #include "ssl/eval/linear_probe.h"
@@ -18,7 +19,7 @@ namespace selfsup::app {
 namespace {
 
 const char* kEvalUsage =
-    "usage: selfsup eval linear|knn|finetune --checkpoint DIR [--data SPEC] [options]\n"
+    "usage: selfsup eval linear|knn|finetune (--checkpoint DIR | --weights FILE) [--data SPEC] [options]\n"
     "\n"
     "finetune: the whole encoder trained with a new head, against the same network from scratch\n"
     "        (`selfsup eval finetune --help` lists its options)\n"
@@ -27,8 +28,9 @@ const char* kEvalUsage =
     "knn:    cosine kNN with temperature-weighted votes (InstDisc).  --k (200) --temperature (0.07)\n"
     "both:   --data SPEC (default: the data the checkpoint was trained on)  --train-limit N  --test-limit N\n"
     "        --threads N\n"
+    "        --weights FILE instead of --checkpoint: torchvision-named weights, described as for `selfsup embed`\n"
     "        --label-fraction F (1): semi-supervised evaluation with only a class-balanced fraction F of the\n"
-    "        training labels (0.01 and 0.1 are the literature's 1%% / 10%%), drawn from the first --train-limit\n"
+    "        training labels (0.01 and 0.1 are the literature's 1% / 10%), drawn from the first --train-limit\n"
     "        images by --label-seed (0); its indices go to --out DIR (runs/eval) as label-subset-F-seedS.npy\n";
 
 const char* kEmbedUsage =
@@ -57,10 +59,7 @@ int cmd_eval(const std::vector<std::string>& argv) {
     std::printf("%s", kEvalUsage);
     return 0;
   }
-  const std::string ckpt = a.str("checkpoint", "");
-  SELFSUP_CHECK(!ckpt.empty(), "eval ", mode, ": --checkpoint DIR is required");
-  ssl::LoadedEncoder le = ssl::load_encoder_from_checkpoint(ckpt);
-  const std::string spec = a.str("data", le.config.data);
+  const EncoderArg source = read_encoder_arg(a, "eval " + mode);
   const int64_t train_limit = a.integer("train-limit", 0), test_limit = a.integer("test-limit", 0);
   const int64_t threads = a.integer("threads", 0);
   eval::LinearProbeOptions lp;
@@ -78,6 +77,8 @@ int cmd_eval(const std::vector<std::string>& argv) {
   SELFSUP_CHECK(fraction > 0.0 && fraction <= 1.0, "eval ", mode, ": --label-fraction must be in (0, 1], got ",
                 fraction);
   if (threads > 0) omp_set_num_threads(static_cast<int>(threads));
+  const ssl::LoadedEncoder le = load_encoder(source);
+  const std::string spec = data_spec(source, le), ckpt = source.source();
   ImageDataset train = data::load_dataset(spec, "train"), test = data::load_dataset(spec, "test");
   SELFSUP_CHECK(train.images.size(3) == le.config.in_channels, "eval: ", spec, " has ", train.images.size(3),
                 " channels but the encoder in ", ckpt, " takes ", le.config.in_channels);
@@ -108,24 +109,14 @@ int cmd_embed(const std::vector<std::string>& argv) {
     std::printf("%s", kEmbedUsage);
     return 0;
   }
-  const std::string ckpt = a.str("checkpoint", ""), weights = a.str("weights", ""), out = a.str("out", "");
-  SELFSUP_CHECK(ckpt.empty() != weights.empty(), "embed: give exactly one of --checkpoint DIR or --weights FILE");
+  const EncoderArg source = read_encoder_arg(a, "embed");
+  const std::string out = a.str("out", "");
   SELFSUP_CHECK(!out.empty(), "embed: --out FEATURES.npy is required");
-  ssl::TrainConfig arch;
-  arch.data = a.str("data", ckpt.empty() ? "fashion-mnist" : "");
-  ssl::apply_data_preset(arch);
-  arch.arch = a.str("arch", "resnet18");
-  arch.width = a.integer("width", 64);
-  arch.stem = a.str("stem", arch.stem);
-  arch.in_channels = a.integer("in-channels", arch.in_channels);
-  arch.image_size = a.integer("image-size", arch.image_size);
-  arch.recipe = a.str("recipe", arch.recipe);
   const std::string split = a.str("split", "test"), labels_out = a.str("labels", "");
   const int64_t limit = a.integer("limit", 0);
   a.finish();
-  ssl::LoadedEncoder le = ckpt.empty() ? ssl::load_encoder_from_weights(weights, arch)
-                                       : ssl::load_encoder_from_checkpoint(ckpt);
-  const std::string spec = arch.data.empty() ? le.config.data : arch.data;
+  const ssl::LoadedEncoder le = load_encoder(source);
+  const std::string spec = data_spec(source, le);
   ImageDataset ds = data::load_dataset(spec, split);
   Tensor f = eval::extract_features(*le.encoder, ds, le.config.image_size, le.config.recipe, limit);
   save_npy(out, f);

@@ -12,6 +12,7 @@
 #include "engine/io/safetensors.h"
 #include "ssl/app/args.h"
 #include "ssl/app/commands.h"
+#include "ssl/app/encoder_arg.h"
 #include "ssl/eval/finetune.h"
 #include "ssl/eval/semi_supervised.h"
 #include "ssl/trainer/encoder_io.h"
@@ -24,13 +25,13 @@ namespace {
 namespace fs = std::filesystem;
 
 const char* kFinetuneUsage =
-    "usage: selfsup eval finetune --checkpoint DIR [--data SPEC] [options]\n"
+    "usage: selfsup eval finetune (--checkpoint DIR | --weights FILE) [--data SPEC] [options]\n"
     "\n"
-    "Trains the whole encoder from DIR's weights plus a new linear head on the labels (RandomResizedCrop\n"
-    "(crop-min..1) + horizontal flip, batch norm in training mode, SGD momentum 0.9, 1 epoch warm-up then\n"
-    "cosine), prints test top-1, then trains the same network from random initialisation with the same\n"
-    "recipe and budget and prints both numbers.\n"
-    "  --label-fraction F     class-balanced fraction of the training labels (1; 0.01 / 0.1 = the 1%% / 10%%\n"
+    "Trains the whole encoder from DIR's weights (or FILE's, described as for `selfsup embed`) plus a new\n"
+    "linear head on the labels (RandomResizedCrop (crop-min..1) + horizontal flip, batch norm in training\n"
+    "mode, SGD momentum 0.9, 1 epoch warm-up then cosine), prints test top-1, then trains the same network\n"
+    "from random initialisation with the same recipe and budget and prints both numbers.\n"
+    "  --label-fraction F     class-balanced fraction of the training labels (1; 0.01 / 0.1 = the 1% / 10%\n"
     "                         of the literature), drawn by --label-seed (0), indices written to --out\n"
     "  --epochs E             default 60 at F <= 0.01, 30 at F <= 0.1 (SimCLR's semi-supervised schedule),\n"
     "                         10 with all labels (scaled down from 90 for a 2-core CPU)\n"
@@ -60,13 +61,10 @@ int cmd_finetune(const std::vector<std::string>& argv) {
     std::printf("%s", kFinetuneUsage);
     return 0;
   }
-  const std::string ckpt = a.str("checkpoint", "");
-  SELFSUP_CHECK(!ckpt.empty(), "eval finetune: --checkpoint DIR is required");
+  const EncoderArg source = read_encoder_arg(a, "eval finetune");
   const double fraction = a.number("label-fraction", 1.0);
   SELFSUP_CHECK(fraction > 0.0 && fraction <= 1.0, "eval finetune: --label-fraction must be in (0, 1], got ",
                 fraction);
-  ssl::LoadedEncoder le = ssl::load_encoder_from_checkpoint(ckpt);
-  const std::string spec = a.str("data", le.config.data);
   eval::FinetuneOptions opt;
   opt.epochs = a.integer("epochs", fraction <= 0.01 ? 60 : fraction <= 0.1 ? 30 : 10);
   opt.lr = a.number("lr", opt.lr);
@@ -93,6 +91,8 @@ int cmd_finetune(const std::vector<std::string>& argv) {
                 " already holds a fine-tuning result (result.json); choose another --out");
   if (threads > 0) omp_set_num_threads(static_cast<int>(threads));
   opt.device = parse_device(device);
+  ssl::LoadedEncoder le = load_encoder(source);
+  const std::string spec = data_spec(source, le), ckpt = source.source();
   opt.image_size = le.config.image_size;
   opt.recipe = le.config.recipe;
 

@@ -43,7 +43,7 @@ TEST_CASE("bad command lines: one line, non-zero exit") {
       {"train --data cifar10:/nonexistent --steps 1 --out /tmp/selfsup_cli_never", "/nonexistent"},
       {"train --resume /nonexistent/run", "/nonexistent/run"},
       {"train --device tpu --steps 1 --out /tmp/selfsup_cli_never", "unknown device 'tpu'"},
-      {"eval linear", "--checkpoint DIR is required"},
+      {"eval linear", "give exactly one of --checkpoint DIR or --weights FILE"},
       {"eval cluster --checkpoint x", "unknown protocol 'cluster'"},
       {"embed --data fashion-mnist", "exactly one of --checkpoint DIR or --weights FILE"},
       {"demo --preset huge --out /tmp/selfsup_cli_never", "unknown --preset 'huge'"},
