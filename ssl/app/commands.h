@@ -12,6 +12,7 @@ int cmd_train(const std::vector<std::string>& args);
 int cmd_eval(const std::vector<std::string>& args);
 int cmd_finetune(const std::vector<std::string>& args);  // `eval finetune`
 int cmd_embed(const std::vector<std::string>& args);
+int cmd_compare(const std::vector<std::string>& args);
 int cmd_supervised(const std::vector<std::string>& args);
 
 }  // namespace selfsup::app

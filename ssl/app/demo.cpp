@@ -4,8 +4,6 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
 #include <nlohmann/json.hpp>
 
@@ -13,6 +11,7 @@
 #include "engine/data/spec.h"
 #include "ssl/app/args.h"
 #include "ssl/app/commands.h"
+#include "ssl/app/eval_record.h"
 #include "ssl/eval/features.h"
 #include "ssl/eval/linear_probe.h"
 #include "ssl/trainer/encoder_io.h"
@@ -43,18 +42,6 @@ struct PretrainedScore {
   double measured;       // the probe score measured now
 };
 
-nlohmann::json read_json(const std::filesystem::path& p) {
-  std::ifstream f(p);
-  SELFSUP_CHECK(f.good(), p.string(), ": cannot open");
-  std::stringstream ss;
-  ss << f.rdbuf();
-  try {
-    return nlohmann::json::parse(ss.str());
-  } catch (const std::exception& e) {
-    throw Error(str_cat(p.string(), ": not valid JSON (", e.what(), ")"));
-  }
-}
-
 // Probes every <dir>/<name>/encoder.safetensors with the options and data of the demo's own probe.
 std::vector<PretrainedScore> probe_pretrained(const std::string& dir, const ImageDataset& train,
                                               const ImageDataset& test, const eval::LinearProbeOptions& lp) {
@@ -66,7 +53,7 @@ std::vector<PretrainedScore> probe_pretrained(const std::string& dir, const Imag
     if (e.is_directory() && fs::exists(e.path() / "encoder.safetensors")) runs.push_back(e.path());
   std::sort(runs.begin(), runs.end());
   for (const auto& run : runs) {
-    const nlohmann::json result = read_json(run / "result.json");
+    const nlohmann::json result = read_json_file(run / "result.json");
     const std::string where = (run / "result.json").string();
     SELFSUP_CHECK(result.contains("trained") && result["trained"].is_string(), where,
                   ": expected a string field 'trained' (how the encoder was trained)");

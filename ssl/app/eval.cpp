@@ -8,6 +8,7 @@
 #include "ssl/app/args.h"
 #include "ssl/app/commands.h"
 #include "ssl/app/encoder_arg.h"
+#include "ssl/app/eval_record.h"
 #include "ssl/eval/features.h"
 #include "ssl/eval/knn.h"
 #include "ssl/eval/linear_probe.h"
@@ -31,7 +32,8 @@ const char* kEvalUsage =
     "        --weights FILE instead of --checkpoint: torchvision-named weights, described as for `selfsup embed`\n"
     "        --label-fraction F (1): semi-supervised evaluation with only a class-balanced fraction F of the\n"
     "        training labels (0.01 and 0.1 are the literature's 1% / 10%), drawn from the first --train-limit\n"
-    "        images by --label-seed (0); its indices go to --out DIR (runs/eval) as label-subset-F-seedS.npy\n";
+    "        images by --label-seed (0); its indices go to --out DIR (runs/eval) as label-subset-F-seedS.npy\n"
+    "        --record: append the result to the checkpoint DIR's evals.jsonl (what `selfsup compare` reads)\n";
 
 const char* kEmbedUsage =
     "usage: selfsup embed (--checkpoint DIR | --weights FILE.safetensors) --data SPEC [--split train|test]\n"
@@ -73,7 +75,13 @@ int cmd_eval(const std::vector<std::string>& argv) {
   const double fraction = a.number("label-fraction", 1.0);
   const auto label_seed = static_cast<uint64_t>(a.integer("label-seed", 0));
   const std::string out_dir = a.str("out", "runs/eval");
+  const bool record = a.flag("record");
   a.finish();
+  // A record is the protocol's number: over the whole test split, from the whole (or a label fraction of the)
+  // training split, so that `selfsup compare` can set records of different encoders side by side.
+  SELFSUP_CHECK(!record || (!source.checkpoint.empty() && train_limit == 0 && test_limit == 0), "eval ", mode,
+                ": --record needs --checkpoint DIR (the records go to DIR/evals.jsonl) and whole splits (no "
+                "--train-limit or --test-limit)");
   SELFSUP_CHECK(fraction > 0.0 && fraction <= 1.0, "eval ", mode, ": --label-fraction must be in (0, 1], got ",
                 fraction);
   if (threads > 0) omp_set_num_threads(static_cast<int>(threads));
@@ -92,6 +100,9 @@ int cmd_eval(const std::vector<std::string>& argv) {
   if (mode == "knn") {
     double acc = eval::knn_accuracy(ftr, ytr, fte, yte, train.num_classes, ko);
     std::printf("kNN (k=%ld, T=%.2f) test top-1: %.2f%%\n", long(ko.k), ko.temperature, 100.0 * acc);
+    if (record)
+      append_eval_record(ckpt, {"knn", fraction, label_seed, fte.size(0), acc, -1.0,
+                                str_cat("k=", ko.k, " T=", ko.temperature), ""});
     return 0;
   }
   lp.on_epoch = [&](int64_t e, double loss) {
@@ -100,6 +111,9 @@ int cmd_eval(const std::vector<std::string>& argv) {
   };
   eval::LinearProbeResult r = eval::linear_probe(ftr, ytr, fte, yte, train.num_classes, lp);
   std::printf("linear probe: train top-1 %.2f%%, test top-1 %.2f%%\n", 100.0 * r.train_top1, 100.0 * r.test_top1);
+  if (record)
+    append_eval_record(ckpt, {"linear", fraction, label_seed, fte.size(0), r.test_top1, -1.0,
+                              str_cat("epochs=", lp.epochs, " lr=", lp.lr, " wd=", lp.weight_decay), ""});
   return 0;
 }
 

@@ -13,6 +13,7 @@
 #include "ssl/app/args.h"
 #include "ssl/app/commands.h"
 #include "ssl/app/encoder_arg.h"
+#include "ssl/app/eval_record.h"
 #include "ssl/eval/finetune.h"
 #include "ssl/eval/semi_supervised.h"
 #include "ssl/trainer/encoder_io.h"
@@ -39,6 +40,7 @@ const char* kFinetuneUsage =
     "  --batch B (128)  --wd WD (5e-4)  --crop-min A (0.64)  --seed S (0: head init, data order, views)\n"
     "  --baseline scratch|none (scratch)  --device auto|cpu|cuda (auto)  --threads N\n"
     "  --train-limit N  --test-limit N (first N images of each split; 0 = all)\n"
+    "  --record               append the result to the checkpoint DIR's evals.jsonl (read by `selfsup compare`)\n"
     "  --out DIR (runs/finetune): metrics.jsonl, metrics.png, finetuned.safetensors and scratch.safetensors\n"
     "                         (torchvision names, fc.* included), result.json, the label subset\n";
 
@@ -78,7 +80,11 @@ int cmd_finetune(const std::vector<std::string>& argv) {
   const std::string device = a.str("device", "auto");
   const int64_t threads = a.integer("threads", 0);
   const int64_t train_limit = a.integer("train-limit", 0), test_limit = a.integer("test-limit", 0);
+  const bool record = a.flag("record");
   a.finish();
+  SELFSUP_CHECK(!record || (!source.checkpoint.empty() && train_limit == 0 && test_limit == 0),
+                "eval finetune: --record needs --checkpoint DIR (the records go to DIR/evals.jsonl) and whole splits ",
+                "(no --train-limit or --test-limit)");
   SELFSUP_CHECK(baseline == "scratch" || baseline == "none", "eval finetune: --baseline must be scratch or none, got '",
                 baseline, "'");
   // Checked here as well as in eval::finetune, so a bad value stops before any data is loaded or printed.
@@ -167,6 +173,11 @@ int cmd_finetune(const std::vector<std::string>& argv) {
   if (with_scratch) result += ",\n  \"scratch_top1\": " + num(scratch.test_top1);
   result += "\n}\n";
   atomic_write_file((fs::path(out) / "result.json").string(), result.data(), result.size());
+  if (record)
+    append_eval_record(ckpt, {"finetune", fraction, label_seed, test.size(), tuned.test_top1,
+                              with_scratch ? scratch.test_top1 : -1.0,
+                              str_cat("epochs=", opt.epochs, " lr=", opt.lr, " backbone_lr_scale=", opt.backbone_lr_scale),
+                              ""});
   if (with_scratch)
     std::printf("fine-tuned %.2f%% / from scratch %.2f%% (%+.2f pt) with %ld labelled images -> %s\n",
                 100.0 * tuned.test_top1, 100.0 * scratch.test_top1, 100.0 * (tuned.test_top1 - scratch.test_top1),

@@ -17,7 +17,8 @@ void print_usage() {
       "usage: selfsup <command> [options]\n\n"
       "commands:\n"
       "  train       self-supervised training (SimCLR) with a kNN monitor, checkpoints and exact resume\n"
-      "  eval        linear probe or kNN on a trained encoder's frozen features (eval linear|knn)\n"
+      "  eval        linear probe, kNN or fine-tuning of a trained encoder (eval linear|knn|finetune)\n"
+      "  compare     one table (terminal, markdown, PNG) of every protocol's result across encoders\n"
       "  embed       write an encoder's features as a NumPy .npy file\n"
       "  augment     preview augmentation views of a dataset as a PNG grid\n"
       "  demo        the default SSL job: SimCLR on Fashion-MNIST, then the linear probe, one summary\n"
@@ -41,10 +42,11 @@ int main(int argc, char** argv) {
     if (cmd == "train") return selfsup::app::cmd_train(args);
     if (cmd == "eval") return selfsup::app::cmd_eval(args);
     if (cmd == "embed") return selfsup::app::cmd_embed(args);
+    if (cmd == "compare") return selfsup::app::cmd_compare(args);
     if (cmd == "demo") return selfsup::app::cmd_demo(args);
     if (cmd == "supervised") return selfsup::app::cmd_supervised(args);
     if (cmd == "augment") return selfsup::app::cmd_augment(args);
-    throw selfsup::Error("unknown command '" + cmd + "' (expected info or demo; see selfsup --help)");
+    throw selfsup::Error("unknown command '" + cmd + "' (selfsup --help lists the commands)");
   } catch (const std::exception& e) {
     std::fprintf(stderr, "selfsup %s: error: %s\n", cmd.c_str(), e.what());
     return 1;

@@ -261,6 +261,13 @@ void append_bytes(void* ctx, void* data, int size) {
   out->insert(out->end(), p, p + size);
 }
 
+void write_png(const std::string& path, const Canvas& cv) {
+  std::vector<unsigned char> png;
+  SELFSUP_CHECK(stbi_write_png_to_func(append_bytes, &png, cv.width(), cv.height(), 3, cv.data(), cv.width() * 3) != 0,
+                "plot '", path, "': PNG encoding failed");
+  atomic_write_file(path, png.data(), png.size());
+}
+
 }  // namespace
 
 std::string format_tick(double v) {
@@ -301,10 +308,59 @@ void write_line_chart_png(const std::string& path, const std::vector<Panel>& pan
   for (size_t i = 0; i < panels.size(); ++i)
     draw_panel(cv, panels[i], static_cast<int>(i) * height_per_panel, height_per_panel);
 
-  std::vector<unsigned char> png;
-  SELFSUP_CHECK(stbi_write_png_to_func(append_bytes, &png, width, h, 3, cv.data(), width * 3) != 0,
-                "plot '", path, "': PNG encoding failed");
-  atomic_write_file(path, png.data(), png.size());
+  write_png(path, cv);
+}
+
+void write_bar_chart_png(const std::string& path, const std::string& title, const std::vector<std::string>& groups,
+                         const std::vector<BarSeries>& series, int width, int height) {
+  SELFSUP_CHECK(!groups.empty() && !series.empty(), "plot '", path, "': no bars to draw");
+  SELFSUP_CHECK(width >= 160 && height >= 160 && width <= 16384 && height <= 16384, "plot '", path, "': size ",
+                width, "x", height, " out of range (160..16384)");
+  double top = 0;
+  for (const BarSeries& s : series) {
+    SELFSUP_CHECK(s.values.size() == groups.size(), "plot '", path, "': series '", s.name, "' has ",
+                  s.values.size(), " values for ", groups.size(), " groups");
+    for (double v : s.values)
+      if (std::isfinite(v)) top = std::max(top, v);
+  }
+  if (top <= 0) top = 1;
+  Canvas cv(width, height);
+  const int lh = text_height(kLabelScale), line = lh + kDescent * kLabelScale + 6;
+  cv.text(kPad, kPad, title, kInk, kTitleScale);
+  // Legend: one row of swatches under the title.
+  int lx = kPad;
+  const int ly = kPad + line;
+  for (const BarSeries& s : series) {
+    cv.fill(lx, ly, lx + lh - 1, ly + lh - 1, s.rgb);
+    cv.text(lx + lh + 4, ly, s.name, kInk, kLabelScale);
+    lx += lh + 4 + text_width(s.name, kLabelScale) + 16;
+  }
+  const int y_top = ly + line + lh, y_axis = height - kPad - line;  // bars stand on y_axis
+  const int x0 = kPad + text_width(format_tick(top), kLabelScale) + kTick + 4, x1 = width - kPad;
+  cv.vline(x0, y_top, y_axis, kAxis);
+  cv.hline(x0, x1, y_axis, kAxis);
+  for (double t : {0.0, top / 2, top}) {
+    const int y = to_pixel(t, 0, top, y_axis, y_top);
+    cv.hline(x0 + 1, x1, y, t == 0 ? kAxis : kGrid);
+    const std::string label = format_tick(t);
+    cv.text(x0 - kTick - 4 - text_width(label, kLabelScale), y - lh / 2, label, kMuted, kLabelScale);
+  }
+  const double group_w = static_cast<double>(x1 - x0) / static_cast<double>(groups.size());
+  const int bar_w = std::max(1, static_cast<int>(group_w * 0.8 / static_cast<double>(series.size())));
+  for (size_t g = 0; g < groups.size(); ++g) {
+    const int gx = x0 + static_cast<int>(group_w * static_cast<double>(g) + group_w * 0.1);
+    for (size_t k = 0; k < series.size(); ++k) {
+      const double v = series[k].values[g];
+      if (!std::isfinite(v)) continue;
+      const int bx = gx + static_cast<int>(k) * bar_w, by = to_pixel(std::max(v, 0.0), 0, top, y_axis, y_top);
+      cv.fill(bx + 1, by, bx + bar_w - 2, y_axis - 1, series[k].rgb);
+      const std::string label = format_tick(v);
+      if (text_width(label, 1) <= bar_w) cv.text(bx + (bar_w - text_width(label, 1)) / 2, by - 9, label, kInk, 1);
+    }
+    const int center = x0 + static_cast<int>(group_w * (static_cast<double>(g) + 0.5));
+    cv.text(center - text_width(groups[g], kLabelScale) / 2, y_axis + 6, groups[g], kInk, kLabelScale);
+  }
+  write_png(path, cv);
 }
 
 }  // namespace selfsup::trainer

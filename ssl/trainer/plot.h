@@ -28,6 +28,17 @@ struct Panel {
 void write_line_chart_png(const std::string& path, const std::vector<Panel>& panels, int width = 900,
                           int height_per_panel = 300);
 
+// A grouped bar chart: one group of bars per `groups` entry (labelled below it), one bar per series in each
+// group (values[g] for group g; a non-finite value leaves its slot empty), a y axis from 0 to the largest
+// value, each bar's value printed on top. Written atomically like the line chart.
+struct BarSeries {
+  std::string name;
+  std::vector<double> values;  // one per group
+  uint32_t rgb = 0x1f77b4;
+};
+void write_bar_chart_png(const std::string& path, const std::string& title, const std::vector<std::string>& groups,
+                         const std::vector<BarSeries>& series, int width = 900, int height = 420);
+
 // The tick label text for a value: up to 4 significant digits, no exponent for |v| in [1e-3, 1e7) ("0.6931",
 // "12345", "2.5", "-0.25"), "%.3g" outside that range ("1.5e-05"). Exposed for tests.
 std::string format_tick(double v);
