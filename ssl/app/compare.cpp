@@ -25,7 +25,8 @@ namespace fs = std::filesystem;
 const char* kCompareUsage =
     "usage: selfsup compare DIR... [--fractions 0.01,0.1,1] [--run-missing] [--out DIR] [--device D]\n"
     "\n"
-    "One row per encoder DIR (a run directory or a committed encoder, e.g. models/pretrained/*): method,\n"
+    "One row per encoder DIR (a run directory or a committed encoder; a folder of them, such as\n"
+    "models/pretrained, stands for every run directory in it): method,\n"
     "architecture, linear probe and kNN top-1, fine-tuned and from-scratch top-1 at each label fraction,\n"
     "training images/s and minutes. Numbers come from DIR/evals.jsonl (`selfsup eval linear|knn|finetune\n"
     "--checkpoint DIR --record`; the newest record over the most test images wins) and from a committed\n"
@@ -90,7 +91,8 @@ Row read_row(const std::string& dir, const std::vector<double>& fractions) {
   SELFSUP_CHECK(fs::is_directory(dir), "compare: ", dir, " is not a directory (expected a run directory or a ",
                 "committed encoder's folder)");
   const fs::path config = fs::path(dir) / "config.json";
-  SELFSUP_CHECK(fs::is_regular_file(config), "compare: ", dir, " has no config.json, so it is not a run directory");
+  SELFSUP_CHECK(fs::is_regular_file(config), "compare: ", dir, " has no config.json, so it is not a run directory ",
+                "(nor a folder of run directories)");
   const nlohmann::json cfg = read_json_file(config);
   Row row;
   row.dir = dir;
@@ -186,8 +188,19 @@ int cmd_compare(const std::vector<std::string>& argv) {
   a.finish();
   SELFSUP_CHECK(!dirs.empty(), "compare: give one or more run directories (e.g. models/pretrained/*)");
 
-  std::vector<Row> rows;
+  // A folder of run directories (models/pretrained) stands for the run directories in it, in name order.
+  std::vector<std::string> runs;
   for (const std::string& d : dirs) {
+    std::vector<std::string> inside;
+    if (fs::is_directory(d) && !fs::exists(fs::path(d) / "config.json"))
+      for (const auto& e : fs::directory_iterator(d))
+        if (e.is_directory() && fs::exists(e.path() / "config.json")) inside.push_back(e.path().string());
+    std::sort(inside.begin(), inside.end());
+    if (inside.empty()) inside.push_back(d);
+    runs.insert(runs.end(), inside.begin(), inside.end());
+  }
+  std::vector<Row> rows;
+  for (const std::string& d : runs) {
     Row row = read_row(d, fractions);
     if (missing) {
       run_missing(row, fractions, out, device);

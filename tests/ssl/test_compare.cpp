@@ -83,12 +83,17 @@ TEST_CASE("compare: the table holds exactly what was recorded") {
   const uint32_t w = (uint32_t(uint8_t(png[16])) << 24) | (uint32_t(uint8_t(png[17])) << 16) |
                      (uint32_t(uint8_t(png[18])) << 8) | uint32_t(uint8_t(png[19]));
   CHECK(w == 900);
+  // The folder holding both stands for them, in name order.
+  const Run folder = run("compare " + root + " --fractions 0.01,0.1 --out " + root + "/out2");
+  REQUIRE(folder.code == 0);
+  CHECK(slurp(root + "/out2/compare.md") == md);
   fs::remove_all(root);
 }
 
 TEST_CASE("compare: bad input is one line naming what is wrong") {
   const std::string root = temp_dir("compare-bad");
-  const fs::path good = fs::path(root) / "good", broken = fs::path(root) / "broken";
+  const fs::path good = fs::path(root) / "good", broken = fs::path(root) / "broken", empty = fs::path(root) / "empty";
+  fs::create_directories(empty);
   write(good / "config.json", kConfigA);
   write(broken / "config.json", kConfigA);
   write(broken / "evals.jsonl", R"({"protocol": "knn", "label_fraction": 1, "test_images": 1, "test_top1": 0.5})"
@@ -98,7 +103,7 @@ TEST_CASE("compare: bad input is one line naming what is wrong") {
   } cases[] = {
       {"compare", "give one or more run directories"},
       {"compare " + root + "/nowhere", "is not a directory"},
-      {"compare " + root, "has no config.json, so it is not a run directory"},
+      {"compare " + empty.string(), "has no config.json, so it is not a run directory"},
       {"compare " + broken.string(), "evals.jsonl:2: not an evaluation record"},
       {"compare " + good.string() + " --fractions 0.1,2", "'2' is not a fraction in (0, 1]"},
       {"compare " + good.string() + " --fractions 0.1,x", "'x' is not a fraction"},
