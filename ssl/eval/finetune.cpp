@@ -9,12 +9,14 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <memory>
 #include <optional>
 
 #include "engine/autograd/grad_mode.h"
 #include "engine/data/augment.h"
 #include "engine/data/loader.h"
+#include "engine/io/checkpoint.h"
 #include "engine/nn/layers.h"
 #include "engine/ops/ops.h"
 #include "engine/optim/schedule.h"
@@ -76,14 +78,47 @@ FinetuneResult finetune(models::ResNet& encoder, const ImageDataset& train, cons
   const WarmupCosineSchedule schedule{opt.lr, std::min(per_epoch, total / 2), total, 0.0};
   const int64_t eval_every = opt.eval_every > 0 ? opt.eval_every : std::max<int64_t>(1, opt.epochs / 10);
 
+  const FinetuneCheckpoints& ck = opt.checkpoints;
+  FinetuneResult r;
+  int64_t step = 0;
+  if (ck.resume && std::filesystem::is_directory(ck.dir) && !latest_checkpoint(ck.dir).empty()) {
+    const Checkpoint c = load_checkpoint(ck.dir);
+    nn::NamedTensors enc, hd;
+    for (const auto& [k, v] : c.model) {
+      if (k.rfind("encoder.", 0) == 0) enc.emplace_back(k.substr(8), v);
+      if (k.rfind("head.", 0) == 0) hd.emplace_back(k.substr(5), v);
+    }
+    encoder.load_state_dict(enc);
+    head.load_state_dict(hd);
+    sgd.load_state_dict(c.optim);
+    SELFSUP_CHECK(c.loader.count("epoch") && c.loader.count("batch"), ck.dir, ": the checkpoint has no loader position");
+    loader.set_position({static_cast<int64_t>(c.loader.at("epoch").item()),
+                         static_cast<int64_t>(c.loader.at("batch").item())});
+    step = r.resumed_at = c.step;
+    SELFSUP_CHECK(step <= total, ck.dir, ": checkpoint at step ", step, " is past this run's ", total, " steps");
+  }
+  auto save = [&] {
+    Checkpoint c;
+    c.step = step;
+    const LoaderPosition pos = loader.position();
+    c.epoch = pos.epoch;
+    for (const auto& [k, v] : encoder.state_dict()) c.model["encoder." + k] = v;
+    for (const auto& [k, v] : head.state_dict()) c.model["head." + k] = v;
+    c.optim = sgd.state_dict();
+    c.loader["epoch"] = Tensor::from_vector(std::vector<int64_t>{pos.epoch}, {});
+    c.loader["batch"] = Tensor::from_vector(std::vector<int64_t>{pos.batch}, {});
+    save_checkpoint(ck.dir, c, 2);
+  };
+
   std::unique_ptr<trainer::Progress> progress;
   if (!opt.quiet) progress = std::make_unique<trainer::Progress>(total, stdout);
-  FinetuneResult r;
   const Clock::time_point t0 = Clock::now();
+  Clock::time_point t_ckpt = t0;
   int64_t images = 0;
-  for (int64_t step = 0; step < total; ++step) {
+  while (step < total) {
     Batch b = loader.next();
-    sgd.set_lr_factor(schedule.factor(step));
+    const double lr_factor = schedule.factor(step);
+    sgd.set_lr_factor(lr_factor);
     encoder.train(!frozen);
     Tensor x = b.views[0].to(opt.device);  // (B, C, s, s)
     std::optional<NoGradGuard> no_grad;
@@ -97,19 +132,35 @@ FinetuneResult finetune(models::ResNet& encoder, const ImageDataset& train, cons
     r.last_loss = loss.item();
     SELFSUP_CHECK(std::isfinite(r.last_loss), "finetune: the loss is ", r.last_loss, " at step ", step,
                   "; lower --lr");
+    ++step;  // from here on `step` counts the steps done, which is what a checkpoint stores
     images += b.labels.numel();
     const double elapsed = std::chrono::duration<double>(Clock::now() - t0).count();
-    if (opt.on_step) opt.on_step(step + 1, r.last_loss);
+    if (opt.on_step) opt.on_step(step, r.last_loss);
     if (progress)
-      progress->update(step + 1, {{"loss", r.last_loss}, {"lr", opt.lr * schedule.factor(step)}},
-                       static_cast<double>(images) / elapsed);
-    const int64_t epoch = (step + 1) / per_epoch;
-    if ((step + 1) % per_epoch == 0 && (epoch % eval_every == 0 || step + 1 == total)) {
+      progress->update(step, {{"loss", r.last_loss}, {"lr", opt.lr * lr_factor}}, static_cast<double>(images) / elapsed);
+    const int64_t epoch = step / per_epoch;
+    if (step % per_epoch == 0 && (epoch % eval_every == 0 || step == total)) {
       r.test_top1 = test_top1(encoder, head, test, opt);
-      if (opt.on_eval) opt.on_eval(epoch, r.test_top1);
+      if (opt.on_eval) opt.on_eval(step, epoch, r.test_top1);
+    }
+    if (ck.dir.empty() || step == total) continue;
+    const bool stop = ck.stop_after > 0 && step - r.resumed_at >= ck.stop_after;
+    const bool due = std::chrono::duration<double>(Clock::now() - t_ckpt).count() >= ck.every_minutes * 60.0 ||
+                     (ck.every_steps > 0 && step % ck.every_steps == 0);
+    if (stop || due) {
+      save();
+      t_ckpt = Clock::now();
+    }
+    if (stop) {
+      if (progress) progress->finish();
+      r.steps = step;
+      return r;
     }
   }
   if (progress) progress->finish();
+  if (r.resumed_at == total) r.test_top1 = test_top1(encoder, head, test, opt);  // killed after its last checkpoint
+  if (!ck.dir.empty() && r.resumed_at < total) save();
+  r.finished = true;
   r.steps = total;
   r.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
   r.images_per_s = r.seconds > 0 ? static_cast<double>(images) / r.seconds : 0;

@@ -13,6 +13,16 @@
 
 namespace selfsup::eval {
 
+// Checkpoints of one fine-tuning run: the encoder, the head, the optimizer and the data position, so a run
+// killed at any point continues bit-identically (the views are a pure function of seed, step and sample).
+struct FinetuneCheckpoints {
+  std::string dir;              // ckpt-<step>.safetensors (the last two kept); empty: no checkpoints
+  double every_minutes = 5;     // and one at the end of the run
+  int64_t every_steps = 0;      // also every N steps (0: by time only)
+  int64_t stop_after = 0;       // stop with a checkpoint after this many steps of this process, as if killed
+  bool resume = false;          // continue from dir's latest checkpoint, when there is one
+};
+
 struct FinetuneOptions {
   int64_t epochs = 30;
   int64_t batch = 128;
@@ -27,11 +37,16 @@ struct FinetuneOptions {
   int64_t eval_every = 0;          // test accuracy every N epochs (0: about 10 times per run) and at the end
   Device device = Device::cpu();
   bool quiet = false;              // no progress line
-  // Called after every training step (step, loss) and after every test evaluation (epoch, test top-1).
-  std::function<void(int64_t, double)> on_step, on_eval;
+  FinetuneCheckpoints checkpoints;
+  // Called after every training step (steps done, loss) and after every test evaluation (steps done, epoch,
+  // test top-1).
+  std::function<void(int64_t, double)> on_step;
+  std::function<void(int64_t, int64_t, double)> on_eval;
 };
 
 struct FinetuneResult {
+  bool finished = false;     // false: stopped by checkpoints.stop_after before the last step
+  int64_t resumed_at = 0;    // the step this process started from (0: a fresh run)
   double test_top1 = 0;
   double last_loss = 0;
   int64_t steps = 0;

@@ -165,7 +165,7 @@ TEST_CASE("eval finetune at 1% labels: the committed encoder fine-tuned beats th
   // result.json is never overwritten: a second run into the same directory is refused.
   const Run again = run(eval_cmd("finetune") + " --epochs 1 --out " + out);
   CHECK(again.code != 0);
-  CHECK(again.out.find("already holds a fine-tuning result") != std::string::npos);
+  CHECK(again.out.find("already holds a fine-tuning run") != std::string::npos);
   std::filesystem::remove_all(out);
 }
 
