@@ -240,7 +240,17 @@ TrainSummary train(TrainConfig cfg, const TrainControl& control) {
     ck.optim = optim->state_dict();
     ck.loader["epoch"] = Tensor::from_vector(std::vector<int64_t>{pos.epoch}, {});
     ck.loader["batch"] = Tensor::from_vector(std::vector<int64_t>{pos.batch}, {});
-    summary.checkpoint = save_checkpoint(cfg.out, ck, 2);
+    try {
+      summary.checkpoint = save_checkpoint(cfg.out, ck, 2);
+    } catch (const Error& e) {
+      // A full disk (or any write failure): the atomic writer left the previous checkpoint as it was.
+      const std::string previous = latest_checkpoint(cfg.out);
+      throw Error(str_cat("train: cannot save the checkpoint of step ", at_step, " in ", cfg.out, ": ", e.what(),
+                          ". Training stopped. ",
+                          previous.empty() ? std::string("No earlier checkpoint exists.")
+                                           : str_cat("The previous checkpoint ", previous,
+                                                     " is intact: free space, then continue with --resume ", cfg.out)));
+    }
   };
   auto knn_monitor = [&](int64_t epoch) {
     if (!knn_test.images.defined()) return;
