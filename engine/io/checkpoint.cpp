@@ -3,8 +3,8 @@
 #include "engine/io/checkpoint.h"
 
 #include <algorithm>
-#include <cstdio>
 #include <bit>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -122,8 +122,12 @@ std::string save_checkpoint(const std::string& dir_or_path, const Checkpoint& ck
   save_safetensors(path, all, md, /*checksum=*/true);                   // 1. the checkpoint itself
   const std::string pointer = name + "\n";
   atomic_write_file((fs::path(dir) / kLatest).string(), pointer.data(), pointer.size());  // 2. the pointer
-  // 3. prune: keep the newest keep_last by step, and always the file `latest` names.
+  // 3. prune: of the files up to this step, keep the newest keep_last (this one among them). Files with a
+  // higher step belong to a timeline a resumed run abandoned (e.g. a damaged newest checkpoint it fell back
+  // from): counting them would let them crowd out good checkpoints, so they wait until a save at their step
+  // replaces them or a later one prunes them.
   auto found = list_checkpoints(dir);
+  std::erase_if(found, [&](const auto& f) { return f.first > ckpt.step; });
   for (size_t i = 0; i + static_cast<size_t>(keep_last) < found.size(); ++i)
     if (found[i].second != name) fs::remove(fs::path(dir) / found[i].second, ec);
   // Temp files a crashed writer left behind (an exception cleans up its own).
@@ -248,12 +252,14 @@ Checkpoint load_checkpoint(const std::string& path_or_dir) {
   if (!fs::is_directory(path_or_dir)) return load_checkpoint_file(path_or_dir);
   const std::string& dir = path_or_dir;
   std::vector<std::string> failures;  // one message per file that failed, each naming its file
+  std::vector<std::string> damaged;   // those files
   const std::vector<std::string> files = candidates(dir, &failures);
   SELFSUP_CHECK(!files.empty() || !failures.empty(), "checkpoint directory '", dir,
                 "' holds no checkpoint (no 'latest' file and no ckpt-<step>.safetensors)");
   for (const std::string& file : files) {
     try {
       Checkpoint ck = load_checkpoint_file(file);
+      ck.damaged = damaged;
       if (!failures.empty()) {
         std::string w = "warning: ";
         for (const std::string& f : failures) w += str_cat("damaged checkpoint: ", f, "; ");
@@ -264,6 +270,7 @@ Checkpoint load_checkpoint(const std::string& path_or_dir) {
       return ck;
     } catch (const Error& e) {
       failures.push_back(e.what());
+      damaged.push_back(file);
     }
   }
   std::string all;

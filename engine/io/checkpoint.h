@@ -11,8 +11,8 @@
 // (safetensors.h, kSafetensorsChecksumKey), so damage is detected on load.
 //
 // save_checkpoint to a directory writes ckpt-<step>.safetensors atomically, then the `latest` pointer file
-// (atomically, naming that file), then prunes to the newest `keep_last` checkpoints by step (never the one
-// `latest` names). Each step is atomic on its own, and the order means a crash at any point leaves `latest`
+// (atomically, naming that file), then prunes to the newest `keep_last` checkpoints by step among those up
+// to this step (a higher step is from a timeline a resumed run abandoned; it stays until passed). Each step is atomic on its own, and the order means a crash at any point leaves `latest`
 // naming a complete checkpoint. A failed write (a full disk) throws and leaves the previous checkpoint as it was.
 //
 // Loading a directory falls back over damage: when the newest checkpoint fails to load (truncated,
@@ -23,6 +23,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <vector>
 
 #include "engine/core/rng.h"
 #include "engine/io/safetensors.h"
@@ -41,6 +42,7 @@ struct Checkpoint {
   // Set by load_checkpoint, ignored by save_checkpoint:
   std::string source;   // the file it was read from
   std::string warning;  // the fallback warning (also printed to stderr), empty when the newest file loaded
+  std::vector<std::string> damaged;  // the newer files of the directory that failed to load
 };
 
 // `dir_or_path` ending in ".safetensors" is a file, written atomically (no pointer file, no pruning);

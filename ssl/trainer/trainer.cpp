@@ -123,6 +123,15 @@ TrainSummary train(TrainConfig cfg, const TrainControl& control) {
   bool resuming = !control.resume.empty();
   if (resuming) {
     resumed = load_checkpoint(control.resume);
+    // Damaged newer checkpoints the load fell back over are set aside (kept as evidence, renamed so they no
+    // longer count as checkpoints): left in place, the pruning would keep them and remove good ones.
+    for (const std::string& bad : resumed.damaged) {
+      std::error_code ec;
+      fs::rename(bad, bad + ".damaged", ec);
+      const std::string outcome = ec ? str_cat("could not rename the damaged ", bad, ": ", ec.message())
+                                     : str_cat("renamed the damaged ", bad, " to ", bad, ".damaged");
+      std::fprintf(stderr, "warning: %s\n", outcome.c_str());
+    }
     TrainConfig stored = TrainConfig::from_json(resumed.config_json, control.resume);
     stored.out = fs::is_directory(control.resume) ? control.resume : fs::path(control.resume).parent_path().string();
     if (stored.out.empty()) stored.out = ".";

@@ -6,6 +6,7 @@
 #include <doctest/doctest.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -127,6 +128,14 @@ TEST_CASE("--resume over a damaged newest checkpoint redoes the lost steps bit-i
   ssl::TrainSummary s = ssl::train(test::tiny_train_config("ignored"), {b, 0, true});
   CHECK(s.steps == 16);
   CHECK(s.steps_this_run == 11);
+  // The damaged file was set aside (not pruned in place of a good one): ckpt-5 and ckpt-16 are the two kept.
+  std::vector<std::string> names;
+  for (const auto& e : fs::directory_iterator(b)) {
+    const std::string name = e.path().filename().string();
+    if (name.find("ckpt-") == 0) names.push_back(name);
+  }
+  std::sort(names.begin(), names.end());
+  CHECK(names == std::vector<std::string>{"ckpt-10.safetensors.damaged", "ckpt-16.safetensors", "ckpt-5.safetensors"});
   const Checkpoint fa = load_checkpoint(a), fb = load_checkpoint(b);
   CHECK(fa.source == a + "/ckpt-16.safetensors");
   CHECK(fb.source == b + "/ckpt-16.safetensors");
