@@ -159,8 +159,8 @@ ImageDataset load_image_folder(const std::string& root, const ImageFolderOptions
       keep.push_back(i);
       continue;
     }
-    SELFSUP_CHECK(opt.skip_bad_images, "image folder: '", files[i], "': ", decoded[i].error,
-                  " (pass --skip-bad-images to skip unreadable files)");
+    SELFSUP_CHECK(!opt.strict, "image folder: '", files[i], "': ", decoded[i].error,
+                  " (--strict: unreadable files are errors; without it they are skipped with a warning)");
     std::fprintf(stderr, "warning: image folder: skipping '%s': %s\n", files[i].c_str(), decoded[i].error.c_str());
     skipped.push_back(files[i] + ": " + decoded[i].error);
   }

@@ -16,8 +16,9 @@ struct ImageFolderOptions {
   int channels = 3;              // 1 or 3; stb converts (gray <-> RGB, alpha dropped)
   int resize_h = 0, resize_w = 0;  // both > 0: every image resized (bilinear) to this size; 0: keep sizes,
                                    // which must then all be equal
-  bool skip_bad_images = false;  // unreadable/corrupt files: skipped with a warning each and a count,
-                                 // instead of an error naming the file
+  bool strict = false;  // false: an unreadable/corrupt file is skipped with a warning naming it, and a count;
+                        // true: it is an error naming the file (one bad file among thousands of photos is
+                        // common, so skipping is the default)
 };
 
 struct ImageFolderInfo {
@@ -27,7 +28,7 @@ struct ImageFolderInfo {
 };
 
 // Errors: missing root, root not a directory, no class subdirectories, no images, an unreadable image
-// (unless skip_bad_images), images of different sizes without resize.
+// (with strict), images of different sizes without resize.
 ImageDataset load_image_folder(const std::string& root, const ImageFolderOptions& options = {},
                                ImageFolderInfo* info = nullptr);
 
