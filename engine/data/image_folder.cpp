@@ -60,7 +60,71 @@ Decoded decode(const std::string& path, int channels, int rh, int rw) {
   return d;
 }
 
+// The layout: sorted class subdirectories, each one's image files sorted by name, with their labels.
+void list_folder(const std::string& root, std::vector<std::string>* classes, std::vector<std::string>* files,
+                 std::vector<int64_t>* labels) {
+  data_detail::require_exists(root, "image folder");
+  SELFSUP_CHECK(fs::is_directory(root), "image folder: '", root, "' is not a directory");
+  for (const auto& e : fs::directory_iterator(root))
+    if (e.is_directory()) classes->push_back(e.path().filename().string());
+  std::sort(classes->begin(), classes->end());
+  SELFSUP_CHECK(!classes->empty(), "image folder: '", root,
+                "' has no class subdirectories (expected root/<class_name>/<image>.png|jpg|jpeg|bmp)");
+  for (size_t c = 0; c < classes->size(); ++c) {
+    std::vector<std::string> in_class;
+    for (const auto& e : fs::directory_iterator(fs::path(root) / (*classes)[c]))
+      if (e.is_regular_file() && is_image_file(e.path())) in_class.push_back(e.path().string());
+    std::sort(in_class.begin(), in_class.end());
+    for (auto& f : in_class) {
+      files->push_back(std::move(f));
+      labels->push_back(static_cast<int64_t>(c));
+    }
+  }
+  SELFSUP_CHECK(!files->empty(), "image folder: no images (.png .jpg .jpeg .bmp) in the class directories of '",
+                root, "'");
+}
+
 }  // namespace
+
+int64_t ImageFolderCensus::images() const {
+  int64_t n = 0;
+  for (int64_t c : per_class) n += c;
+  return n;
+}
+
+ImageFolderCensus census_image_folder(const std::string& root) {
+  ImageFolderCensus out;
+  std::vector<std::string> files;
+  std::vector<int64_t> labels;
+  list_folder(root, &out.classes, &files, &labels);
+  struct Header {
+    int w = 0, h = 0, comp = 0;
+    std::string error;
+  };
+  const int64_t n = static_cast<int64_t>(files.size());
+  std::vector<Header> headers(files.size());
+#pragma omp parallel for schedule(dynamic, 64)
+  for (int64_t i = 0; i < n; ++i) {
+    Header& hd = headers[i];
+    // stbi_info reads the header only; it fails for a file that is not an image or is cut before its size.
+    if (!stbi_info(files[i].c_str(), &hd.w, &hd.h, &hd.comp)) {
+      const char* why = stbi_failure_reason();
+      hd.error = std::string("cannot read the image header: ") + (why ? why : "unknown error");
+    }
+  }
+  out.per_class.assign(out.classes.size(), 0);
+  for (int64_t i = 0; i < n; ++i) {
+    const Header& hd = headers[i];
+    if (!hd.error.empty()) {
+      out.unreadable.push_back(files[i] + ": " + hd.error);
+      continue;
+    }
+    ++out.per_class[static_cast<size_t>(labels[i])];
+    ++out.sizes[{hd.w, hd.h}];
+    ++out.channels[hd.comp];
+  }
+  return out;
+}
 
 void resize_image_u8(const uint8_t* src, int H, int W, int C, uint8_t* dst, int h, int w) {
   std::vector<float> planar(static_cast<size_t>(C) * h * w);
@@ -79,29 +143,9 @@ ImageDataset load_image_folder(const std::string& root, const ImageFolderOptions
   SELFSUP_CHECK((opt.resize_h > 0) == (opt.resize_w > 0) && opt.resize_h >= 0 && opt.resize_w >= 0,
                 "image folder: resize needs both a height and a width > 0, got ", opt.resize_h, "x",
                 opt.resize_w);
-  data_detail::require_exists(root, "image folder");
-  SELFSUP_CHECK(fs::is_directory(root), "image folder: '", root, "' is not a directory");
-
-  std::vector<std::string> classes;
-  for (const auto& e : fs::directory_iterator(root))
-    if (e.is_directory()) classes.push_back(e.path().filename().string());
-  std::sort(classes.begin(), classes.end());
-  SELFSUP_CHECK(!classes.empty(), "image folder: '", root,
-                "' has no class subdirectories (expected root/<class_name>/<image>.png|jpg|jpeg|bmp)");
-  std::vector<std::string> files;
+  std::vector<std::string> classes, files;
   std::vector<int64_t> file_labels;
-  for (size_t c = 0; c < classes.size(); ++c) {
-    std::vector<std::string> in_class;
-    for (const auto& e : fs::directory_iterator(fs::path(root) / classes[c]))
-      if (e.is_regular_file() && is_image_file(e.path())) in_class.push_back(e.path().string());
-    std::sort(in_class.begin(), in_class.end());
-    for (auto& f : in_class) {
-      files.push_back(std::move(f));
-      file_labels.push_back(static_cast<int64_t>(c));
-    }
-  }
-  SELFSUP_CHECK(!files.empty(), "image folder: no images (.png .jpg .jpeg .bmp) in the class directories of '",
-                root, "'");
+  list_folder(root, &classes, &files, &file_labels);
 
   const int64_t n_files = static_cast<int64_t>(files.size());
   std::vector<Decoded> decoded(files.size());
@@ -115,8 +159,8 @@ ImageDataset load_image_folder(const std::string& root, const ImageFolderOptions
       keep.push_back(i);
       continue;
     }
-    SELFSUP_CHECK(opt.skip_bad_images, "image folder: '", files[i], "': ", decoded[i].error,
-                  " (pass --skip-bad-images to skip unreadable files)");
+    SELFSUP_CHECK(!opt.strict, "image folder: '", files[i], "': ", decoded[i].error,
+                  " (--strict: unreadable files are errors; without it they are skipped with a warning)");
     std::fprintf(stderr, "warning: image folder: skipping '%s': %s\n", files[i].c_str(), decoded[i].error.c_str());
     skipped.push_back(files[i] + ": " + decoded[i].error);
   }

@@ -72,7 +72,8 @@ void AtomicFileWriter::write(const void* data, size_t size) {
         if (budget > 0) (void)!::write(fd_, p, static_cast<size_t>(budget));  // a partial temp file, as a crash leaves
         g_fault_after = -1;  // one-shot
         abandon();
-        throw_error(str_cat("cannot write '", path_, "': injected write failure (test hook)"));
+        throw_error(str_cat("cannot write '", path_, "' (temp file '", temp_,
+                            "'): No space left on device (injected write failure, test hook)"));
       }
       g_fault_after -= static_cast<int64_t>(chunk);
     }

@@ -36,8 +36,8 @@ class AtomicFileWriter {
 void atomic_write_file(const std::string& path, const void* data, size_t size);
 
 // Test hook (simulates a full disk or a crash mid-write): AtomicFileWriters may write `after_bytes` more bytes
-// in total (across files); the write that would exceed them fails with an Error, after which the hook is
-// off again (one-shot). A negative value disables it.
+// in total (across files); the write that would exceed them fails with the Error a full disk gives (ENOSPC),
+// after which the hook is off again (one-shot). A negative value disables it.
 void set_atomic_write_fault_for_testing(int64_t after_bytes);
 
 }  // namespace selfsup

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <bit>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -20,7 +21,7 @@ namespace {
 
 constexpr const char* kFormat = "selfsup.checkpoint";
 constexpr const char* kLatest = "latest";
-const char* const kReserved[] = {"format", "format_version", "step", "epoch", "config"};
+const char* const kReserved[] = {"format", "format_version", "step", "epoch", "config", kSafetensorsChecksumKey};
 
 bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
@@ -108,7 +109,7 @@ std::string save_checkpoint(const std::string& dir_or_path, const Checkpoint& ck
   md["config"] = ckpt.config_json;
 
   if (ends_with(dir_or_path, ".safetensors")) {
-    save_safetensors(dir_or_path, all, md);
+    save_safetensors(dir_or_path, all, md, /*checksum=*/true);
     return dir_or_path;
   }
   const std::string& dir = dir_or_path;
@@ -118,11 +119,15 @@ std::string save_checkpoint(const std::string& dir_or_path, const Checkpoint& ck
                 ec ? ": " + ec.message() : std::string());
   const std::string name = str_cat("ckpt-", ckpt.step, ".safetensors");
   const std::string path = (fs::path(dir) / name).string();
-  save_safetensors(path, all, md);                                      // 1. the checkpoint itself
+  save_safetensors(path, all, md, /*checksum=*/true);                   // 1. the checkpoint itself
   const std::string pointer = name + "\n";
   atomic_write_file((fs::path(dir) / kLatest).string(), pointer.data(), pointer.size());  // 2. the pointer
-  // 3. prune: keep the newest keep_last by step, and always the file `latest` names.
+  // 3. prune: of the files up to this step, keep the newest keep_last (this one among them). Files with a
+  // higher step belong to a timeline a resumed run abandoned (e.g. a damaged newest checkpoint it fell back
+  // from): counting them would let them crowd out good checkpoints, so they wait until a save at their step
+  // replaces them or a later one prunes them.
   auto found = list_checkpoints(dir);
+  std::erase_if(found, [&](const auto& f) { return f.first > ckpt.step; });
   for (size_t i = 0; i + static_cast<size_t>(keep_last) < found.size(); ++i)
     if (found[i].second != name) fs::remove(fs::path(dir) / found[i].second, ec);
   // Temp files a crashed writer left behind (an exception cleans up its own).
@@ -147,15 +152,12 @@ std::string latest_checkpoint(const std::string& dir) {
   return found.empty() ? "" : (fs::path(dir) / found.back().second).string();
 }
 
-Checkpoint load_checkpoint(const std::string& path_or_dir) {
-  std::string path = path_or_dir;
-  if (fs::is_directory(path_or_dir)) {
-    path = latest_checkpoint(path_or_dir);
-    SELFSUP_CHECK(!path.empty(), "checkpoint directory '", path_or_dir,
-                  "' holds no checkpoint (no 'latest' file and no ckpt-<step>.safetensors)");
-  }
+namespace {
+
+// One checkpoint file, strictly parsed; any damage or inconsistency throws.
+Checkpoint load_checkpoint_file(const std::string& path) {
   SELFSUP_CHECK(fs::exists(path), "checkpoint '", path, "' does not exist");
-  SafetensorsFile file = load_safetensors(path);
+  SafetensorsFile file = load_safetensors(path);  // verifies the checksum when the file has one
   const Metadata& md = file.metadata;
   auto fmt = md.find("format");
   SELFSUP_CHECK(fmt != md.end() && fmt->second == kFormat, "checkpoint '", path,
@@ -164,7 +166,12 @@ Checkpoint load_checkpoint(const std::string& path_or_dir) {
   const int64_t version = parse_int(md, "format_version", path);
   SELFSUP_CHECK(version >= 1 && version <= kCheckpointFormatVersion, "checkpoint '", path, "' has format version ",
                 version, "; this build reads versions 1..", kCheckpointFormatVersion);
+  // Version 2 files always carry the checksum: without this check a damaged key name would pass as "no
+  // checksum". Version 1 files predate it and load unchecked.
+  SELFSUP_CHECK(version < 2 || md.count(kSafetensorsChecksumKey), "checkpoint '", path, "' has format version ",
+                version, " but no '", kSafetensorsChecksumKey, "' checksum in its metadata (the file is damaged)");
   Checkpoint ck;
+  ck.source = path;
   ck.step = parse_int(md, "step", path);
   ck.epoch = parse_int(md, "epoch", path);
   auto cfg = md.find("config");
@@ -212,6 +219,63 @@ Checkpoint load_checkpoint(const std::string& path_or_dir) {
     ck.rng.emplace(name, g);
   }
   return ck;
+}
+
+// The files load_checkpoint(dir) tries, in order: the one `latest` names, then the older ones by step,
+// newest first. Files with a higher step than `latest`'s belong to a timeline a resumed run abandoned, so
+// they are not candidates. A `latest` that is malformed or names a missing file is recorded in `failures`.
+std::vector<std::string> candidates(const std::string& dir, std::vector<std::string>* failures) {
+  std::string named;
+  try {
+    named = read_latest(dir);
+    if (!named.empty() && !fs::is_regular_file(fs::path(dir) / named)) {
+      failures->push_back(str_cat("checkpoint directory '", dir, "': 'latest' names '", named,
+                                  "', which does not exist"));
+      named.clear();
+    }
+  } catch (const Error& e) {
+    failures->push_back(e.what());
+  }
+  const int64_t named_step = named.empty() ? -1 : checkpoint_step(named);
+  std::vector<std::string> out;
+  if (!named.empty()) out.push_back((fs::path(dir) / named).string());
+  auto found = list_checkpoints(dir);
+  for (auto it = found.rbegin(); it != found.rend(); ++it)
+    if (it->second != named && (named.empty() || it->first < named_step))
+      out.push_back((fs::path(dir) / it->second).string());
+  return out;
+}
+
+}  // namespace
+
+Checkpoint load_checkpoint(const std::string& path_or_dir) {
+  if (!fs::is_directory(path_or_dir)) return load_checkpoint_file(path_or_dir);
+  const std::string& dir = path_or_dir;
+  std::vector<std::string> failures;  // one message per file that failed, each naming its file
+  std::vector<std::string> damaged;   // those files
+  const std::vector<std::string> files = candidates(dir, &failures);
+  SELFSUP_CHECK(!files.empty() || !failures.empty(), "checkpoint directory '", dir,
+                "' holds no checkpoint (no 'latest' file and no ckpt-<step>.safetensors)");
+  for (const std::string& file : files) {
+    try {
+      Checkpoint ck = load_checkpoint_file(file);
+      ck.damaged = damaged;
+      if (!failures.empty()) {
+        std::string w = "warning: ";
+        for (const std::string& f : failures) w += str_cat("damaged checkpoint: ", f, "; ");
+        ck.warning = str_cat(w, "falling back to '", file, "' (step ", ck.step,
+                             "): a resumed run repeats the steps after it");
+        std::fprintf(stderr, "%s\n", ck.warning.c_str());
+      }
+      return ck;
+    } catch (const Error& e) {
+      failures.push_back(e.what());
+      damaged.push_back(file);
+    }
+  }
+  std::string all;
+  for (const std::string& f : failures) all += str_cat("\n  ", f);
+  throw_error(str_cat("checkpoint directory '", dir, "' holds no valid checkpoint; every candidate is damaged:", all));
 }
 
 }  // namespace selfsup

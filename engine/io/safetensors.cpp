@@ -11,6 +11,8 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 
+#include <zlib.h>
+
 #include "engine/autograd/grad_mode.h"
 #include "engine/io/atomic_file.h"
 
@@ -139,8 +141,64 @@ struct Layout {
   uint64_t data_size = 0;
 };
 
-Layout plan(const TensorMap& tensors, const Metadata& metadata) {
+const void* bytes_of(const Tensor& t) { return t.numel() > 0 ? t.raw_data() : nullptr; }
+
+uint32_t crc_update(uint32_t crc, const void* p, uint64_t n) {
+  return n ? static_cast<uint32_t>(crc32_z(crc, static_cast<const Bytef*>(p), static_cast<z_size_t>(n))) : crc;
+}
+
+// The checksum's value in the header text is `"<key>":"<8 hex digits>"`: JSON escapes every quote inside a
+// string, so this pattern can only be the metadata entry itself.
+std::string checksum_pattern() { return str_cat("\"", kSafetensorsChecksumKey, "\":\""); }
+constexpr const char* kZeroDigits = "00000000";
+
+// CRC-32 of the 8-byte length prefix, the header (as given: the caller puts kZeroDigits in the checksum's
+// place) and the data buffer, fed by `data` in file order.
+template <typename FeedData>
+uint32_t file_crc(const std::string& header, FeedData data) {
+  const uint64_t n = header.size();
+  uint32_t crc = crc_update(static_cast<uint32_t>(crc32_z(0, Z_NULL, 0)), &n, 8);
+  crc = crc_update(crc, header.data(), n);
+  data([&](const void* p, uint64_t size) { crc = crc_update(crc, p, size); });
+  return crc;
+}
+
+std::string hex8(uint32_t v) {
+  char buf[9];
+  std::snprintf(buf, sizeof buf, "%08x", v);
+  return buf;
+}
+
+// Verifies the checksum a header records (if any) against the file's bytes; `data` feeds the data buffer.
+template <typename FeedData>
+void verify_checksum(const std::string& header, const Metadata& md, const std::string& src, FeedData data) {
+  auto it = md.find(kSafetensorsChecksumKey);
+  if (it == md.end()) return;  // files without a checksum (older selfsup files, other writers) load unchecked
+  const std::string& recorded = it->second;
+  const bool hex = recorded.size() == 8 && std::all_of(recorded.begin(), recorded.end(), [](char c) {
+                     return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+                   });
+  SELFSUP_CHECK(hex, "safetensors '", src, "': metadata '", kSafetensorsChecksumKey, "' is '", recorded,
+                "', expected 8 lowercase hex digits (the file is damaged)");
+  const std::string pattern = checksum_pattern() + recorded + "\"";
+  const size_t pos = header.find(pattern);
+  SELFSUP_CHECK(pos != std::string::npos && header.rfind(pattern) == pos, "safetensors '", src,
+                "': the checksum entry is not in its written form (the file is damaged)");
+  std::string zeroed = header;
+  zeroed.replace(pos + checksum_pattern().size(), 8, kZeroDigits);
+  const std::string actual = hex8(file_crc(zeroed, data));
+  SELFSUP_CHECK(actual == recorded, "safetensors '", src, "': checksum mismatch: the file records crc32 ", recorded,
+                " but its bytes give ", actual, " (the file is damaged: truncated, overwritten or bit-flipped)");
+}
+
+Layout plan(const TensorMap& tensors, const Metadata& metadata_in, bool checksum) {
   Layout L;
+  Metadata metadata = metadata_in;
+  if (checksum) {
+    SELFSUP_CHECK(!metadata.count(kSafetensorsChecksumKey), "safetensors: metadata '", kSafetensorsChecksumKey,
+                  "' is reserved for the checksum the writer records");
+    metadata[kSafetensorsChecksumKey] = kZeroDigits;
+  }
   NoGradGuard no_grad;
   for (const auto& [name, t] : tensors) {
     SELFSUP_CHECK(name != "__metadata__", "safetensors: '__metadata__' cannot name a tensor");
@@ -179,6 +237,13 @@ Layout plan(const TensorMap& tensors, const Metadata& metadata) {
   }
   L.header = h.dump();
   L.header.append((8 - L.header.size() % 8) % 8, ' ');
+  if (checksum) {
+    const size_t pos = L.header.find(checksum_pattern() + kZeroDigits + "\"") + checksum_pattern().size();
+    const uint32_t crc = file_crc(L.header, [&](auto&& feed) {
+      for (const auto& [name, t] : L.tensors) feed(bytes_of(t), static_cast<uint64_t>(t.numel()) * dtype_size(t.dtype()));
+    });
+    L.header.replace(pos, 8, hex8(crc));
+  }
   return L;
 }
 
@@ -190,8 +255,6 @@ void check_bool_values(const Tensor& t, const std::string& name, const std::stri
     SELFSUP_CHECK(p[i] <= 1, "safetensors '", src, "': tensor '", name, "': BOOL element ", i, " is ",
                   static_cast<int>(p[i]), " (expected 0 or 1)");
 }
-
-const void* bytes_of(const Tensor& t) { return t.numel() > 0 ? t.raw_data() : nullptr; }
 
 // ---------------------------------------------------------------- files
 
@@ -229,8 +292,8 @@ DType safetensors_dtype(const std::string& name, const std::string& context) {
   throw_error(str_cat(context, ": unsupported dtype '", name, "' (supported: F32, F64, BF16, F16, I64, I32, U8, BOOL)"));
 }
 
-std::vector<uint8_t> serialize_safetensors(const TensorMap& tensors, const Metadata& metadata) {
-  Layout L = plan(tensors, metadata);
+std::vector<uint8_t> serialize_safetensors(const TensorMap& tensors, const Metadata& metadata, bool checksum) {
+  Layout L = plan(tensors, metadata, checksum);
   std::vector<uint8_t> out(8 + L.header.size() + L.data_size);
   const uint64_t n = L.header.size();
   std::memcpy(out.data(), &n, 8);
@@ -248,7 +311,11 @@ SafetensorsFile parse_safetensors(const uint8_t* data, size_t size, const std::s
   const uint64_t n = check_prefix(data, size, src);
   SafetensorsFile f;
   const uint8_t* base = data + 8 + n;
-  for (const Entry& e : parse_header(reinterpret_cast<const char*>(data + 8), n, size - 8 - n, src, &f.metadata)) {
+  const std::string header(reinterpret_cast<const char*>(data + 8), n);
+  const std::vector<Entry> entries = parse_header(header.data(), n, size - 8 - n, src, &f.metadata);
+  // The tensors tile the data buffer, so it is fed whole.
+  verify_checksum(header, f.metadata, src, [&](auto&& feed) { feed(base, size - 8 - n); });
+  for (const Entry& e : entries) {
     Tensor t = Tensor::empty(e.shape, e.dtype);
     if (e.end > e.begin) std::memcpy(t.raw_data(), base + e.begin, e.end - e.begin);
     check_bool_values(t, e.name, src);
@@ -257,8 +324,8 @@ SafetensorsFile parse_safetensors(const uint8_t* data, size_t size, const std::s
   return f;
 }
 
-void save_safetensors(const std::string& path, const TensorMap& tensors, const Metadata& metadata) {
-  Layout L = plan(tensors, metadata);
+void save_safetensors(const std::string& path, const TensorMap& tensors, const Metadata& metadata, bool checksum) {
+  Layout L = plan(tensors, metadata, checksum);
   AtomicFileWriter w(path);
   const uint64_t n = L.header.size();
   w.write(&n, 8);
@@ -281,12 +348,19 @@ SafetensorsFile load_safetensors(const std::string& path) {
   std::string header(n, '\0');
   read_exact(f.get(), header.data(), n, 8, path);
   SafetensorsFile out;
-  for (const Entry& e : parse_header(header.data(), n, file_size - 8 - n, path, &out.metadata)) {
+  std::vector<Entry> entries = parse_header(header.data(), n, file_size - 8 - n, path, &out.metadata);
+  for (const Entry& e : entries) {
     Tensor t = Tensor::empty(e.shape, e.dtype);
     read_exact(f.get(), t.numel() ? t.raw_data() : nullptr, e.end - e.begin, 8 + n + e.begin, path);
-    check_bool_values(t, e.name, path);
     out.tensors[e.name] = t;
   }
+  // Before the BOOL check, so a damaged file reports its damage. The tensors tile the data buffer: fed in
+  // offset order they are the buffer.
+  std::sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) { return a.begin < b.begin; });
+  verify_checksum(header, out.metadata, path, [&](auto&& feed) {
+    for (const Entry& e : entries) feed(bytes_of(out.tensors.at(e.name)), e.end - e.begin);
+  });
+  for (const Entry& e : entries) check_bool_values(out.tensors.at(e.name), e.name, path);
   return out;
 }
 

@@ -8,6 +8,12 @@
 // As the reference implementation does, the reader requires the tensors to tile the data buffer exactly:
 // each [begin, end) holds numel * dtype size bytes, no two overlap, no gaps, nothing after the last.
 //
+// Checksum (optional, ours): a writer asked for it records in __metadata__, under kSafetensorsChecksumKey,
+// the CRC-32 (zlib's) of the whole file as 8 lowercase hex digits, computed with those 8 digits read as
+// '0'. Every byte of the file is covered, header and data, so a truncated, zeroed or bit-flipped file fails
+// to load. Readers verify it whenever it is present; files without it (other writers, older selfsup files)
+// load unchecked. Other readers see one more metadata string.
+//
 // Every malformed input raises selfsup::Error naming the file, the tensor and what was expected; no input
 // crashes the reader or makes it allocate more than the file's size.
 #pragma once
@@ -22,6 +28,8 @@ namespace selfsup {
 
 using Metadata = std::map<std::string, std::string>;
 
+constexpr const char* kSafetensorsChecksumKey = "selfsup.crc32";
+
 struct SafetensorsFile {
   TensorMap tensors;  // CPU tensors, contiguous, the file's dtypes
   Metadata metadata;
@@ -29,7 +37,10 @@ struct SafetensorsFile {
 
 // Writes atomically (engine/io/atomic_file.h): the previous file at `path` survives any failure. Tensors
 // may live on any device, in any layout; they are written contiguous, on the CPU, in their dtype.
-void save_safetensors(const std::string& path, const TensorMap& tensors, const Metadata& metadata = {});
+// `checksum` records the file's CRC-32 (above); without it the file is byte-identical to the reference
+// writer's.
+void save_safetensors(const std::string& path, const TensorMap& tensors, const Metadata& metadata = {},
+                      bool checksum = false);
 
 SafetensorsFile load_safetensors(const std::string& path);
 
@@ -41,7 +52,8 @@ std::vector<std::string> load_safetensors_into(const std::string& path, const Te
                                                bool strict = true);
 
 // In-memory forms (the file functions use these; tests craft files with them).
-std::vector<uint8_t> serialize_safetensors(const TensorMap& tensors, const Metadata& metadata = {});
+std::vector<uint8_t> serialize_safetensors(const TensorMap& tensors, const Metadata& metadata = {},
+                                           bool checksum = false);
 // `source` names the bytes in error messages (usually the file path).
 SafetensorsFile parse_safetensors(const uint8_t* data, size_t size, const std::string& source);
 

@@ -21,7 +21,7 @@ namespace {
 const char* kUsage =
     "usage: selfsup augment --data SPEC [--recipe NAME] [--views N] [--count N] [--preview FILE.png]\n"
     "                       [--seed N] [--step N] [--start N] [--size N] [--split S] [--resize N]\n"
-    "                       [--channels 1|3] [--skip-bad-images]\n\n"
+    "                       [--channels 1|3] [--strict]\n\n"
     "Draws views of a few images with an augmentation recipe and writes a PNG grid: each row is an image\n"
     "(resized to the view size) followed by its views.\n\n"
     "  --data SPEC        fashion-mnist | cifar10:PATH | cifar100:PATH | stl10:PATH | folder:PATH\n"
@@ -36,7 +36,7 @@ const char* kUsage =
     "  --split S          train | test (stl10 also unlabeled, train+unlabeled; default train)\n"
     "  --resize N         folder: resize every image to N x N\n"
     "  --channels C       folder: decode to 1 or 3 channels (default 3)\n"
-    "  --skip-bad-images  folder: skip unreadable images with a warning instead of failing\n";
+    "  --strict           folder: an unreadable image is an error (default: skipped with a warning)\n";
 
 int64_t parse_int(const std::string& flag, const std::string& v) {
   try {
@@ -75,8 +75,8 @@ int cmd_augment(const std::vector<std::string>& args) {
       std::printf("%s", kUsage);
       return 0;
     }
-    if (a == "--skip-bad-images") {
-      folder.skip_bad_images = true;
+    if (a == "--strict") {
+      folder.strict = true;
       continue;
     }
     SELFSUP_CHECK(i + 1 < args.size(), "augment: ", a, " needs a value (see selfsup augment --help)");

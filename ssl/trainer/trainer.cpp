@@ -163,6 +163,15 @@ TrainSummary train(TrainConfig cfg, const TrainControl& control) {
   bool resuming = !control.resume.empty();
   if (resuming) {
     resumed = load_checkpoint(control.resume);
+    // Damaged newer checkpoints the load fell back over are set aside (kept as evidence, renamed so they no
+    // longer count as checkpoints): left in place, the pruning would keep them and remove good ones.
+    for (const std::string& bad : resumed.damaged) {
+      std::error_code ec;
+      fs::rename(bad, bad + ".damaged", ec);
+      const std::string outcome = ec ? str_cat("could not rename the damaged ", bad, ": ", ec.message())
+                                     : str_cat("renamed the damaged ", bad, " to ", bad, ".damaged");
+      std::fprintf(stderr, "warning: %s\n", outcome.c_str());
+    }
     TrainConfig stored = TrainConfig::from_json(resumed.config_json, control.resume);
     stored.out = fs::is_directory(control.resume) ? control.resume : fs::path(control.resume).parent_path().string();
     if (stored.out.empty()) stored.out = ".";
@@ -285,7 +294,17 @@ TrainSummary train(TrainConfig cfg, const TrainControl& control) {
     ck.optim = optim->state_dict();
     ck.loader["epoch"] = Tensor::from_vector(std::vector<int64_t>{pos.epoch}, {});
     ck.loader["batch"] = Tensor::from_vector(std::vector<int64_t>{pos.batch}, {});
-    summary.checkpoint = save_checkpoint(cfg.out, ck, 2);
+    try {
+      summary.checkpoint = save_checkpoint(cfg.out, ck, 2);
+    } catch (const Error& e) {
+      // A full disk (or any write failure): the atomic writer left the previous checkpoint as it was.
+      const std::string previous = latest_checkpoint(cfg.out);
+      throw Error(str_cat("train: cannot save the checkpoint of step ", at_step, " in ", cfg.out, ": ", e.what(),
+                          ". Training stopped. ",
+                          previous.empty() ? std::string("No earlier checkpoint exists.")
+                                           : str_cat("The previous checkpoint ", previous,
+                                                     " is intact: free space, then continue with --resume ", cfg.out)));
+    }
   };
   auto knn_monitor = [&](int64_t epoch) {
     if (!knn_test.images.defined()) return;

@@ -172,7 +172,7 @@ TEST_CASE("image folder: classes, formats, channels, resize") {
   for (int64_t i = 0; i < fr.images.numel(); ++i) REQUIRE(fr.images.data_ptr<uint8_t>()[i] == 77);
 }
 
-TEST_CASE("image folder: bad inputs are errors naming the file, or skipped with a count") {
+TEST_CASE("image folder: unreadable files are skipped with a count, or with strict errors naming the file") {
   TempDir dir("badfolder");
   write_png(dir / "a/good1.png", 4, 4, 3, 0);
   write_png(dir / "a/good2.png", 4, 4, 3, 1);
@@ -186,9 +186,10 @@ TEST_CASE("image folder: bad inputs are errors naming the file, or skipped with 
     write_bytes(dir / "b/truncated.png", bytes);
     std::filesystem::remove_all(dir / "tmp");
   }
-  CHECK_THROWS_WITH_AS(load_image_folder(dir.path.string()), doctest::Contains("garbage.jpg"), Error);
-  ImageFolderOptions skip;
-  skip.skip_bad_images = true;
+  ImageFolderOptions strict;
+  strict.strict = true;
+  CHECK_THROWS_WITH_AS(load_image_folder(dir.path.string(), strict), doctest::Contains("garbage.jpg"), Error);
+  const ImageFolderOptions skip;  // the default
   ImageFolderInfo info;
   ImageDataset ds = load_image_folder(dir.path.string(), skip, &info);
   CHECK(ds.images.size(0) == 2);
