@@ -4,6 +4,7 @@
 // encoder with the warning; a save that fails for want of space stops training with a message naming the
 // intact previous checkpoint, from which the run then completes identically.
 #include <doctest/doctest.h>
+
 #include <sys/wait.h>
 
 #include <algorithm>
@@ -16,6 +17,7 @@
 #include "engine/io/checkpoint.h"
 #include "ssl/trainer/encoder_io.h"
 #include "ssl/trainer/trainer.h"
+#include "tests/support/fashion_mnist.h"
 #include "tests/support/trainer_fixture.h"
 
 using namespace selfsup;
@@ -23,11 +25,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-void require_fashion_mnist() {
-  REQUIRE_MESSAGE(fs::exists("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz"),
-                  "Fashion-MNIST is missing from /usr/share/datasets/fashion-mnist: install the Debian package "
-                  "dataset-fashion-mnist (scripts/install-deps.sh does)");
-}
+using test::require_fashion_mnist;
 
 std::string fresh_dir(const std::string& name) { return test::fresh_run_dir("ckpt_fallback", name); }
 
