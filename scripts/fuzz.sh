@@ -8,7 +8,7 @@
 # is a finding), -rss_limit_mb=2048.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-build=$1
+build=$(realpath "$1")
 seconds=$2
 shift 2
 failed=()
@@ -16,14 +16,15 @@ for t in "$@"; do
   work="$build/fuzz-corpus/$t"
   artifacts="$build/fuzz-artifacts/$t/"
   log="$build/fuzz-$t.log"
+  seeds="$PWD/tests/fuzz/corpus/$t"
   mkdir -p "$work" "$artifacts"
   echo "fuzz: $t for ${seconds}s (log $log)"
-  nice -n 19 "$build/fuzz_$t" -max_total_time="$seconds" -timeout=10 -malloc_limit_mb=512 -rss_limit_mb=2048 \
-    -jobs=1 -workers=1 -print_final_stats=1 -artifact_prefix="$artifacts" "$work" "tests/fuzz/corpus/$t" \
-    > "$log" 2>&1
+  # -jobs=1 runs the fuzzer in a child that writes fuzz-0.log into the working directory: run it in BUILD.
+  (cd "$build" && rm -f fuzz-0.log &&
+    nice -n 19 "./fuzz_$t" -max_total_time="$seconds" -timeout=10 -malloc_limit_mb=512 -rss_limit_mb=2048 \
+      -jobs=1 -workers=1 -print_final_stats=1 -artifact_prefix="$artifacts" "$work" "$seeds" > "$log" 2>&1)
   rc=$?
-  # -jobs=1 writes the fuzzer's own output to fuzz-0.log in the working directory.
-  if [ -f fuzz-0.log ]; then cat fuzz-0.log >> "$log"; rm -f fuzz-0.log; fi
+  if [ -f "$build/fuzz-0.log" ]; then cat "$build/fuzz-0.log" >> "$log"; rm -f "$build/fuzz-0.log"; fi
   execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | tail -1 | grep -o '[0-9]*$')
   cov=$(grep -oE '#[0-9]+ +DONE +cov: [0-9]+ ft: [0-9]+' "$log" | tail -1 | grep -oE 'cov: [0-9]+ ft: [0-9]+')
   echo "fuzz: $t: rc $rc, ${execs:-?} executions, ${cov:-no final stats}"

@@ -133,16 +133,20 @@ std::vector<int64_t> read_idx_u8(const std::string& path, int expected_dims, std
                 header, "-byte header (truncated file)");
 
   std::vector<int64_t> dims(expected_dims);
-  // Three uint32 dims can overflow 64 bits; any product past kMaxIdxBytes is refused before reading on.
-  uint64_t need = 1;
-  bool overflow = false;
+  // Three uint32 dims can overflow 64 bits. The product of the non-zero dims is bounded too: a zero dim
+  // makes the payload empty, but the others still become tensor sizes whose strides must fit int64.
+  uint64_t nonzero = 1;
+  bool overflow = false, empty = false;
   for (int d = 0; d < expected_dims; ++d) {
     dims[d] = read_be32(head.data() + 4 + 4 * d);
-    overflow = overflow || __builtin_mul_overflow(need, static_cast<uint64_t>(dims[d]), &need);
+    if (dims[d] == 0) empty = true;
+    else overflow = overflow || __builtin_mul_overflow(nonzero, static_cast<uint64_t>(dims[d]), &nonzero);
   }
-  SELFSUP_CHECK(!overflow && need <= kMaxIdxBytes, "idx: '", path, "': header says ", dims_str(dims), " = ",
-                overflow ? std::string("more than 2^64") : std::to_string(need), " bytes of data, more than the ",
-                "reader's limit of ", kMaxIdxBytes, " bytes (corrupt header?)");
+  SELFSUP_CHECK(!overflow && nonzero <= kMaxIdxBytes, "idx: '", path, "': header says ", dims_str(dims), " = ",
+                overflow ? std::string("more than 2^64") : std::to_string(nonzero),
+                empty ? " (without its zero dims)" : "", " bytes of data, more than the reader's limit of ",
+                kMaxIdxBytes, " bytes (corrupt header?)");
+  const uint64_t need = empty ? 0 : nonzero;
   data.clear();
   const uint64_t payload = read_up_to(f.get(), need, data, path);
   const uint64_t trailing = payload == need ? count_rest(f.get(), path) : 0;

@@ -11,8 +11,8 @@
 
 namespace selfsup::data {
 
-// The largest payload a header may claim (16 GiB; Fashion-MNIST's training images are 47 MB). A larger
-// claim is refused before anything past the header is read.
+// The largest payload a header may claim (16 GiB; Fashion-MNIST's training images are 47 MB), and the
+// largest product of its non-zero dims. A larger claim is refused before anything past the header is read.
 inline constexpr uint64_t kMaxIdxBytes = uint64_t{1} << 34;
 
 // Reads a whole IDX file (gzip-compressed or raw: zlib reads both) and checks its header against

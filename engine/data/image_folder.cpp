@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <limits>
 #include <vector>
 
 #include "engine/data/file_util.h"
@@ -30,6 +31,16 @@ struct Decoded {
   std::string error;  // empty when decoded
 };
 
+// The formats the reader accepts, recognised by their leading bytes, or nullptr. Without this gate stb_image
+// decodes whatever format the bytes hold (GIF, PSD, PIC, HDR, TGA, PNM ...) whatever the file's name says,
+// and its less-used decoders are where its known memory-safety bugs lie (docs/hardening.md).
+const char* image_format(const std::vector<uint8_t>& b) {
+  if (b.size() >= 8 && std::memcmp(b.data(), "\x89PNG\r\n\x1a\n", 8) == 0) return "PNG";
+  if (b.size() >= 3 && b[0] == 0xFF && b[1] == 0xD8 && b[2] == 0xFF) return "JPEG";
+  if (b.size() >= 2 && b[0] == 'B' && b[1] == 'M') return "BMP";
+  return nullptr;
+}
+
 Decoded decode(const std::string& path, int channels, int rh, int rw) {
   Decoded d;
   std::vector<uint8_t> bytes;
@@ -39,7 +50,25 @@ Decoded decode(const std::string& path, int channels, int rh, int rw) {
     d.error = e.what();
     return d;
   }
+  if (bytes.size() > static_cast<size_t>(std::numeric_limits<int>::max())) {
+    d.error = str_cat("file of ", bytes.size(), " bytes is too large to decode (stb_image reads at most 2 GiB)");
+    return d;
+  }
+  if (image_format(bytes) == nullptr) {
+    d.error = "not a PNG, JPEG or BMP file (its first bytes are none of theirs)";
+    return d;
+  }
   int w = 0, h = 0, comp = 0;
+  // The size from the header first: a header claiming a huge image is refused before stb allocates for it.
+  if (!stbi_info_from_memory(bytes.data(), static_cast<int>(bytes.size()), &w, &h, &comp)) {
+    const char* why = stbi_failure_reason();
+    d.error = std::string("cannot decode: ") + (why ? why : "unknown error");
+    return d;
+  }
+  if (static_cast<int64_t>(w) * h > kMaxImagePixels) {
+    d.error = str_cat("its header says ", w, "x", h, " pixels, more than the reader's limit of ", kMaxImagePixels);
+    return d;
+  }
   uint8_t* px = stbi_load_from_memory(bytes.data(), static_cast<int>(bytes.size()), &w, &h, &comp, channels);
   if (px == nullptr) {
     const char* why = stbi_failure_reason();

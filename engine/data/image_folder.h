@@ -2,12 +2,17 @@
 // with stb_image in parallel (OpenMP) into uint8 (N, H, W, C). Classes are the sorted subdirectory names,
 // labels their indices; files are sorted by name within a class.
 #pragma once
+#include <cstdint>
 #include <string>
 #include <vector>
 
 #include "engine/data/dataset.h"
 
 namespace selfsup {
+
+// The largest image the reader decodes (8192 x 8192): a larger header is refused before any pixel memory is
+// allocated, so a 100-byte file cannot ask for gigabytes. Only PNG, JPEG and BMP contents are decoded.
+inline constexpr int64_t kMaxImagePixels = int64_t{1} << 26;
 
 struct ImageFolderOptions {
   int channels = 3;              // 1 or 3; stb converts (gray <-> RGB, alpha dropped)

@@ -77,7 +77,8 @@ void run_idx(const uint8_t* data, size_t size) {
     expect(dims.size() == 1 && static_cast<uint64_t>(dims[0]) == payload.size(), "idx1 dims match the payload");
   });
   std::vector<int64_t> dims = data::read_idx_u8(path, 3, payload);
-  expect(dims.size() == 3 && static_cast<uint64_t>(dims[0] * dims[1] * dims[2]) == payload.size(),
+  expect(dims.size() == 3 && static_cast<uint64_t>(dims[0]) * static_cast<uint64_t>(dims[1]) *
+                                     static_cast<uint64_t>(dims[2]) == payload.size(),
          "idx3 dims match the payload");
   if (dims[0] > 4096) return;  // the label file below is sized by the image count
   std::vector<uint8_t> labels = {0, 0, 8, 1, 0, 0, static_cast<uint8_t>(dims[0] >> 8), static_cast<uint8_t>(dims[0])};
