@@ -26,7 +26,7 @@ for t in "$@"; do
   rc=$?
   if [ -f "$build/fuzz-0.log" ]; then cat "$build/fuzz-0.log" >> "$log"; rm -f "$build/fuzz-0.log"; fi
   execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | tail -1 | grep -o '[0-9]*$')
-  cov=$(grep -oE '#[0-9]+ +DONE +cov: [0-9]+ ft: [0-9]+' "$log" | tail -1 | grep -oE 'cov: [0-9]+ ft: [0-9]+')
+  cov=$(grep -oE 'DONE[[:space:]]+cov: [0-9]+ ft: [0-9]+' "$log" | tail -1 | grep -oE 'cov: [0-9]+ ft: [0-9]+')
   echo "fuzz: $t: rc $rc, ${execs:-?} executions, ${cov:-no final stats}"
   if [ $rc -ne 0 ]; then
     failed+=("$t")

@@ -41,6 +41,45 @@ const char* image_format(const std::vector<uint8_t>& b) {
   return nullptr;
 }
 
+// Debian's stb_image 2.27 sums a JPEG Huffman table's 16 code counts (up to 16 x 255) and writes that many
+// values into a 256-entry array (found by the image fuzz target; stb 2.28 refuses n > 256). Until the
+// distribution ships the fix, the reader walks the JPEG's segments itself and refuses such a table. Returns
+// the problem, or "" when every table is within bounds (other malformations are left to stb).
+std::string jpeg_table_problem(const std::vector<uint8_t>& b) {
+  const size_t n = b.size();
+  size_t i = 2;  // after SOI
+  while (i + 1 < n) {
+    if (b[i] != 0xFF) {  // entropy-coded data after a scan: skip to the next marker
+      ++i;
+      continue;
+    }
+    const uint8_t m = b[i + 1];
+    // Fill bytes, stuffed zeros and restart markers carry no length; EOI ends the image.
+    if (m == 0xFF) {
+      ++i;
+      continue;
+    }
+    if (m == 0x00 || m == 0x01 || (m >= 0xD0 && m <= 0xD8)) {
+      i += 2;
+      continue;
+    }
+    if (m == 0xD9 || i + 4 > n) return "";
+    const size_t len = (size_t{b[i + 2]} << 8) | b[i + 3];  // includes its own 2 bytes
+    const size_t end = std::min(n, i + 2 + len);
+    if (m == 0xC4) {  // DHT: tables of (class/id byte, 16 counts, sum(counts) values)
+      for (size_t t = i + 4; t + 17 <= end;) {
+        size_t codes = 0;
+        for (size_t k = 0; k < 16; ++k) codes += b[t + 1 + k];
+        if (codes > 256)
+          return str_cat("a JPEG Huffman table at byte ", t, " defines ", codes, " codes (at most 256)");
+        t += 17 + codes;
+      }
+    }
+    i = std::max(end, i + 2);
+  }
+  return "";
+}
+
 Decoded decode(const std::string& path, int channels, int rh, int rw) {
   Decoded d;
   std::vector<uint8_t> bytes;
@@ -54,9 +93,14 @@ Decoded decode(const std::string& path, int channels, int rh, int rw) {
     d.error = str_cat("file of ", bytes.size(), " bytes is too large to decode (stb_image reads at most 2 GiB)");
     return d;
   }
-  if (image_format(bytes) == nullptr) {
+  const char* format = image_format(bytes);
+  if (format == nullptr) {
     d.error = "not a PNG, JPEG or BMP file (its first bytes are none of theirs)";
     return d;
+  }
+  if (std::strcmp(format, "JPEG") == 0) {
+    d.error = jpeg_table_problem(bytes);
+    if (!d.error.empty()) return d;
   }
   int w = 0, h = 0, comp = 0;
   // The size from the header first: a header claiming a huge image is refused before stb allocates for it.
