@@ -1,5 +1,6 @@
 // The stated input limits of docs/hardening.md, each checked on a small file whose header claims far more:
-// the readers refuse it with an Error naming the file and the limit, before allocating for the claim.
+// the readers refuse it with an Error naming the file and the limit, before allocating for the claim; and
+// config.json's typed fields.
 #include <doctest/doctest.h>
 #include <unistd.h>
 
@@ -12,6 +13,7 @@
 #include "engine/core/check.h"
 #include "engine/data/idx.h"
 #include "engine/data/image_folder.h"
+#include "ssl/trainer/config.h"
 
 namespace fs = std::filesystem;
 using selfsup::Error;
@@ -94,4 +96,21 @@ TEST_CASE("image folder: a PNG header claiming 16384x16384 pixels, and non-PNG/J
   msg = error_of([&] { selfsup::load_image_folder(dir.path.string()); });
   CHECK(msg.find("gif.png") != std::string::npos);
   CHECK(msg.find("not a PNG, JPEG or BMP file") != std::string::npos);
+}
+
+TEST_CASE("config.json: a field's JSON type and range are checked before conversion") {
+  using selfsup::ssl::TrainConfig;
+  CHECK(TrainConfig::from_json(R"({"batch": 512, "lr": 1, "seed": 3, "knn_every_epoch": false})", "c").batch == 512);
+  // A float outside int64's range (nlohmann would convert it: undefined behaviour), a negative seed, a
+  // thread count past int, a string for a number, and a document that is not an object.
+  CHECK(error_of([] { TrainConfig::from_json(R"({"limit": 1e300})", "run/config.json"); })
+            .find("run/config.json: configuration field 'limit' is 1e+300, expected a 64-bit integer") != std::string::npos);
+  CHECK(error_of([] { TrainConfig::from_json(R"({"seed": -1})", "c"); }).find("expected a non-negative integer") !=
+        std::string::npos);
+  CHECK(error_of([] { TrainConfig::from_json(R"({"threads": 4294967296})", "c"); }).find("a 32-bit integer") !=
+        std::string::npos);
+  CHECK(error_of([] { TrainConfig::from_json(R"({"lr": "fast"})", "c"); }).find("expected a number") !=
+        std::string::npos);
+  CHECK(error_of([] { TrainConfig::from_json("[1, 2]", "c"); }).find("is a JSON array, expected an object") !=
+        std::string::npos);
 }
