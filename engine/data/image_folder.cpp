@@ -109,6 +109,10 @@ Decoded decode(const std::string& path, int channels, int rh, int rw) {
     d.error = std::string("cannot decode: ") + (why ? why : "unknown error");
     return d;
   }
+  if (w <= 0 || h <= 0) {  // stb accepts a BMP of height 0 (image fuzz target): no pixels to learn from
+    d.error = str_cat("its header says ", w, "x", h, " pixels, an empty image");
+    return d;
+  }
   if (static_cast<int64_t>(w) * h > kMaxImagePixels) {
     d.error = str_cat("its header says ", w, "x", h, " pixels, more than the reader's limit of ", kMaxImagePixels);
     return d;
