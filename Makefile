@@ -25,7 +25,7 @@ bench: build
 	@$(BUILD)/bench_cpu_dense
 
 # ASan + UBSan build of every CPU test (and the CUDA emulator's) in its own directory (docs/hardening.md).
-# C++ at -O1 -g with asserts on; the CUDA flags stay Release's so ccache shares those objects with build/.
+# C++ at -O1 -g with asserts on; CUDA compiles with Release's flags, as in build/ (ccache can share those objects).
 SAN_BUILD ?= build-asan
 SAN_ENV = ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:strict_string_checks=1:detect_stack_use_after_return=1 \
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
