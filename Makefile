@@ -3,7 +3,7 @@ BUILD ?= build
 JOBS  ?= $(shell nproc)
 CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=Release
 
-.PHONY: deps configure build test demo bench clean
+.PHONY: deps configure build test demo bench clean test-sanitize fuzz
 
 deps:
 	@bash scripts/install-deps.sh
@@ -24,5 +24,34 @@ demo: build
 bench: build
 	@$(BUILD)/bench_cpu_dense
 
+# ASan + UBSan build of every CPU test (and the CUDA emulator's) in its own directory (docs/hardening.md).
+# C++ at -O1 -g with asserts on; CUDA compiles with Release's flags, as in build/ (ccache can share those objects).
+SAN_BUILD ?= build-asan
+SAN_ENV = ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:strict_string_checks=1:detect_stack_use_after_return=1 \
+	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+
+test-sanitize: deps
+	@cmake -S . -B $(SAN_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSELFSUP_SANITIZE=ON \
+	  -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g" -DCMAKE_CUDA_FLAGS_RELWITHDEBINFO="-O3 -DNDEBUG" \
+	  > $(SAN_BUILD).configure.log 2>&1 || (cat $(SAN_BUILD).configure.log; exit 1)
+	@cmake --build $(SAN_BUILD) -j $(JOBS)
+	@cd $(SAN_BUILD) && $(SAN_ENV) ctest --output-on-failure -j $(JOBS) -L cpu
+
+# libFuzzer targets (tests/fuzz, docs/hardening.md), clang + ASan + UBSan, CPU only, in their own directory;
+# each runs FUZZ_SECONDS, one after the other. FUZZ_TARGETS picks a subset.
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= idx cifar stl10 image safetensors config args
+
+fuzz: deps
+	@command -v clang++-14 >/dev/null && ls /usr/lib/llvm-14/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a >/dev/null 2>&1 || \
+	  (echo "make fuzz needs clang 14 with libFuzzer and OpenMP:" \
+	        "apt-get install clang-14 libclang-rt-14-dev libomp-14-dev"; exit 1)
+	@cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g" \
+	  -DCMAKE_CXX_COMPILER=clang++-14 -DCMAKE_C_COMPILER=clang-14 -DSELFSUP_CUDA=OFF -DSELFSUP_FUZZ=ON \
+	  > $(FUZZ_BUILD).configure.log 2>&1 || (cat $(FUZZ_BUILD).configure.log; exit 1)
+	@cmake --build $(FUZZ_BUILD) -j $(JOBS) --target $(addprefix fuzz_,$(FUZZ_TARGETS))
+	@bash scripts/fuzz.sh $(FUZZ_BUILD) $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
 clean:
-	rm -rf $(BUILD) $(BUILD).configure.log
+	rm -rf $(BUILD) $(BUILD).configure.log $(SAN_BUILD) $(SAN_BUILD).configure.log $(FUZZ_BUILD) $(FUZZ_BUILD).configure.log

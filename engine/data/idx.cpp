@@ -1,6 +1,7 @@
 // IDX files: a 4-byte magic (0, 0, element type, number of dims), one big-endian uint32 per dim, then the
-// elements in row-major order. We read the whole file first and check the header against its length, so a
-// corrupt header can never make us allocate or index past what the file holds.
+// elements in row-major order. The header is read and checked first; the payload is then read in chunks,
+// so memory follows the bytes the file holds and a corrupt header can never make us allocate or index past
+// them (nor a gzip bomb past the header's claim).
 #include "engine/data/idx.h"
 
 #include <zlib.h>
@@ -25,33 +26,56 @@ struct GzCloser {
 };
 using GzFile = std::unique_ptr<gzFile_s, GzCloser>;
 
-// The uncompressed bytes of `path`. gzread passes raw files through unchanged, so one path serves both.
-std::vector<uint8_t> read_all(const std::string& path) {
+// An open IDX file, raw or gzip-compressed: gzread passes raw files through unchanged, so one path serves both.
+GzFile open_idx(const std::string& path) {
   if (std::filesystem::is_directory(path)) throw_error(str_cat("idx: '", path, "' is a directory, expected a file"));
   errno = 0;
   GzFile f(gzopen(path.c_str(), "rb"));
   if (!f) {
     throw_error(str_cat("idx: cannot open '", path, "': ", errno ? std::strerror(errno) : "out of memory"));
   }
-  std::vector<uint8_t> bytes;
-  constexpr size_t kChunk = size_t{1} << 20;
-  for (;;) {
-    size_t have = bytes.size();
-    bytes.resize(have + kChunk);
-    int got = gzread(f.get(), bytes.data() + have, static_cast<unsigned>(kChunk));
+  return f;
+}
+
+// Appends up to `n` bytes of `f` to `out`, growing it one chunk at a time, so that the allocation follows
+// the bytes the file really holds, never a size a header claims. Returns the count appended (< n at the end).
+uint64_t read_up_to(gzFile_s* f, uint64_t n, std::vector<uint8_t>& out, const std::string& path) {
+  constexpr uint64_t kChunk = uint64_t{1} << 20;
+  uint64_t total = 0;
+  while (total < n) {
+    const size_t have = out.size();
+    const uint64_t want = std::min(n - total, kChunk);
+    out.resize(have + want);
+    const int got = gzread(f, out.data() + have, static_cast<unsigned>(want));
     if (got < 0) {
       int code = 0;
-      const char* msg = gzerror(f.get(), &code);
+      const char* msg = gzerror(f, &code);
       throw_error(str_cat("idx: cannot read '", path, "': ", msg, " (corrupt or truncated gzip data?)"));
     }
-    bytes.resize(have + static_cast<size_t>(got));
+    out.resize(have + static_cast<size_t>(got));
+    total += static_cast<uint64_t>(got);
     if (got == 0) break;
   }
-  // A gzip stream cut short reads as a clean end of file; zlib only reports it on close.
-  int rc = gzclose_r(f.release());
+  return total;
+}
+
+// Counts (and discards) the bytes left in `f`.
+uint64_t count_rest(gzFile_s* f, const std::string& path) {
+  std::vector<uint8_t> scratch;
+  uint64_t total = 0;
+  for (;;) {
+    scratch.clear();
+    const uint64_t got = read_up_to(f, uint64_t{1} << 16, scratch, path);
+    total += got;
+    if (got == 0) return total;
+  }
+}
+
+// A gzip stream cut short reads as a clean end of file; zlib only reports it on close.
+void close_idx(GzFile f, const std::string& path) {
+  const int rc = gzclose_r(f.release());
   if (rc == Z_BUF_ERROR) throw_error(str_cat("idx: '", path, "': gzip data ends early (truncated file)"));
   if (rc != Z_OK) throw_error(str_cat("idx: '", path, "': error closing the file (zlib code ", rc, ")"));
-  return bytes;
 }
 
 uint32_t read_be32(const uint8_t* p) {
@@ -90,33 +114,48 @@ const std::vector<std::string>& fashion_mnist_classes() {
 }  // namespace
 
 std::vector<int64_t> read_idx_u8(const std::string& path, int expected_dims, std::vector<uint8_t>& data) {
-  std::vector<uint8_t> bytes = read_all(path);
+  SELFSUP_CHECK(expected_dims >= 1 && expected_dims <= 4, "idx: '", path, "': expected_dims must be 1..4, got ",
+                expected_dims);
+  GzFile f = open_idx(path);
+  std::vector<uint8_t> head;
   const uint32_t expected_magic = (uint32_t{kTypeU8} << 8) | static_cast<uint32_t>(expected_dims);
-  SELFSUP_CHECK(bytes.size() >= 4, "idx: '", path, "' is ", bytes.size(), " bytes long, too short for the 4-byte ",
+  read_up_to(f.get(), 4, head, path);
+  if (head.size() < 4) close_idx(std::move(f), path);  // a truncated gzip stream says so first
+  SELFSUP_CHECK(head.size() >= 4, "idx: '", path, "' is ", head.size(), " bytes long, too short for the 4-byte ",
                 "magic number (expected ", hex32(expected_magic), ")");
-  const uint32_t magic = read_be32(bytes.data());
+  const uint32_t magic = read_be32(head.data());
   SELFSUP_CHECK(magic == expected_magic, "idx: '", path, "': magic number ", hex32(magic), ", expected ",
                 hex32(expected_magic), " (uint8 data, ", expected_dims, " dims)");
   const size_t header = 4 + 4 * static_cast<size_t>(expected_dims);
-  SELFSUP_CHECK(bytes.size() >= header, "idx: '", path, "' is ", bytes.size(), " bytes long, too short for its ",
+  read_up_to(f.get(), header - 4, head, path);
+  if (head.size() < header) close_idx(std::move(f), path);
+  SELFSUP_CHECK(head.size() >= header, "idx: '", path, "' is ", head.size(), " bytes long, too short for its ",
                 header, "-byte header (truncated file)");
 
   std::vector<int64_t> dims(expected_dims);
-  const size_t payload = bytes.size() - header;
-  // Three uint32 dims can overflow 64 bits; any product past the payload is already an error.
-  uint64_t need = 1;
-  bool overflow = false;
+  // Three uint32 dims can overflow 64 bits. The product of the non-zero dims is bounded too: a zero dim
+  // makes the payload empty, but the others still become tensor sizes whose strides must fit int64.
+  uint64_t nonzero = 1;
+  bool overflow = false, empty = false;
   for (int d = 0; d < expected_dims; ++d) {
-    dims[d] = read_be32(bytes.data() + 4 + 4 * d);
-    overflow = overflow || __builtin_mul_overflow(need, static_cast<uint64_t>(dims[d]), &need);
+    dims[d] = read_be32(head.data() + 4 + 4 * d);
+    if (dims[d] == 0) empty = true;
+    else overflow = overflow || __builtin_mul_overflow(nonzero, static_cast<uint64_t>(dims[d]), &nonzero);
   }
-  SELFSUP_CHECK(!overflow && need <= payload, "idx: '", path, "': header says ", dims_str(dims), " = ",
-                overflow ? std::string("more than 2^64") : std::to_string(need), " bytes of data, but the file has ",
-                payload, " after the ", header, "-byte header (truncated file)");
-  SELFSUP_CHECK(need == payload, "idx: '", path, "': header says ", dims_str(dims), " = ", need,
-                " bytes of data, but the file has ", payload, " after the ", header,
+  SELFSUP_CHECK(!overflow && nonzero <= kMaxIdxBytes, "idx: '", path, "': header says ", dims_str(dims), " = ",
+                overflow ? std::string("more than 2^64") : std::to_string(nonzero),
+                empty ? " (without its zero dims)" : "", " bytes of data, more than the reader's limit of ",
+                kMaxIdxBytes, " bytes (corrupt header?)");
+  const uint64_t need = empty ? 0 : nonzero;
+  data.clear();
+  const uint64_t payload = read_up_to(f.get(), need, data, path);
+  const uint64_t trailing = payload == need ? count_rest(f.get(), path) : 0;
+  close_idx(std::move(f), path);
+  SELFSUP_CHECK(payload == need, "idx: '", path, "': header says ", dims_str(dims), " = ", need,
+                " bytes of data, but the file has ", payload, " after the ", header, "-byte header (truncated file)");
+  SELFSUP_CHECK(trailing == 0, "idx: '", path, "': header says ", dims_str(dims), " = ", need,
+                " bytes of data, but the file has ", payload + trailing, " after the ", header,
                 "-byte header (trailing data: header and file disagree)");
-  data.assign(bytes.begin() + static_cast<std::ptrdiff_t>(header), bytes.end());
   return dims;
 }
 

@@ -11,9 +11,14 @@
 
 namespace selfsup::data {
 
+// The largest payload a header may claim (16 GiB; Fashion-MNIST's training images are 47 MB), and the
+// largest product of its non-zero dims. A larger claim is refused before anything past the header is read.
+inline constexpr uint64_t kMaxIdxBytes = uint64_t{1} << 34;
+
 // Reads a whole IDX file (gzip-compressed or raw: zlib reads both) and checks its header against
 // `expected_dims` and the file's length. Returns the dimensions; `data` receives the uint8 payload.
-// Throws selfsup::Error naming the file on a missing file, a wrong magic number, truncated or trailing data.
+// Throws selfsup::Error naming the file on a missing file, a wrong magic number, a claim past kMaxIdxBytes,
+// truncated or trailing data. Memory follows the bytes read (at most twice them), never the claim alone.
 std::vector<int64_t> read_idx_u8(const std::string& path, int expected_dims, std::vector<uint8_t>& data);
 
 // Images (idx3) and labels (idx1) of the same data set; the counts must agree. num_classes is the

@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <limits>
 #include <vector>
 
 #include "engine/data/file_util.h"
@@ -30,6 +31,74 @@ struct Decoded {
   std::string error;  // empty when decoded
 };
 
+// The formats the reader accepts, recognised by their leading bytes, or nullptr. Without this gate stb_image
+// decodes whatever format the bytes hold (GIF, PSD, PIC, HDR, TGA, PNM ...) whatever the file's name says,
+// and its less-used decoders are where its known memory-safety bugs lie (docs/hardening.md).
+const char* image_format(const std::vector<uint8_t>& b) {
+  if (b.size() >= 8 && std::memcmp(b.data(), "\x89PNG\r\n\x1a\n", 8) == 0) return "PNG";
+  if (b.size() >= 3 && b[0] == 0xFF && b[1] == 0xD8 && b[2] == 0xFF) return "JPEG";
+  if (b.size() >= 2 && b[0] == 'B' && b[1] == 'M') return "BMP";
+  return nullptr;
+}
+
+// Debian's stb_image 2.27 sums a JPEG Huffman table's 16 code counts (up to 16 x 255) and writes that many
+// values into a 256-entry array (found by the image fuzz target; upstream stb_image now refuses n > 256). Until the
+// distribution ships the fix, the reader walks the JPEG's segments itself and refuses such a table. Returns
+// the problem, or "" when every table is within bounds (other malformations are left to stb).
+std::string jpeg_table_problem(const std::vector<uint8_t>& b) {
+  const size_t n = b.size();
+  auto at = [&](size_t k) -> size_t { return k < n ? b[k] : 0; };  // stb reads past the end as zero bytes
+  size_t i = 2;                                                     // after SOI
+  while (i + 1 < n) {
+    if (b[i] != 0xFF) {  // entropy-coded data after a scan: skip to the next marker
+      ++i;
+      continue;
+    }
+    const uint8_t m = b[i + 1];
+    // Fill bytes, stuffed zeros and restart markers carry no length; EOI ends the image.
+    if (m == 0xFF) {
+      ++i;
+      continue;
+    }
+    if (m == 0x00 || m == 0x01 || (m >= 0xD0 && m <= 0xD8)) {
+      i += 2;
+      continue;
+    }
+    if (m == 0xD9 || i + 4 > n) return "";
+    const size_t len = (at(i + 2) << 8) | at(i + 3);  // includes its own 2 bytes
+    if (m != 0xC4) {
+      i += 2 + std::max<size_t>(len, 2);
+      continue;
+    }
+    // DHT: tables of (class/id byte, 16 counts, sum(counts) values) while the segment has bytes left. As stb
+    // does, a table may run past the segment's stated end, and the next marker is looked for after it.
+    size_t t = i + 4;
+    while (t < i + 2 + len && t < n) {
+      size_t codes = 0;
+      for (size_t k = 0; k < 16; ++k) codes += at(t + 1 + k);
+      if (codes > 256) return str_cat("a JPEG Huffman table at byte ", t, " defines ", codes, " codes (at most 256)");
+      t += 17 + codes;
+    }
+    i = std::max(t, i + 4);
+  }
+  return "";
+}
+
+// stb_image grows its buffer for a PNG's image data by each IDAT chunk's stated length before it reads the
+// chunk, so a 200-byte file claiming a 500 MB chunk made it allocate 500 MB (image fuzz target). Every
+// chunk must fit in the file; returns the problem, or "".
+std::string png_chunk_problem(const std::vector<uint8_t>& b) {
+  const size_t n = b.size();
+  for (size_t i = 8; i + 8 <= n;) {  // after the signature: (length, type, data, CRC) chunks
+    const size_t len = (size_t{b[i]} << 24) | (size_t{b[i + 1]} << 16) | (size_t{b[i + 2]} << 8) | b[i + 3];
+    if (len > n - i - 8)
+      return str_cat("a PNG chunk at byte ", i, " claims ", len, " bytes, past the end of the ", n, "-byte file");
+    if (std::memcmp(b.data() + i + 4, "IEND", 4) == 0) break;
+    i += 12 + len;
+  }
+  return "";
+}
+
 Decoded decode(const std::string& path, int channels, int rh, int rw) {
   Decoded d;
   std::vector<uint8_t> bytes;
@@ -39,7 +108,33 @@ Decoded decode(const std::string& path, int channels, int rh, int rw) {
     d.error = e.what();
     return d;
   }
+  if (bytes.size() > static_cast<size_t>(std::numeric_limits<int>::max())) {
+    d.error = str_cat("file of ", bytes.size(), " bytes is too large to decode (stb_image reads at most 2 GiB)");
+    return d;
+  }
+  const char* format = image_format(bytes);
+  if (format == nullptr) {
+    d.error = "not a PNG, JPEG or BMP file (its first bytes are none of theirs)";
+    return d;
+  }
+  if (std::strcmp(format, "JPEG") == 0) d.error = jpeg_table_problem(bytes);
+  if (std::strcmp(format, "PNG") == 0) d.error = png_chunk_problem(bytes);
+  if (!d.error.empty()) return d;
   int w = 0, h = 0, comp = 0;
+  // The size from the header first: a header claiming a huge image is refused before stb allocates for it.
+  if (!stbi_info_from_memory(bytes.data(), static_cast<int>(bytes.size()), &w, &h, &comp)) {
+    const char* why = stbi_failure_reason();
+    d.error = std::string("cannot decode: ") + (why ? why : "unknown error");
+    return d;
+  }
+  if (w <= 0 || h <= 0) {  // stb accepts a BMP of height 0 (image fuzz target): no pixels to learn from
+    d.error = str_cat("its header says ", w, "x", h, " pixels, an empty image");
+    return d;
+  }
+  if (static_cast<int64_t>(w) * h > kMaxImagePixels) {
+    d.error = str_cat("its header says ", w, "x", h, " pixels, more than the reader's limit of ", kMaxImagePixels);
+    return d;
+  }
   uint8_t* px = stbi_load_from_memory(bytes.data(), static_cast<int>(bytes.size()), &w, &h, &comp, channels);
   if (px == nullptr) {
     const char* why = stbi_failure_reason();

@@ -12,6 +12,10 @@
 
 namespace selfsup {
 
+// The largest image the reader decodes (8192 x 8192): a larger header is refused before any pixel memory is
+// allocated, so a 100-byte file cannot ask for gigabytes. Only PNG, JPEG and BMP contents are decoded.
+inline constexpr int64_t kMaxImagePixels = int64_t{1} << 26;
+
 struct ImageFolderOptions {
   int channels = 3;              // 1 or 3; stb converts (gray <-> RGB, alpha dropped)
   int resize_h = 0, resize_w = 0;  // both > 0: every image resized (bilinear) to this size; 0: keep sizes,

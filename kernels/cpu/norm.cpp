@@ -32,23 +32,37 @@ void channel_sums(int64_t N, int64_t C, int64_t S, const T* p, const double* p_c
     // Long rows: one thread owns a channel and reads its N rows, each a contiguous stream.
 #pragma omp parallel for schedule(static) if (N * C * S > kParallelMinWork)
     for (int64_t c = 0; c < C; ++c) {
-      // Each row is summed in T (float rows of a few hundred centred values lose nothing that matters, and
-      // float lanes are twice as many and need no conversions: this loop was 11% of a SimCLR step when it
-      // converted every element to double), the rows' sums in double.
+      // Each row is summed in T over kLanes interleaved partial sums (float lanes are twice as many as
+      // double's and need no conversions: this loop was 11% of a SimCLR step when it converted every element
+      // to double), the lanes and the rows' sums in double. The lanes are explicit, not left to the
+      // vectoriser: the backward's sums cancel strongly (dy of a BN-fed conv is nearly orthogonal to 1 and x),
+      // and one sequential float sum per row, what an unvectorised build (-O0, sanitizers) made of
+      // `omp simd reduction`, moved ResNet-50's float32 gradients by 2%. Now every build sums in this order.
+      constexpr int64_t kLanes = 16;
       const T pc = static_cast<T>(p_center[c]), qc = static_cast<T>(q_center[c]);
       double sa = 0, sb = 0;
       for (int64_t n = 0; n < N; ++n) {
         const T* pr = p + (n * C + c) * S;
         const T* qr = q + (n * C + c) * S;
-        T ra = 0, rb = 0;
-#pragma omp simd reduction(+ : ra, rb)
-        for (int64_t s = 0; s < S; ++s) {
-          const T u = pr[s] - pc;
-          ra += u;
-          rb += u * (qr[s] - qc);
+        T la[kLanes] = {}, lb[kLanes] = {};
+        int64_t s = 0;
+        for (; s + kLanes <= S; s += kLanes) {
+#pragma omp simd
+          for (int64_t l = 0; l < kLanes; ++l) {
+            const T u = pr[s + l] - pc;
+            la[l] += u;
+            lb[l] += u * (qr[s + l] - qc);
+          }
         }
-        sa += static_cast<double>(ra);
-        sb += static_cast<double>(rb);
+        for (int64_t l = 0; s < S; ++s, ++l) {  // the tail, one element per lane
+          const T u = pr[s] - pc;
+          la[l] += u;
+          lb[l] += u * (qr[s] - qc);
+        }
+        for (int64_t l = 0; l < kLanes; ++l) {
+          sa += static_cast<double>(la[l]);
+          sb += static_cast<double>(lb[l]);
+        }
       }
       out[c] = sa;
       out[C + c] = sb;

@@ -1,6 +1,8 @@
 #include "ssl/trainer/config.h"
 
+#include <limits>
 #include <nlohmann/json.hpp>
+#include <type_traits>
 
 #include "engine/core/check.h"
 
@@ -20,6 +22,43 @@ std::string TrainConfig::to_json() const {
   return j.dump(2);
 }
 
+namespace {
+
+// Reads one field, checking its JSON type and range first: nlohmann's get_to converts any number to any
+// arithmetic type, and a float outside an integer's range is undefined behaviour (the config fuzz target's
+// {"limit": 1e300}).
+template <typename T>
+void read_field(const nlohmann::json& j, const char* name, T& out, const std::string& source) {
+  if (!j.contains(name)) return;
+  const nlohmann::json& v = j.at(name);
+  auto wrong = [&](const char* expected) {
+    throw Error(str_cat(source, ": configuration field '", name, "' is ", v.dump(), ", expected ", expected));
+  };
+  if constexpr (std::is_same_v<T, std::string>) {
+    if (!v.is_string()) wrong("a string");
+    out = v.get<std::string>();
+  } else if constexpr (std::is_same_v<T, bool>) {
+    if (!v.is_boolean()) wrong("true or false");
+    out = v.get<bool>();
+  } else if constexpr (std::is_floating_point_v<T>) {
+    if (!v.is_number()) wrong("a number");
+    out = v.get<T>();
+  } else if constexpr (std::is_unsigned_v<T>) {
+    if (!v.is_number_unsigned()) wrong("a non-negative integer");
+    out = v.get<T>();
+  } else {
+    static_assert(std::is_integral_v<T> && std::is_signed_v<T>);
+    using limits = std::numeric_limits<T>;
+    const bool fits = v.is_number_unsigned()
+                          ? v.get<uint64_t>() <= static_cast<uint64_t>(limits::max())
+                          : v.is_number_integer() && v.get<int64_t>() >= limits::min() && v.get<int64_t>() <= limits::max();
+    if (!fits) wrong(limits::digits > 31 ? "a 64-bit integer" : "a 32-bit integer");
+    out = static_cast<T>(v.get<int64_t>());
+  }
+}
+
+}  // namespace
+
 TrainConfig TrainConfig::from_json(const std::string& text, const std::string& source) {
   nlohmann::json j;
   try {
@@ -27,15 +66,12 @@ TrainConfig TrainConfig::from_json(const std::string& text, const std::string& s
   } catch (const std::exception& e) {
     throw Error(str_cat(source, ": the stored configuration is not valid JSON (", e.what(), ")"));
   }
+  if (!j.is_object())
+    throw Error(str_cat(source, ": the stored configuration is a JSON ", j.type_name(), ", expected an object"));
   TrainConfig c;
-  try {
-#define X(f) \
-  if (j.contains(#f)) j.at(#f).get_to(c.f);
-    SELFSUP_CONFIG_FIELDS(X)
+#define X(f) read_field(j, #f, c.f, source);
+  SELFSUP_CONFIG_FIELDS(X)
 #undef X
-  } catch (const std::exception& e) {
-    throw Error(str_cat(source, ": a configuration field has the wrong type (", e.what(), ")"));
-  }
   return c;
 }
 
