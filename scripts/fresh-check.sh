@@ -13,10 +13,11 @@ set -euo pipefail
 
 usage() {
   cat <<'EOF'
-usage: scripts/fresh-check.sh [--full] [--keep] [--suite NAME] [--mirror URL] [--dir DIR]
+usage: scripts/fresh-check.sh [--full] [--ci] [--keep] [--suite NAME] [--mirror URL] [--dir DIR]
 
 Builds a clean minimal Debian system in a chroot and runs the README's `make test` inside it.
   --full         also run `make demo` (adds the demo's run time, about 7 minutes on 2 cores)
+  --ci           run CI's whole entry point .ci/run instead of `make test` alone
   --keep         leave the chroot in place afterwards (its path is printed) for inspection
   --suite NAME   Debian suite to bootstrap (default: this host's, from /etc/os-release)
   --mirror URL   Debian mirror (default: http://deb.debian.org/debian)
@@ -27,6 +28,7 @@ EOF
 }
 
 FULL=0
+CI=0
 KEEP=0
 SUITE=""
 MIRROR="http://deb.debian.org/debian"
@@ -34,6 +36,7 @@ DIR=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --full) FULL=1 ;;
+    --ci) CI=1 ;;
     --keep) KEEP=1 ;;
     --suite) SUITE="${2:?--suite needs a name}"; shift ;;
     --mirror) MIRROR="${2:?--mirror needs a URL}"; shift ;;
@@ -129,7 +132,11 @@ echo "fresh-check: Debian $SUITE from $MIRROR into $ROOT"
 step "bootstrap (mmdebstrap)" bootstrap
 mount_system
 step "clone" copy_clone
-step "make test" in_chroot "make test"
+if [ "$CI" -eq 1 ]; then
+  step ".ci/run" in_chroot "bash .ci/run"
+else
+  step "make test" in_chroot "make test"
+fi
 if [ "$FULL" -eq 1 ]; then
   step "make demo" in_chroot "make demo"
 fi
