@@ -5,8 +5,6 @@
 // intact previous checkpoint, from which the run then completes identically.
 #include <doctest/doctest.h>
 
-#include <sys/wait.h>
-
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
@@ -17,6 +15,7 @@
 #include "engine/io/checkpoint.h"
 #include "ssl/trainer/encoder_io.h"
 #include "ssl/trainer/trainer.h"
+#include "tests/support/cli_run.h"
 #include "tests/support/fashion_mnist.h"
 #include "tests/support/trainer_fixture.h"
 
@@ -79,20 +78,8 @@ void flip_byte(const std::string& path, double where) {
   f.write(&c, 1);
 }
 
-struct Run {
-  int code;
-  std::string out;  // stdout and stderr together
-};
-
-Run run_cli(const std::string& args) {
-  const std::string cmd = std::string(SELFSUP_BIN) + " " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  std::string out;
-  char buf[512];
-  while (p && std::fgets(buf, sizeof buf, p)) out += buf;
-  const int status = p ? pclose(p) : -1;
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
+using Run = test::CliRun;
+Run run_cli(const std::string& args) { return test::run_selfsup(args); }
 
 }  // namespace
 
