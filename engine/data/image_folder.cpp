@@ -45,10 +45,15 @@ const char* image_format(const std::vector<uint8_t>& b) {
 // values into a 256-entry array (found by the image fuzz target; upstream stb_image now refuses n > 256). Until the
 // distribution ships the fix, the reader walks the JPEG's segments itself and refuses such a table. Returns
 // the problem, or "" when every table is within bounds (other malformations are left to stb).
+// The same walk refuses a scan that decodes with a Huffman table no DHT segment defined before it: stb keeps its
+// tables in malloc'ed memory it never clears, so such a scan decoded garbage tables and hit an assert inside
+// stb's decoder, which Debian builds with asserts on (image fuzz target, tests/fuzz/regressions/image/).
 std::string jpeg_table_problem(const std::vector<uint8_t>& b) {
   const size_t n = b.size();
   auto at = [&](size_t k) -> size_t { return k < n ? b[k] : 0; };  // stb reads past the end as zero bytes
   size_t i = 2;                                                     // after SOI
+  bool defined[2][4] = {};  // [class: 0 DC, 1 AC][table id]
+  bool progressive = false;
   while (i + 1 < n) {
     if (b[i] != 0xFF) {  // entropy-coded data after a scan: skip to the next marker
       ++i;
@@ -66,6 +71,21 @@ std::string jpeg_table_problem(const std::vector<uint8_t>& b) {
     }
     if (m == 0xD9 || i + 4 > n) return "";
     const size_t len = (at(i + 2) << 8) | at(i + 3);  // includes its own 2 bytes
+    if (m == 0xC2) progressive = true;
+    if (m == 0xDA) {
+      // SOS: Ns, then (component, DC table << 4 | AC table) per component, then Ss, Se, Ah/Al. A baseline scan
+      // decodes with both tables; a progressive one with the DC tables (first DC scan: Ss 0, Ah 0) or the AC
+      // tables (Ss > 0); a DC refinement scan reads raw bits.
+      const size_t ns = at(i + 4), ss = at(i + 5 + 2 * ns), ah = at(i + 7 + 2 * ns) >> 4;
+      const bool dc = !progressive || (ss == 0 && ah == 0), ac = !progressive || ss > 0;
+      for (size_t c = 0; c < ns; ++c) {
+        const size_t tables = at(i + 6 + 2 * c), td = tables >> 4, ta = tables & 15;
+        if (dc && td < 4 && !defined[0][td])
+          return str_cat("the JPEG scan at byte ", i, " decodes with DC Huffman table ", td, ", which no DHT defines");
+        if (ac && ta < 4 && !defined[1][ta])
+          return str_cat("the JPEG scan at byte ", i, " decodes with AC Huffman table ", ta, ", which no DHT defines");
+      }
+    }
     if (m != 0xC4) {
       i += 2 + std::max<size_t>(len, 2);
       continue;
@@ -77,6 +97,8 @@ std::string jpeg_table_problem(const std::vector<uint8_t>& b) {
       size_t codes = 0;
       for (size_t k = 0; k < 16; ++k) codes += at(t + 1 + k);
       if (codes > 256) return str_cat("a JPEG Huffman table at byte ", t, " defines ", codes, " codes (at most 256)");
+      const size_t tc = at(t) >> 4, th = at(t) & 15;
+      if (tc < 2 && th < 4) defined[tc][th] = true;  // stb refuses other classes and ids itself
       t += 17 + codes;
     }
     i = std::max(t, i + 4);

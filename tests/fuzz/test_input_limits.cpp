@@ -99,6 +99,14 @@ TEST_CASE("image folder: a PNG header claiming 16384x16384 pixels, and non-PNG/J
   msg = error_of([&] { selfsup::load_image_folder(dir.path.string(), strict); });
   CHECK(msg.find("gif.png") != std::string::npos);
   CHECK(msg.find("not a PNG, JPEG or BMP file") != std::string::npos);
+  // A JPEG whose scan decodes with a Huffman table no DHT defined (stb would read its uninitialised table and
+  // abort on an assert): refused, naming the table.
+  fs::remove(dir.path / "c" / "gif.png");
+  fs::copy_file(std::string(SELFSUP_SOURCE_DIR) + "/tests/fuzz/regressions/image/jpeg-undefined-huffman-table.jpg",
+                dir.path / "c" / "x.jpg");
+  msg = error_of([&] { selfsup::load_image_folder(dir.path.string(), strict); });
+  CHECK(msg.find("x.jpg") != std::string::npos);
+  CHECK(msg.find("decodes with AC Huffman table 0, which no DHT defines") != std::string::npos);
   // Skipped by default (with a warning): the folder then holds no image at all.
   msg = error_of([&] { selfsup::load_image_folder(dir.path.string()); });
   CHECK(msg.find("none of the 1 files under") != std::string::npos);
