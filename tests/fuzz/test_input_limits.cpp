@@ -107,6 +107,13 @@ TEST_CASE("image folder: a PNG header claiming 16384x16384 pixels, and non-PNG/J
   msg = error_of([&] { selfsup::load_image_folder(dir.path.string(), strict); });
   CHECK(msg.find("x.jpg") != std::string::npos);
   CHECK(msg.find("decodes with AC Huffman table 0, which no DHT defines") != std::string::npos);
+  // A 154-byte BMP whose header claims 4 x 11,798,016 pixels: refused before stb allocates 141 MB for its rows.
+  fs::remove(dir.path / "c" / "x.jpg");
+  fs::copy_file(std::string(SELFSUP_SOURCE_DIR) + "/tests/fuzz/regressions/image/bmp-rows-past-end.bmp",
+                dir.path / "c" / "x.bmp");
+  msg = error_of([&] { selfsup::load_image_folder(dir.path.string(), strict); });
+  CHECK(msg.find("x.bmp") != std::string::npos);
+  CHECK(msg.find("but the file has 154 bytes: truncated or corrupt") != std::string::npos);
   // Skipped by default (with a warning): the folder then holds no image at all.
   msg = error_of([&] { selfsup::load_image_folder(dir.path.string()); });
   CHECK(msg.find("none of the 1 files under") != std::string::npos);
