@@ -14,6 +14,7 @@
 #include "engine/core/check.h"
 #include "engine/data/idx.h"
 #include "tests/support/fashion_mnist.h"
+#include "tests/support/error_of.h"
 
 namespace fs = std::filesystem;
 using selfsup::DType;
@@ -72,17 +73,7 @@ std::vector<uint8_t> iota_bytes(size_t n, uint8_t start = 0) {
   return v;
 }
 
-// The message of the selfsup::Error that f throws; fails the test if it throws nothing.
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  FAIL("expected a selfsup::Error");
-  return "";
-}
+using selfsup::test::error_of;
 
 // Two 3x2 images with pixel values 0..11 and labels {4, 1}.
 const std::vector<uint8_t> kPixels = iota_bytes(12, 0);

@@ -14,6 +14,7 @@
 #include "engine/data/idx.h"
 #include "engine/data/image_folder.h"
 #include "ssl/trainer/config.h"
+#include "tests/support/error_of.h"
 
 namespace fs = std::filesystem;
 using selfsup::Error;
@@ -40,16 +41,7 @@ void put_be32(std::vector<uint8_t>& b, uint32_t v) {
   for (int s = 24; s >= 0; s -= 8) b.push_back(static_cast<uint8_t>(v >> s));
 }
 
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  FAIL("no selfsup::Error thrown");
-  return "";
-}
+using selfsup::test::error_of;
 
 }  // namespace
 

@@ -10,6 +10,7 @@
 #include "engine/nn/init.h"
 #include "engine/nn/layers.h"
 #include "tests/support/engine_gradcheck.h"
+#include "tests/support/error_of.h"
 
 using namespace selfsup;
 using namespace selfsup::nn;
@@ -45,14 +46,7 @@ std::vector<std::string> names(const NamedTensors& l) {
 
 bool allclose_ok(const Tensor& a, const Tensor& b) { return testing::allclose(a, b, 1e-6, 1e-5).ok; }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using selfsup::test::error_of;
 
 }  // namespace
 
