@@ -41,6 +41,7 @@ int cmd_train(const std::vector<std::string>& argv) {
   ssl::TrainControl control;
   control.resume = a.str("resume", "");
   control.stop_after = a.integer("stop-after", 0);
+  if (!control.resume.empty()) control.expect_method = a.str("method", "");
   c.data = a.str("data", c.data);
   ssl::apply_data_preset(c);
   c.method = a.str("method", c.method);

@@ -15,7 +15,8 @@ SimCLR::SimCLR(const SimCLROptions& opt) : opt_(opt) {
                                                                  opt.proj_dim, gen));
 }
 
-StepResult SimCLR::training_step(const std::vector<Tensor>& views) {
+StepResult SimCLR::training_step(const StepInput& in) {
+  const std::vector<Tensor>& views = in.views;
   SELFSUP_CHECK(views.size() == 2, "simclr: expects 2 views per image, got ", views.size());
   Tensor x = cat(views, 0);                          // (2B, C, h, w)
   Tensor z = head_->forward(encoder_->forward_features(x));  // (2B, proj_dim)

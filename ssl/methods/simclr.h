@@ -18,7 +18,7 @@ struct SimCLROptions {
 class SimCLR : public Method {
  public:
   explicit SimCLR(const SimCLROptions& opt);
-  StepResult training_step(const std::vector<Tensor>& views) override;
+  StepResult training_step(const StepInput& in) override;
   models::ResNet& encoder() override { return *encoder_; }
   std::string method_name() const override { return "simclr"; }
   std::string type_name() const override { return "SimCLR"; }

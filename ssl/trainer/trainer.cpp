@@ -28,7 +28,7 @@
 #include "engine/optim/sgd.h"
 #include "ssl/eval/features.h"
 #include "ssl/eval/knn.h"
-#include "ssl/methods/simclr.h"
+#include "ssl/methods/registry.h"
 #include "ssl/trainer/plot.h"
 #include "ssl/trainer/progress.h"
 
@@ -42,8 +42,7 @@ namespace fs = std::filesystem;
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
 void validate(const TrainConfig& c) {
-  SELFSUP_CHECK(c.method == "simclr", "train: unknown --method '", c.method,
-                "' (expected simclr; MoCo, PIRL, RotNet, Jigsaw and Context Encoder are planned)");
+  SELFSUP_CHECK(is_known_method(c.method), "train: unknown --method '", c.method, "' (expected ", method_list(), ")");
   SELFSUP_CHECK(c.arch == "resnet18" || c.arch == "resnet34" || c.arch == "resnet50", "train: unknown --arch '",
                 c.arch, "' (expected resnet18, resnet34 or resnet50)");
   SELFSUP_CHECK(c.stem == "cifar" || c.stem == "imagenet", "train: unknown --stem '", c.stem,
@@ -60,21 +59,10 @@ void validate(const TrainConfig& c) {
   SELFSUP_CHECK(given == 1 || c.total_steps > 0, "train: give exactly one of --epochs, --minutes or --steps");
 }
 
-std::shared_ptr<Method> make_method(const TrainConfig& c) {
-  models::ResNetOptions eo;
-  eo.depth = c.arch == "resnet18" ? 18 : c.arch == "resnet34" ? 34 : 50;
-  eo.in_channels = c.in_channels;
-  eo.stem = c.stem == "cifar" ? models::Stem::cifar : models::Stem::imagenet;
-  eo.width = c.width;
-  eo.num_classes = 0;
-  eo.seed = c.seed;
-  return std::make_shared<SimCLR>(SimCLROptions{eo, c.proj_hidden, c.proj_dim, c.temperature});
-}
-
 std::unique_ptr<Optimizer> make_optimizer(const TrainConfig& c, Method& m) {
   if (c.optimizer == "lars")
-    return std::make_unique<LARS>(m.parameters(), LarsOptions{c.lr, c.momentum, c.weight_decay});
-  return std::make_unique<SGD>(m.parameters(), SgdOptions{c.lr, c.momentum, 0.0, c.weight_decay, false});
+    return std::make_unique<LARS>(m.trainable_parameters(), LarsOptions{c.lr, c.momentum, c.weight_decay});
+  return std::make_unique<SGD>(m.trainable_parameters(), SgdOptions{c.lr, c.momentum, 0.0, c.weight_decay, false});
 }
 
 TensorMap to_map(const nn::NamedTensors& named) {
@@ -173,6 +161,9 @@ TrainSummary train(TrainConfig cfg, const TrainControl& control) {
       std::fprintf(stderr, "warning: %s\n", outcome.c_str());
     }
     TrainConfig stored = TrainConfig::from_json(resumed.config_json, control.resume);
+    SELFSUP_CHECK(control.expect_method.empty() || control.expect_method == stored.method, "train: ",
+                  resumed.source, " is a checkpoint of method '", stored.method, "', not '", control.expect_method,
+                  "': resume it without --method, or start the ", control.expect_method, " run in another --out");
     stored.out = fs::is_directory(control.resume) ? control.resume : fs::path(control.resume).parent_path().string();
     if (stored.out.empty()) stored.out = ".";
     cfg = stored;
@@ -192,6 +183,10 @@ TrainSummary train(TrainConfig cfg, const TrainControl& control) {
                 " channels, the configuration expects ", cfg.in_channels, " (--in-channels)");
   SELFSUP_CHECK(cfg.batch <= train_set.size(), "train: --batch ", cfg.batch, " is larger than the ", train_set.size(),
                 " training images of ", cfg.data);
+  // ---- model: before the loader, which makes as many views per image as the method takes
+  std::shared_ptr<Method> method = make_method(cfg);
+  method->to(device);
+  const int views = method->num_views();
   AugmentRecipe recipe = make_recipe(cfg.recipe, static_cast<int>(cfg.image_size), static_cast<int>(cfg.in_channels));
   recipe.scale_lo = static_cast<float>(cfg.crop_min);
   // Views: on a CUDA device the fused kernel makes them from the dataset (resident on the device, or
@@ -203,7 +198,7 @@ TrainSummary train(TrainConfig cfg, const TrainControl& control) {
   lo.seed = cfg.seed;
   lo.num_workers = 1;
   lo.gather_images = !gpu_views;
-  DataLoader loader(train_set, lo, gpu_views ? BatchTransform() : make_augment_transform(recipe, cfg.seed, 2));
+  DataLoader loader(train_set, lo, gpu_views ? BatchTransform() : make_augment_transform(recipe, cfg.seed, views));
   const int64_t steps_per_epoch = loader.batches_per_epoch();
 
   // The kNN monitor: the test split classified against (a prefix of) the training split, when there is one.
@@ -217,9 +212,8 @@ TrainSummary train(TrainConfig cfg, const TrainControl& control) {
     }
   }
 
-  // ---- model and optimizer
-  std::shared_ptr<Method> method = make_method(cfg);
-  method->to(device);  // before the optimizer: to(Device) replaces the parameter tensors
+  // ---- optimizer (the model, built before the loader, is on the device: to(Device) replaces the
+  // parameter tensors, so the optimizer must see the moved ones)
   std::unique_ptr<Optimizer> optim = make_optimizer(cfg, *method);
   // After the model is on the device, so the residency rule sees the memory that is really free.
   // SELFSUP_GPU_DATA=auto|resident|stream overrides the rule (the views are the same either way).
@@ -228,7 +222,7 @@ TrainSummary train(TrainConfig cfg, const TrainControl& control) {
     DeviceAugmentOptions ao;
     ao.recipe = recipe;
     ao.seed = cfg.seed;
-    ao.views = 2;
+    ao.views = views;
     ao.device = device;
     ao.max_batch = cfg.batch;
     const char* mode = std::getenv("SELFSUP_GPU_DATA");
@@ -239,6 +233,7 @@ TrainSummary train(TrainConfig cfg, const TrainControl& control) {
   int64_t step = 0;
   if (resuming) {
     method->load_state_dict(to_named(resumed.model));
+    method->load_method_state(resumed.method);
     optim->load_state_dict(resumed.optim);
     SELFSUP_CHECK(resumed.loader.count("epoch") && resumed.loader.count("batch"), control.resume,
                   ": the checkpoint has no loader position (loader.epoch, loader.batch)");
@@ -291,6 +286,7 @@ TrainSummary train(TrainConfig cfg, const TrainControl& control) {
     ck.epoch = pos.epoch;
     ck.config_json = cfg.to_json();
     ck.model = to_map(method->state_dict());
+    ck.method = method->method_state();
     ck.optim = optim->state_dict();
     ck.loader["epoch"] = Tensor::from_vector(std::vector<int64_t>{pos.epoch}, {});
     ck.loader["batch"] = Tensor::from_vector(std::vector<int64_t>{pos.batch}, {});
@@ -321,7 +317,7 @@ TrainSummary train(TrainConfig cfg, const TrainControl& control) {
   };
   auto write_plot = [&] {
     trainer::write_line_chart_png((fs::path(cfg.out) / "metrics.png").string(),
-                         {trainer::Panel{"SimCLR loss", "step", {trainer::Series{"loss", plot_steps, plot_loss, 0x1f77b4}}},
+                         {trainer::Panel{method->loss_title(), "step", {trainer::Series{"loss", plot_steps, plot_loss, 0x1f77b4}}},
                           trainer::Panel{"kNN top-1 %", "epoch",
                                          {trainer::Series{"kNN top-1 %", plot_epochs, plot_knn, 0xd62728}}}});
   };
@@ -352,7 +348,7 @@ TrainSummary train(TrainConfig cfg, const TrainControl& control) {
       // The loader builds views on the CPU (its workers overlap the model); they move to the model's device here.
       for (Tensor& v : batch.views) v = v.to(device);
     }
-    StepResult r = method->training_step(batch.views);
+    StepResult r = method->training_step(StepInput{batch.views, batch.indices, step, lr_factor});
     if (augmenter && step + 1 < cfg.total_steps) {
       // While the forward pass runs: take the next batch and start its upload (stream mode), so it is on
       // the device when the next step begins.
@@ -391,7 +387,7 @@ TrainSummary train(TrainConfig cfg, const TrainControl& control) {
       plot_loss.push_back(loss);
     }
     if (progress)
-      progress->update(step, {{"loss", loss}, {"acc", r.accuracy}, {"lr", cfg.lr * lr_factor}},
+      progress->update(step, {{"loss", loss}, {method->accuracy_name(), r.accuracy}, {"lr", cfg.lr * lr_factor}},
                        static_cast<double>(images) / elapsed);
     if (step % steps_per_epoch == 0 && step < cfg.total_steps) {
       knn_monitor(step / steps_per_epoch);

@@ -27,6 +27,7 @@ struct TrainControl {
   std::string resume;       // a run directory (or checkpoint file) to continue
   int64_t stop_after = 0;   // stop (with a checkpoint) after this many steps of this run, as if interrupted
   bool quiet = false;       // no progress output (tests)
+  std::string expect_method;  // --method given with --resume: the checkpoint must be of this method
 };
 
 TrainSummary train(TrainConfig cfg, const TrainControl& control = {});
