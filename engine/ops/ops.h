@@ -91,6 +91,26 @@ struct Conv2dOptions {
 // x (N, C, H, W), weight (K, C/groups, R, S), bias (K) or undefined -> (N, K, P, Q)
 Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor(), const Conv2dOptions& opt = {});
 
+// The adjoint of conv2d (PyTorch's conv_transpose2d): x (N, Cin, h, w), weight (Cin, Cout/groups, R, S),
+// bias (Cout) or undefined -> (N, Cout, H, W) with H = (h - 1) stride - 2 padding + dilation (R - 1) +
+// output_padding + 1. output_padding (< stride or dilation) picks one of the sizes a strided conv2d maps to h.
+struct ConvTranspose2dOptions {
+  std::array<int64_t, 2> stride{1, 1};
+  std::array<int64_t, 2> padding{0, 0};
+  std::array<int64_t, 2> output_padding{0, 0};
+  std::array<int64_t, 2> dilation{1, 1};
+  int64_t groups = 1;
+};
+Tensor conv_transpose2d(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor(),
+                        const ConvTranspose2dOptions& opt = {});
+
+// Resizes x (N, C, H, W) to (N, C, size) or by an integer scale, as F.interpolate with mode "nearest" or
+// "bilinear" (align_corners as PyTorch's; it must be false for nearest).
+enum class UpsampleMode { nearest, bilinear };
+const char* upsample_mode_name(UpsampleMode mode);
+Tensor upsample(const Tensor& x, std::array<int64_t, 2> size, UpsampleMode mode, bool align_corners = false);
+Tensor upsample(const Tensor& x, int64_t scale, UpsampleMode mode, bool align_corners = false);
+
 struct Pool2dOptions {
   std::array<int64_t, 2> kernel{2, 2};
   std::array<int64_t, 2> stride{0, 0};  // 0 = kernel size, as PyTorch's default

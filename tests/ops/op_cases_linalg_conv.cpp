@@ -15,6 +15,15 @@ Conv2dOptions conv(int64_t stride, int64_t pad, int64_t dil = 1, int64_t groups 
   o.groups = groups;
   return o;
 }
+ConvTranspose2dOptions deconv(int64_t stride, int64_t pad, int64_t out_pad = 0, int64_t dil = 1, int64_t groups = 1) {
+  ConvTranspose2dOptions o;
+  o.stride = {stride, stride};
+  o.padding = {pad, pad};
+  o.output_padding = {out_pad, out_pad};
+  o.dilation = {dil, dil};
+  o.groups = groups;
+  return o;
+}
 }  // namespace
 
 SELFSUP_OP_CASES({
@@ -37,5 +46,21 @@ SELFSUP_OP_CASES({
     // 64 channels x 3 x 3 = 576 summed terms per output.
     {"conv2d/many_channels", {{1, 64, 4, 4}, {2, 64, 3, 3}}, [](const V& x) { return conv2d(x[0], x[1]); }, {}, {}, {},
      f32_ulps_for_terms(576), f32_ulps_for_terms(576)},
+    // conv_transpose2d: weight (Cin, Cout/groups, R, S); the decoder's 4x4 stride-2 upsampling among them.
+    {"conv_transpose2d/basic", {{2, 3, 4, 4}, {3, 2, 3, 3}, {2}}, [](const V& x) { return conv_transpose2d(x[0], x[1], x[2]); }},
+    {"conv_transpose2d/stride2_pad1_k4", {{1, 2, 3, 4}, {2, 3, 4, 4}, {3}},
+     [](const V& x) { return conv_transpose2d(x[0], x[1], x[2], deconv(2, 1)); }},
+    {"conv_transpose2d/output_padding", {{1, 2, 4, 3}, {2, 2, 3, 3}},
+     [](const V& x) { return conv_transpose2d(x[0], x[1], Tensor(), deconv(2, 1, 1)); }},
+    {"conv_transpose2d/dilation2", {{1, 2, 3, 3}, {2, 2, 3, 3}}, [](const V& x) { return conv_transpose2d(x[0], x[1], Tensor(), deconv(1, 1, 0, 2)); }},
+    {"conv_transpose2d/groups2", {{2, 4, 3, 3}, {4, 3, 3, 3}, {6}},
+     [](const V& x) { return conv_transpose2d(x[0], x[1], x[2], deconv(2, 0, 1, 1, 2)); }},
+    {"conv_transpose2d/permuted_input", {{1, 4, 3, 2}, {2, 3, 2, 2}},
+     [](const V& x) { return conv_transpose2d(x[0].permute({0, 3, 1, 2}), x[1], Tensor(), deconv(2, 0)); }},
+    {"upsample/nearest_x2", {{2, 3, 3, 4}}, [](const V& x) { return upsample(x[0], 2, UpsampleMode::nearest); }},
+    {"upsample/nearest_size", {{1, 2, 5, 3}}, [](const V& x) { return upsample(x[0], {7, 8}, UpsampleMode::nearest); }},
+    {"upsample/bilinear_x2", {{2, 2, 3, 4}}, [](const V& x) { return upsample(x[0], 2, UpsampleMode::bilinear); }},
+    {"upsample/bilinear_size", {{1, 2, 4, 5}}, [](const V& x) { return upsample(x[0], {7, 6}, UpsampleMode::bilinear); }},
+    {"upsample/bilinear_align_corners", {{1, 1, 3, 4}}, [](const V& x) { return upsample(x[0], {5, 9}, UpsampleMode::bilinear, true); }},
     {"conv2d/1x1_permuted_input", {{2, 4, 4, 3}, {5, 3, 1, 1}}, [](const V& x) { return conv2d(x[0].permute({0, 3, 1, 2}), x[1]); }},
 });
