@@ -10,8 +10,8 @@
 // upsample is separable interpolation written as two small matrix products, y = A_h x A_w^T with A_h
 // (H_out, H) and A_w (W_out, W) holding each output pixel's interpolation weights (one 1 per row for
 // nearest, two weights for bilinear). Autograd then derives the backward (A_h^T dy A_w) and matmul runs it
-// on any device. It costs H_out * H multiply-adds per output column instead of 4, a fraction of a percent
-// of a decoder's convolutions at 28x28 or 32x32 (docs/nn-and-models.md has the counts).
+// on any device. It costs H_out * H multiply-adds per output column instead of 4, small next to a
+// decoder's convolutions at 28x28 or 32x32 (docs/nn-and-models.md has the counts).
 #include <algorithm>
 #include <cmath>
 
