@@ -129,6 +129,10 @@ ResNet::ResNet(const ResNetOptions& opt) : opt_(opt) {
 }
 
 Tensor ResNet::forward_features(const Tensor& x) {
+  return adaptive_avg_pool2d(forward_map(x), {1, 1}).flatten(1);  // (N, feature_dim)
+}
+
+Tensor ResNet::forward_map(const Tensor& x) {
   SELFSUP_CHECK(x.dim() == 4 && x.size(1) == opt_.in_channels, "ResNet: expected input (N, ", opt_.in_channels,
                 ", H, W), got ", shape_str(x.sizes()));
   Tensor y = relu(bn1->forward(conv1->forward(x)));  // (N, w, H', W'), H' = H (cifar) or H/2 (imagenet)
@@ -136,8 +140,7 @@ Tensor ResNet::forward_features(const Tensor& x) {
   y = layer1->forward(y);
   y = layer2->forward(y);
   y = layer3->forward(y);
-  y = layer4->forward(y);                             // (N, feature_dim, h, w)
-  return adaptive_avg_pool2d(y, {1, 1}).flatten(1);   // (N, feature_dim)
+  return layer4->forward(y);                          // (N, feature_dim, h, w)
 }
 
 Tensor ResNet::forward(const Tensor& x) {

@@ -69,6 +69,8 @@ class ResNet : public nn::Module {
   Tensor forward(const Tensor& x) override;
   // Encoder output without fc: (N, feature_dim()).
   Tensor forward_features(const Tensor& x);
+  // The last feature map before the global pool: (N, feature_dim(), h, w), h = H/8 (cifar) or H/32.
+  Tensor forward_map(const Tensor& x);
   std::string type_name() const override { return "ResNet"; }
   // Channels after layer4 and the global pool: 8 * width * expansion (512 / 2048 at width 64).
   int64_t feature_dim() const { return feature_dim_; }

@@ -1,8 +1,6 @@
 // `selfsup augment`: loads a dataset, draws views with a recipe and writes a PNG grid (one row per image:
 // the original, then its views) so a user can see what the model sees. Uses the same sampling as training:
 // view v of image i at step t comes from (seed, t, i, v).
-#include <stb/stb_image_write.h>
-
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -13,6 +11,7 @@
 #include "engine/data/augment.h"
 #include "engine/data/spec.h"
 #include "ssl/app/commands.h"
+#include "ssl/app/image_grid.h"
 
 namespace selfsup::app {
 
@@ -47,20 +46,6 @@ int64_t parse_int(const std::string& flag, const std::string& v) {
   } catch (...) {
     throw Error("augment: " + flag + " expects an integer, got '" + v + "'");
   }
-}
-
-// Writes a float (C, s, s) normalized view into the grid at (row, col), zoomed by nearest neighbour.
-void blit(const float* v, int C, int s, const AugmentRecipe& r, int zoom, int pad, std::vector<uint8_t>& grid,
-          int grid_w, int row, int col) {
-  const int cell = s * zoom;
-  const int y0 = pad + row * (cell + pad), x0 = pad + col * (cell + pad);
-  for (int y = 0; y < cell; ++y)
-    for (int x = 0; x < cell; ++x)
-      for (int c = 0; c < C; ++c) {
-        const float val = v[(static_cast<int64_t>(c) * s + y / zoom) * s + x / zoom] * r.std[c] + r.mean[c];
-        const float b = std::clamp(val, 0.0f, 1.0f) * 255.0f + 0.5f;
-        grid[(static_cast<int64_t>(y0 + y) * grid_w + x0 + x) * C + c] = static_cast<uint8_t>(b);
-      }
 }
 
 }  // namespace
@@ -120,21 +105,16 @@ int cmd_augment(const std::vector<std::string>& args) {
   for (int c = 0; c < 3; ++c) eval.mean[c] = recipe.mean[c], eval.std[c] = recipe.std[c];
   const Tensor originals = augment_views(images, ids, eval, 0, 0, 1)[0];
 
-  const int s = static_cast<int>(size), zoom = std::max(1, (96 + s - 1) / s), pad = 2, cell = s * zoom;
-  const int cols = static_cast<int>(views) + 1, rows = static_cast<int>(count);
-  const int gw = pad + cols * (cell + pad), gh = pad + rows * (cell + pad);
-  std::vector<uint8_t> grid(static_cast<size_t>(gw) * gh * C, 40);  // dark gray separators
+  ImageGrid grid(static_cast<int>(count), static_cast<int>(views) + 1, static_cast<int>(size), static_cast<int>(C));
   const int64_t per = C * size * size;
-  for (int r = 0; r < rows; ++r) {
-    blit(originals.data_ptr<float>() + r * per, static_cast<int>(C), s, eval, zoom, pad, grid, gw, r, 0);
-    for (int v = 0; v < views; ++v)
-      blit(out[v].data_ptr<float>() + r * per, static_cast<int>(C), s, recipe, zoom, pad, grid, gw, r, v + 1);
+  for (int r = 0; r < static_cast<int>(count); ++r) {
+    grid.put(r, 0, originals.data_ptr<float>() + r * per, eval.mean, eval.std);
+    for (int v = 0; v < views; ++v) grid.put(r, v + 1, out[v].data_ptr<float>() + r * per, recipe.mean, recipe.std);
   }
-  SELFSUP_CHECK(stbi_write_png(preview.c_str(), gw, gh, static_cast<int>(C), grid.data(), gw * static_cast<int>(C)) != 0,
-                "augment: cannot write '", preview, "'");
+  grid.write_png(preview);
   std::printf("%s: %lld images x (1 original + %lld %s views) of %s, %dx%d px -> %s\n", ds.name.c_str(),
-              static_cast<long long>(count), static_cast<long long>(views), recipe_name.c_str(), ds.name.c_str(), s,
-              s, preview.c_str());
+              static_cast<long long>(count), static_cast<long long>(views), recipe_name.c_str(), ds.name.c_str(), static_cast<int>(size),
+              static_cast<int>(size), preview.c_str());
   return 0;
 }
 

@@ -14,5 +14,6 @@ int cmd_finetune(const std::vector<std::string>& args);  // `eval finetune`
 int cmd_embed(const std::vector<std::string>& args);
 int cmd_compare(const std::vector<std::string>& args);
 int cmd_supervised(const std::vector<std::string>& args);
+int cmd_inpaint(const std::vector<std::string>& args);
 
 }  // namespace selfsup::app

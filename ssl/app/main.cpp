@@ -21,6 +21,7 @@ void print_usage() {
       "  compare     one table (terminal, markdown, PNG) of every protocol's result across encoders\n"
       "  embed       write an encoder's features as a NumPy .npy file\n"
       "  augment     preview augmentation views of a dataset as a PNG grid\n"
+      "  inpaint     a Context Encoder run's inpainting as a PNG grid (original | masked | completed)\n"
       "  demo        the default SSL job: SimCLR on Fashion-MNIST, then the linear probe, one summary\n"
       "  supervised  a small supervised CNN on Fashion-MNIST (a quick check of the whole stack)\n"
       "  info        version, build options, devices\n\n"
@@ -46,6 +47,7 @@ int main(int argc, char** argv) {
     if (cmd == "demo") return selfsup::app::cmd_demo(args);
     if (cmd == "supervised") return selfsup::app::cmd_supervised(args);
     if (cmd == "augment") return selfsup::app::cmd_augment(args);
+    if (cmd == "inpaint") return selfsup::app::cmd_inpaint(args);
     throw selfsup::Error("unknown command '" + cmd + "' (selfsup --help lists the commands)");
   } catch (const std::exception& e) {
     std::fprintf(stderr, "selfsup %s: error: %s\n", cmd.c_str(), e.what());

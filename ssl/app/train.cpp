@@ -4,6 +4,7 @@
 #include "engine/core/check.h"
 #include "ssl/app/args.h"
 #include "ssl/app/commands.h"
+#include "ssl/methods/registry.h"
 #include "ssl/trainer/trainer.h"
 
 namespace selfsup::app {
@@ -11,7 +12,7 @@ namespace selfsup::app {
 namespace {
 
 const char* kUsage =
-    "usage: selfsup train [--method simclr] [--data SPEC] [--epochs E | --minutes M | --steps N] [options]\n"
+    "usage: selfsup train [--method simclr|context-encoder] [--data SPEC] [--epochs E | --minutes M | --steps N] [options]\n"
     "\n"
     "Trains an encoder without labels and reports a kNN monitor on the test split every epoch.\n"
     "Writes config.json, metrics.jsonl, metrics.png, checkpoints and encoder.safetensors into --out.\n"
@@ -21,7 +22,10 @@ const char* kUsage =
     "encoder:   --arch resnet18|resnet34|resnet50  --width W (layer1 channels, default 16)  --stem cifar|imagenet\n"
     "           --proj-hidden H (512)  --proj-dim D (128)\n"
     "recipe:    --recipe gray|simclr|mocov1|mocov2  --crop-min S (RandomResizedCrop area lower bound, 0.2)\n"
-    "training:  --batch B (256)  --optimizer sgd|lars  --lr (0.3)  --weight-decay (5e-4)  --momentum (0.9)\n"
+    "context-encoder (Pathak et al. 2016; defaults --optimizer adamw --lr 1e-3 --weight-decay 0 --batch 64):\n"
+    "           --mask blocks|center (blocks: random quarter-side squares, the default; center: the central\n"
+    "           half-side square; either hides 1/4 of the pixels)  --adv A (lambda_adv, 0.001 as the paper; 0 = masked L2 only)\n"
+    "training:  --batch B (256)  --optimizer sgd|lars|adamw  --lr (0.3)  --weight-decay (5e-4)  --momentum (0.9)\n"
     "           --temperature T (0.2)  --warmup F (fraction of the steps, 0.05)\n"
     "length:    --epochs E | --minutes M (sized after timing the first steps) | --steps N (default --epochs 10)\n"
     "run:       --out DIR (runs/simclr)  --resume DIR  --seed S  --threads N  --device auto|cpu|cuda\n"
@@ -45,6 +49,9 @@ int cmd_train(const std::vector<std::string>& argv) {
   c.data = a.str("data", c.data);
   ssl::apply_data_preset(c);
   c.method = a.str("method", c.method);
+  ssl::apply_method_preset(c);
+  c.mask = a.str("mask", c.mask);
+  c.adv_weight = a.number("adv", c.adv_weight);
   c.limit = a.integer("limit", c.limit);
   c.arch = a.str("arch", c.arch);
   c.width = a.integer("width", c.width);

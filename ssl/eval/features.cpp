@@ -8,15 +8,25 @@
 
 namespace selfsup::eval {
 
-Tensor extract_features(models::ResNet& encoder, const ImageDataset& data, int64_t image_size,
-                        const std::string& recipe, int64_t limit, int64_t batch) {
-  const int64_t n = limit > 0 ? std::min(limit, data.size()) : data.size();
-  SELFSUP_CHECK(n > 0, "features: the data set ", data.name, " is empty");
+Tensor eval_views(const ImageDataset& data, int64_t first, int64_t count, int64_t image_size, const std::string& recipe) {
+  SELFSUP_CHECK(first >= 0 && count >= 0 && first + count <= data.size(), "features: images [", first, ", ",
+                first + count, ") of ", data.name, ", which has ", data.size());
   const int channels = static_cast<int>(data.images.size(3));
   AugmentRecipe eval_recipe = make_recipe("eval", static_cast<int>(image_size), channels);
   const AugmentRecipe train_recipe = make_recipe(recipe, static_cast<int>(image_size), channels);
   std::copy(std::begin(train_recipe.mean), std::end(train_recipe.mean), std::begin(eval_recipe.mean));
   std::copy(std::begin(train_recipe.std), std::end(train_recipe.std), std::begin(eval_recipe.std));
+  std::vector<int64_t> ids(static_cast<size_t>(count));
+  std::iota(ids.begin(), ids.end(), first);
+  std::vector<AugmentParams> params = sample_params(eval_recipe, static_cast<int>(data.images.size(1)),
+                                                    static_cast<int>(data.images.size(2)), 0, 0, ids.data(), count, 0);
+  return apply_augment(data.images.narrow(0, first, count), eval_recipe, params);  // (count, C, s, s)
+}
+
+Tensor extract_features(models::ResNet& encoder, const ImageDataset& data, int64_t image_size,
+                        const std::string& recipe, int64_t limit, int64_t batch) {
+  const int64_t n = limit > 0 ? std::min(limit, data.size()) : data.size();
+  SELFSUP_CHECK(n > 0, "features: the data set ", data.name, " is empty");
   // Eval mode for the extraction; the caller's mode comes back however this returns (an encoder that
   // throws, e.g. on a channel mismatch, must not be left in eval mode for a training loop that goes on).
   struct ModeGuard {
@@ -31,11 +41,7 @@ Tensor extract_features(models::ResNet& encoder, const ImageDataset& data, int64
   std::vector<Tensor> parts;
   for (int64_t b0 = 0; b0 < n; b0 += batch) {
     const int64_t rows = std::min(batch, n - b0);
-    std::vector<int64_t> ids(static_cast<size_t>(rows));
-    std::iota(ids.begin(), ids.end(), b0);
-    std::vector<AugmentParams> params = sample_params(eval_recipe, static_cast<int>(data.images.size(1)),
-                                                      static_cast<int>(data.images.size(2)), 0, 0, ids.data(), rows, 0);
-    Tensor x = apply_augment(data.images.narrow(0, b0, rows), eval_recipe, params);  // (rows, C, s, s)
+    Tensor x = eval_views(data, b0, rows, image_size, recipe);  // (rows, C, s, s)
     parts.push_back(encoder.forward_features(x.to(device)).to(Device::cpu()));
   }
   return cat(parts, 0);

@@ -20,6 +20,10 @@ std::string method_list();
 // The encoder options every method shares (arch, width, stem, channels, seed).
 models::ResNetOptions encoder_options(const TrainConfig& c);
 
+// Sets the method's own defaults (its paper's, scaled for a small CPU where said) on a configuration whose
+// data preset is applied: call it after reading --method and before the other options, so options win.
+void apply_method_preset(TrainConfig& c);
+
 // Builds the configured method (its encoder, heads and state), initialised from cfg.seed.
 std::shared_ptr<Method> make_method(const TrainConfig& c);
 

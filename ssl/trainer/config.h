@@ -22,9 +22,12 @@ struct TrainConfig {
   // augmentation
   std::string recipe = "gray";
   double crop_min = 0.2;  // RandomResizedCrop's lower area bound
+  // Context Encoder: the mask and the adversarial weight (lambda_rec = 1 - adv_weight)
+  std::string mask = "blocks";
+  double adv_weight = 0.001;
   // loss and optimisation
   double temperature = 0.2;
-  std::string optimizer = "sgd";  // sgd | lars
+  std::string optimizer = "sgd";  // sgd | lars | adamw
   double lr = 0.3;
   double weight_decay = 5e-4;
   double momentum = 0.9;

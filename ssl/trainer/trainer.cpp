@@ -23,6 +23,7 @@
 #include "engine/data/spec.h"
 #include "engine/io/atomic_file.h"
 #include "engine/io/checkpoint.h"
+#include "engine/optim/adamw.h"
 #include "engine/optim/lars.h"
 #include "engine/optim/schedule.h"
 #include "engine/optim/sgd.h"
@@ -47,8 +48,8 @@ void validate(const TrainConfig& c) {
                 c.arch, "' (expected resnet18, resnet34 or resnet50)");
   SELFSUP_CHECK(c.stem == "cifar" || c.stem == "imagenet", "train: unknown --stem '", c.stem,
                 "' (expected cifar or imagenet)");
-  SELFSUP_CHECK(c.optimizer == "sgd" || c.optimizer == "lars", "train: unknown --optimizer '", c.optimizer,
-                "' (expected sgd or lars)");
+  SELFSUP_CHECK(c.optimizer == "sgd" || c.optimizer == "lars" || c.optimizer == "adamw", "train: unknown --optimizer '",
+                c.optimizer, "' (expected sgd, lars or adamw)");
   SELFSUP_CHECK(c.width >= 1 && c.batch >= 2 && c.proj_dim >= 1 && c.proj_hidden >= 1 && c.image_size >= 8,
                 "train: --width, --proj-dim and --proj-hidden must be >= 1, --batch >= 2, the image size >= 8");
   SELFSUP_CHECK(c.temperature > 0 && c.lr > 0 && c.weight_decay >= 0 && c.momentum >= 0 && c.crop_min > 0 &&
@@ -60,6 +61,8 @@ void validate(const TrainConfig& c) {
 }
 
 std::unique_ptr<Optimizer> make_optimizer(const TrainConfig& c, Method& m) {
+  if (c.optimizer == "adamw")
+    return std::make_unique<AdamW>(m.trainable_parameters(), AdamWOptions{c.lr, 0.9, 0.999, 1e-8, c.weight_decay});
   if (c.optimizer == "lars")
     return std::make_unique<LARS>(m.trainable_parameters(), LarsOptions{c.lr, c.momentum, c.weight_decay});
   return std::make_unique<SGD>(m.trainable_parameters(), SgdOptions{c.lr, c.momentum, 0.0, c.weight_decay, false});
