@@ -2,8 +2,10 @@
 // logistic losses against float64, where the adversarial gradients go, the decoder's sizes, a short run
 // that learns, and an exact resume with the discriminator and its optimizer.
 #include <doctest/doctest.h>
+#include <stb/stb_image.h>
 
 #include <cmath>
+#include <cstdio>
 #include <fstream>
 #include <set>
 
@@ -17,6 +19,7 @@
 #include "ssl/methods/registry.h"
 #include "ssl/trainer/encoder_io.h"
 #include "ssl/trainer/trainer.h"
+#include "tests/support/cli_run.h"
 #include "tests/support/kill_resume.h"
 #include "tests/support/trainer_fixture.h"
 
@@ -196,6 +199,24 @@ TEST_CASE("context-encoder: a short CPU run's masked L2 falls and its probe beat
   const double r = probe(*build_encoder(trained.config, 0));
   MESSAGE("probe top-1: trained ", t, ", random ", r);
   CHECK(t > r);
+
+  // selfsup inpaint on this run: a 4 x 4 grid, and holes painted better than the mean fills them.
+  const std::string png = c.out + "/inpaint.png";
+  const test::CliRun run = test::run_selfsup("inpaint --checkpoint " + c.out + " --count 4 --preview " + png);
+  INFO(run.out);
+  REQUIRE(run.code == 0);
+  int w = 0, h = 0, comp = 0;
+  REQUIRE(stbi_info(png.c_str(), &w, &h, &comp) == 1);
+  CHECK(w == 2 + 4 * (112 + 2));  // 28 px zoomed 4x, 2 px separators
+  CHECK(h == 2 + 4 * (112 + 2));
+  CHECK(comp == 1);
+  double mse = 0, mse_mean = 0;
+  REQUIRE(std::sscanf(run.out.substr(run.out.find("masked-pixel MSE")).c_str(),
+                      "masked-pixel MSE %lf (filling with the mean: %lf)", &mse, &mse_mean) == 2);
+  CHECK(mse < mse_mean);
+  const test::CliRun wrong = test::run_selfsup("inpaint --checkpoint " + c.out + " --count 0");
+  CHECK(wrong.code != 0);
+  CHECK(wrong.out.find("--count must be in [1, 64], got 0") != std::string::npos);
 }
 
 TEST_CASE("context-encoder: a run killed with SIGKILL resumes bit-identical, discriminator and its Adam included") {
