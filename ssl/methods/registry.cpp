@@ -3,12 +3,13 @@
 #include <algorithm>
 
 #include "engine/core/check.h"
+#include "ssl/methods/moco.h"
 #include "ssl/methods/simclr.h"
 
 namespace selfsup::ssl {
 
 const std::vector<std::string>& method_names() {
-  static const std::vector<std::string> names = {"simclr"};
+  static const std::vector<std::string> names = {"simclr", "moco", "mocov2"};
   return names;
 }
 
@@ -35,8 +36,48 @@ models::ResNetOptions encoder_options(const TrainConfig& c) {
   return eo;
 }
 
+namespace {
+
+// Shuffling BN's default: 8 shards (MoCo's 8 GPUs), fewer when the batch would leave a shard under 2 images.
+int64_t default_shuffle_bn_shards(int64_t batch) { return std::max<int64_t>(1, std::min<int64_t>(8, batch / 2)); }
+
+}  // namespace
+
+std::vector<std::string> resolve_method_config(TrainConfig& c, int64_t train_size) {
+  std::vector<std::string> notes;
+  if (c.method == "moco" || c.method == "mocov2") {
+    if (c.queue_size > train_size) {
+      notes.push_back(str_cat(c.method, ": --queue-size ", c.queue_size, " capped at the ", train_size,
+                              " training images"));
+      c.queue_size = train_size;
+    }
+    if (c.shuffle_bn_shards == 0) {
+      c.shuffle_bn_shards = default_shuffle_bn_shards(c.batch);
+      if (c.shuffle_bn_shards < 8)
+        notes.push_back(str_cat(c.method, ": shuffling BN over ", c.shuffle_bn_shards, " shards (8 would leave fewer ",
+                                "than 2 of the batch's ", c.batch, " images per shard)"));
+    }
+    SELFSUP_CHECK(c.shuffle_bn_shards <= c.batch, "train: --shuffle-bn-shards ", c.shuffle_bn_shards,
+                  " is more than the batch of ", c.batch);
+  }
+  return notes;
+}
+
 std::shared_ptr<Method> make_method(const TrainConfig& c) {
   SELFSUP_CHECK(is_known_method(c.method), "train: unknown --method '", c.method, "' (expected ", method_list(), ")");
+  if (c.method == "moco" || c.method == "mocov2") {
+    MoCoOptions o;
+    o.encoder = encoder_options(c);
+    o.version = c.method == "moco" ? 1 : 2;
+    o.proj_hidden = c.proj_hidden;
+    o.proj_dim = c.proj_dim;
+    o.temperature = c.temperature;
+    o.queue_size = c.queue_size;
+    o.key_momentum = c.key_momentum;
+    o.shuffle_bn_shards = c.shuffle_bn_shards == 0 ? default_shuffle_bn_shards(c.batch) : c.shuffle_bn_shards;
+    o.seed = c.seed;
+    return std::make_shared<MoCo>(o);
+  }
   return std::make_shared<SimCLR>(SimCLROptions{encoder_options(c), c.proj_hidden, c.proj_dim, c.temperature});
 }
 
