@@ -160,21 +160,28 @@ FeatureQueue::FeatureQueue(int64_t size, int64_t dim, DType dtype, uint64_t seed
   buffer_ = normalize(Tensor::randn({size, dim}, dtype, &gen), 1);
 }
 
-void FeatureQueue::enqueue(const Tensor& keys) {
-  const int64_t K = buffer_.size(0);
-  SELFSUP_CHECK(keys.dim() == 2 && keys.size(1) == buffer_.size(1), "FeatureQueue::enqueue: keys ",
-                shape_str(keys.sizes()), " must be (B, ", buffer_.size(1), ")");
+int64_t ring_enqueue(const Tensor& ring, int64_t pointer, const Tensor& rows) {
+  SELFSUP_CHECK(ring.dim() == 2 && rows.dim() == 2 && rows.size(1) == ring.size(1), "ring_enqueue: rows ",
+                shape_str(rows.sizes()), " must be (B, ", ring.size(1), ")");
+  const int64_t K = ring.size(0);
+  SELFSUP_CHECK(pointer >= 0 && pointer < K, "ring_enqueue: pointer ", pointer, " out of range [0, ", K, ")");
   NoGradGuard ng;
-  Tensor src = keys.detach();
+  Tensor src = rows.detach();
   int64_t b = src.size(0);
-  if (b > K) {  // only the newest K keys survive
+  if (b > K) {  // only the newest K rows survive
     src = src.narrow(0, b - K, K);
     b = K;
   }
-  const int64_t first = std::min(b, K - ptr_);
-  buffer_.narrow(0, ptr_, first).copy_(src.narrow(0, 0, first));
-  if (first < b) buffer_.narrow(0, 0, b - first).copy_(src.narrow(0, first, b - first));
-  ptr_ = (ptr_ + b) % K;
+  const int64_t first = std::min(b, K - pointer);
+  ring.narrow(0, pointer, first).copy_(src.narrow(0, 0, first));
+  if (first < b) ring.narrow(0, 0, b - first).copy_(src.narrow(0, first, b - first));
+  return (pointer + b) % K;
+}
+
+void FeatureQueue::enqueue(const Tensor& keys) {
+  SELFSUP_CHECK(keys.dim() == 2 && keys.size(1) == buffer_.size(1), "FeatureQueue::enqueue: keys ",
+                shape_str(keys.sizes()), " must be (B, ", buffer_.size(1), ")");
+  ptr_ = ring_enqueue(buffer_, ptr_, keys);
 }
 
 void FeatureQueue::set_state(const Tensor& buffer, int64_t pointer) {

@@ -34,6 +34,12 @@ ContrastiveResult memory_bank_nce(const Tensor& q, const Tensor& bank, const Ten
 // target_t = m target_t + (1 - m) online_t for every pair, in one kernel call; no autograd.
 void ema_update(const std::vector<Tensor>& target, const std::vector<Tensor>& online, double m);
 
+// The FIFO write of a ring buffer of rows: rows (B, D) overwrite ring (K, D) from row `pointer` on, wrapping
+// around past row K - 1 (when B > K only the newest K rows survive); in place, no autograd. Returns the new
+// pointer, (pointer + B) mod K. FeatureQueue below and a method whose queue is a module buffer (ssl/methods/
+// moco.h, so that it moves to the device and is checkpointed with the model) share it.
+int64_t ring_enqueue(const Tensor& ring, int64_t pointer, const Tensor& rows);
+
 // MoCo's queue of keys: a ring buffer (K, D) with a write pointer. enqueue(keys (B, D)) overwrites the
 // oldest rows, wrapping around when B does not divide K.
 class FeatureQueue {

@@ -1,5 +1,6 @@
-// `selfsup demo`, what `make demo` runs: SimCLR on Fashion-MNIST with the CPU preset for a fixed time
-// budget, then the linear probe on the frozen encoder, ending with one summary next to the raw-pixel floor.
+// `selfsup demo`, what `make demo` runs: SimCLR (or --method X, from the table of presets below) on
+// Fashion-MNIST with the CPU preset for a fixed time budget, then the linear probe on the frozen encoder,
+// ending with one summary next to the raw-pixel floor.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -14,6 +15,7 @@
 #include "ssl/app/eval_record.h"
 #include "ssl/eval/features.h"
 #include "ssl/eval/linear_probe.h"
+#include "ssl/methods/registry.h"
 #include "ssl/trainer/encoder_io.h"
 #include "ssl/trainer/trainer.h"
 
@@ -22,8 +24,8 @@ namespace selfsup::app {
 namespace {
 
 const char* kUsage =
-    "usage: selfsup demo [--minutes M] [--preset auto|cpu|gpu] [--out DIR] [--threads N] [--probe-epochs E]\n"
-    "                    [--pretrained DIR] [--data-dir DIR]\n"
+    "usage: selfsup demo [--method M] [--minutes M] [--preset auto|cpu|gpu] [--out DIR] [--threads N]\n"
+    "                    [--probe-epochs E] [--pretrained DIR] [--data-dir DIR]\n"
     "\n"
     "The default SSL job: SimCLR on Fashion-MNIST (ResNet-18 layout, CIFAR stem; the cpu preset: width 8,\n"
     "batch 64, lr 0.075; the gpu preset: width 64, batch 512, lr 0.6; auto (default): gpu when a CUDA device\n"
@@ -32,7 +34,69 @@ const char* kUsage =
     "run directory (default runs/demo, replaced) keeps config, metrics, plot, checkpoints.\n"
     "Every encoder committed under --pretrained (default models/pretrained; each folder: encoder.safetensors,\n"
     "config.json, result.json) gets the same probe, printed beside the demo's own score ('none' skips).\n"
-    "--data-dir: the folder of the Fashion-MNIST .gz files (default: Debian's dataset-fashion-mnist).\n";
+    "--data-dir: the folder of the Fashion-MNIST .gz files (default: Debian's dataset-fashion-mnist).\n"
+    "--method: any method of `selfsup train --method` (default simclr); its preset is its row below, or, for a\n"
+    "method without one, its paper defaults (train --help) at width 8 / 64 and batch 64 / 512 with the\n"
+    "paper's lr scaled by batch / 256.\n";
+
+// The demo's preset of each method that has one, for the cpu and the gpu preset (applied after the method's
+// paper defaults, ssl::apply_method_preset). A method adds its row here.
+struct DemoPreset {
+  const char* method;
+  const char* cpu;  // the banner's description of the cpu and gpu presets
+  const char* gpu;
+  void (*apply)(ssl::TrainConfig& c, bool gpu);
+};
+
+const DemoPreset kDemoPresets[] = {
+    {"simclr", "width 8, batch 64, lr 0.075", "width 64, batch 512, lr 0.6",
+     [](ssl::TrainConfig& c, bool gpu) {
+       c.width = gpu ? 64 : 8;
+       c.batch = gpu ? 512 : 64;
+       c.temperature = 0.2;
+       c.crop_min = 0.3;
+       c.lr = gpu ? 0.6 : 0.075;
+     }},
+    // MoCo: the committed CPU runs' settings (docs/methods.md): batch 64, lr 0.06 (the paper's 0.03 at 256
+    // is too slow for a few minutes), key momentum 0.99 (0.999 barely moves the key encoder in a short run).
+    {"moco", "width 8, batch 64, lr 0.06, m 0.99, K 16384", "width 64, batch 512, lr 0.06, m 0.99, K 65536",
+     [](ssl::TrainConfig& c, bool gpu) {
+       c.width = gpu ? 64 : 8;
+       c.batch = gpu ? 512 : 64;
+       c.lr = 0.06;
+       c.key_momentum = 0.99;
+       c.queue_size = gpu ? 65536 : 16384;
+     }},
+    {"mocov2", "width 8, batch 64, lr 0.06, m 0.99, K 16384", "width 64, batch 512, lr 0.06, m 0.99, K 65536",
+     [](ssl::TrainConfig& c, bool gpu) {
+       c.width = gpu ? 64 : 8;
+       c.batch = gpu ? 512 : 64;
+       c.lr = 0.06;
+       c.key_momentum = 0.99;
+       c.queue_size = gpu ? 65536 : 16384;
+     }},
+    // Context Encoder: the method preset (AdamW 1e-3, batch 64, random-block masks) at the demo's widths.
+    {"context-encoder", "width 8, batch 64, AdamW lr 1e-3, block masks", "width 64, batch 256, AdamW lr 1e-3, block masks",
+     [](ssl::TrainConfig& c, bool gpu) {
+       c.width = gpu ? 64 : 8;
+       c.batch = gpu ? 256 : 64;
+     }},
+};
+
+// Sets c from the method's row, or the generic preset; returns the banner's description.
+std::string apply_demo_preset(ssl::TrainConfig& c, bool gpu) {
+  ssl::apply_method_preset(c);
+  for (const DemoPreset& p : kDemoPresets)
+    if (c.method == p.method) {
+      p.apply(c, gpu);
+      return gpu ? p.gpu : p.cpu;
+    }
+  const double paper_batch = static_cast<double>(c.batch);
+  c.width = gpu ? 64 : 8;
+  c.batch = gpu ? 512 : 64;
+  c.lr *= static_cast<double>(c.batch) / paper_batch;
+  return str_cat("width ", c.width, ", batch ", c.batch, ", lr ", c.lr, " (the paper's, scaled by batch)");
+}
 
 // One committed encoder (models/pretrained/<name>/) evaluated with the demo's probe.
 struct PretrainedScore {
@@ -95,11 +159,10 @@ int cmd_demo(const std::vector<std::string>& argv) {
   const std::string data_dir = a.str("data-dir", "");
   c.data = data_dir.empty() ? "fashion-mnist" : "fashion-mnist:" + data_dir;
   ssl::apply_data_preset(c);
-  c.width = gpu ? 64 : 8;
-  c.batch = gpu ? 512 : 64;
-  c.temperature = 0.2;
-  c.crop_min = 0.3;
-  c.lr = gpu ? 0.6 : 0.075;
+  c.method = a.str("method", "simclr");
+  SELFSUP_CHECK(ssl::is_known_method(c.method), "demo: unknown --method '", c.method, "' (expected ",
+                ssl::method_list(), ")");
+  const std::string preset_text = apply_demo_preset(c, gpu);
   c.minutes = a.number("minutes", 7.0);
   c.out = a.str("out", "runs/demo");
   c.threads = static_cast<int>(a.integer("threads", 0));
@@ -113,8 +176,9 @@ int cmd_demo(const std::vector<std::string>& argv) {
   std::filesystem::remove_all(c.out);
   const auto wall0 = std::chrono::steady_clock::now();
 
-  std::printf("== selfsup demo: SimCLR on Fashion-MNIST, %s preset, %.1f minutes of training on the %s ==\n",
-              gpu ? "GPU (ResNet-18 width 64, batch 512; not yet validated on a GPU)" : "CPU (ResNet-18 width 8)",
+  const std::string method_title = c.method == "simclr" ? "SimCLR" : c.method;  // `make demo`'s banner unchanged
+  std::printf("== selfsup demo: %s on Fashion-MNIST, %s preset (ResNet-18 %s%s), %.1f minutes of training on the %s ==\n",
+              method_title.c_str(), gpu ? "GPU" : "CPU", preset_text.c_str(), gpu ? "; not yet validated on a GPU" : "",
               c.minutes, have_gpu ? "GPU" : "CPU");
   ssl::TrainSummary s = ssl::train(c);
   std::printf("\n== linear probe on the frozen encoder ==\n");
@@ -140,14 +204,14 @@ int cmd_demo(const std::vector<std::string>& argv) {
   const std::vector<PretrainedScore> committed = probe_pretrained(pretrained, train, test, lp);
   std::printf(
       "\n== summary ==\n"
-      "SimCLR training: %ld steps in %.1f min, %.0f images/s (2 views each), last loss %.3f\n"
+      "%s training: %ld steps in %.1f min, %.0f images/s (2 views each), last loss %.3f\n"
       "kNN monitor (k=200) test top-1:   %.2f%%\n"
       "linear probe test top-1:          %.2f%%   (train %.2f%%)\n"
       "same probe on raw pixels:         %.2f%%\n"
       "published floors:                 logistic regression on pixels 84.4%%, kNN-5 85.5%%; random width-16\n"
       "                                  encoder 76.7%%; PyTorch SimCLR, same 10-minute CPU budget, 76.9%%\n"
       "run directory: %s (config.json, metrics.jsonl, metrics.png, checkpoints, encoder.safetensors)\n",
-      long(s.steps), s.seconds / 60.0, s.images_per_s, s.last_loss, 100.0 * s.knn_top1, 100.0 * r.test_top1,
+      method_title.c_str(), long(s.steps), s.seconds / 60.0, s.images_per_s, s.last_loss, 100.0 * s.knn_top1, 100.0 * r.test_top1,
       100.0 * r.train_top1, 100.0 * raw.test_top1, c.out.c_str());
   if (committed.empty() && pretrained != "none")
     std::printf("committed encoders:               none under %s\n", pretrained.c_str());

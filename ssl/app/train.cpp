@@ -1,4 +1,4 @@
-// `selfsup train`: self-supervised training (SimCLR) with the options of ssl/trainer/config.h.
+// `selfsup train`: self-supervised training (SimCLR, MoCo v1/v2) with the options of ssl/trainer/config.h.
 #include <cstdio>
 
 #include "engine/core/check.h"
@@ -12,7 +12,7 @@ namespace selfsup::app {
 namespace {
 
 const char* kUsage =
-    "usage: selfsup train [--method simclr|context-encoder] [--data SPEC] [--epochs E | --minutes M | --steps N] [options]\n"
+    "usage: selfsup train [--method simclr|moco|mocov2|context-encoder] [--data SPEC] [--epochs E | --minutes M | --steps N] [options]\n"
     "\n"
     "Trains an encoder without labels and reports a kNN monitor on the test split every epoch.\n"
     "Writes config.json, metrics.jsonl, metrics.png, checkpoints and encoder.safetensors into --out.\n"
@@ -27,6 +27,19 @@ const char* kUsage =
     "           half-side square; either hides 1/4 of the pixels)  --adv A (lambda_adv, 0.001 as the paper; 0 = masked L2 only)\n"
     "training:  --batch B (256)  --optimizer sgd|lars|adamw  --lr (0.3)  --weight-decay (5e-4)  --momentum (0.9)\n"
     "           --temperature T (0.2)  --warmup F (fraction of the steps, 0.05)\n"
+    "           --lr-schedule cosine|step (cosine; step: x0.1 at 60% and 80% of the steps)\n"
+    "moco:      MoCo v1 (He et al. 2019). Paper defaults, set by --method moco: --temperature 0.07, linear\n"
+    "           --proj-dim 128 head, --recipe mocov1, --lr 0.03, --weight-decay 1e-4, --batch 256, --warmup 0,\n"
+    "           --lr-schedule step (the paper's x0.1 at epochs 120 and 160 of 200, as fractions of the run)\n"
+    "           --queue-size K (65536; capped at the training set's size, with a note)  --key-momentum M\n"
+    "           (0.999)  --shuffle-bn-shards S (0 = 8, MoCo's 8 GPUs, or fewer if a shard would get under 2\n"
+    "           images; 1 = off): the key batch is permuted, each of S shards goes through the key encoder\n"
+    "           alone (its own BN statistics), the keys are un-permuted\n"
+    "mocov2:    MoCo v2 (Chen et al. 2020): MoCo v1's options, with an MLP head (Linear-ReLU-Linear,\n"
+    "           --proj-hidden H; the paper's H is ResNet-50's 2048 features, here 512), --temperature 0.2,\n"
+    "           --recipe mocov2 (blur, jitter p 0.8), --lr-schedule cosine\n"
+    "           Scaled for a 2-core CPU (models/pretrained/fmnist-cpu-w8-moco*): --width 8 instead of ResNet-50,\n"
+    "           --batch 64, 20 epochs instead of 200 (see docs/methods.md for the exact commands)\n"
     "length:    --epochs E | --minutes M (sized after timing the first steps) | --steps N (default --epochs 10)\n"
     "run:       --out DIR (runs/simclr)  --resume DIR  --seed S  --threads N  --device auto|cpu|cuda\n"
     "           --log-every N (10)  --checkpoint-minutes M (5)  --checkpoint-every N (steps; 0 = by time only)\n"
@@ -63,11 +76,15 @@ int cmd_train(const std::vector<std::string>& argv) {
   c.recipe = a.str("recipe", c.recipe);
   c.crop_min = a.number("crop-min", c.crop_min);
   c.temperature = a.number("temperature", c.temperature);
+  c.queue_size = a.integer("queue-size", c.queue_size);
+  c.key_momentum = a.number("key-momentum", c.key_momentum);
+  c.shuffle_bn_shards = a.integer("shuffle-bn-shards", c.shuffle_bn_shards);
   c.optimizer = a.str("optimizer", c.optimizer);
   c.lr = a.number("lr", c.lr);
   c.weight_decay = a.number("weight-decay", c.weight_decay);
   c.momentum = a.number("momentum", c.momentum);
   c.warmup_fraction = a.number("warmup", c.warmup_fraction);
+  c.lr_schedule = a.str("lr-schedule", c.lr_schedule);
   c.batch = a.integer("batch", c.batch);
   c.epochs = a.number("epochs", 0);
   c.minutes = a.number("minutes", 0);

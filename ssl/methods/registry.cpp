@@ -5,12 +5,13 @@
 #include "engine/core/check.h"
 #include "engine/data/augment.h"
 #include "ssl/methods/context_encoder.h"
+#include "ssl/methods/moco.h"
 #include "ssl/methods/simclr.h"
 
 namespace selfsup::ssl {
 
 const std::vector<std::string>& method_names() {
-  static const std::vector<std::string> names = {"simclr", "context-encoder"};
+  static const std::vector<std::string> names = {"simclr", "moco", "mocov2", "context-encoder"};
   return names;
 }
 
@@ -37,15 +38,31 @@ models::ResNetOptions encoder_options(const TrainConfig& c) {
   return eo;
 }
 
-void apply_method_preset(TrainConfig& c) {
-  if (c.method == "context-encoder") {
-    // The paper trains with Adam (lr 2e-4, beta1 0.5) for long; a short CPU run learns faster at 1e-3
-    // (AdamW with beta1 0.9, no weight decay), and the inpainting loss does not need SimCLR's large batches.
-    c.optimizer = "adamw";
-    c.lr = 1e-3;
-    c.weight_decay = 0;
-    c.batch = 64;
+namespace {
+
+// Shuffling BN's default: 8 shards (MoCo's 8 GPUs), fewer when the batch would leave a shard under 2 images.
+int64_t default_shuffle_bn_shards(int64_t batch) { return std::max<int64_t>(1, std::min<int64_t>(8, batch / 2)); }
+
+}  // namespace
+
+std::vector<std::string> resolve_method_config(TrainConfig& c, int64_t train_size) {
+  std::vector<std::string> notes;
+  if (c.method == "moco" || c.method == "mocov2") {
+    if (c.queue_size > train_size) {
+      notes.push_back(str_cat(c.method, ": --queue-size ", c.queue_size, " capped at the ", train_size,
+                              " training images"));
+      c.queue_size = train_size;
+    }
+    if (c.shuffle_bn_shards == 0) {
+      c.shuffle_bn_shards = default_shuffle_bn_shards(c.batch);
+      if (c.shuffle_bn_shards < 8)
+        notes.push_back(str_cat(c.method, ": shuffling BN over ", c.shuffle_bn_shards, " shards (8 would leave fewer ",
+                                "than 2 of the batch's ", c.batch, " images per shard)"));
+    }
+    SELFSUP_CHECK(c.shuffle_bn_shards <= c.batch, "train: --shuffle-bn-shards ", c.shuffle_bn_shards,
+                  " is more than the batch of ", c.batch);
   }
+  return notes;
 }
 
 std::shared_ptr<Method> make_method(const TrainConfig& c) {
@@ -59,6 +76,19 @@ std::shared_ptr<Method> make_method(const TrainConfig& c) {
     o.pixel_std = make_recipe(c.recipe, static_cast<int>(c.image_size), static_cast<int>(c.in_channels)).std[0];
     o.seed = c.seed;
     return std::make_shared<ContextEncoder>(o);
+  }
+  if (c.method == "moco" || c.method == "mocov2") {
+    MoCoOptions o;
+    o.encoder = encoder_options(c);
+    o.version = c.method == "moco" ? 1 : 2;
+    o.proj_hidden = c.proj_hidden;
+    o.proj_dim = c.proj_dim;
+    o.temperature = c.temperature;
+    o.queue_size = c.queue_size;
+    o.key_momentum = c.key_momentum;
+    o.shuffle_bn_shards = c.shuffle_bn_shards == 0 ? default_shuffle_bn_shards(c.batch) : c.shuffle_bn_shards;
+    o.seed = c.seed;
+    return std::make_shared<MoCo>(o);
   }
   return std::make_shared<SimCLR>(SimCLROptions{encoder_options(c), c.proj_hidden, c.proj_dim, c.temperature});
 }

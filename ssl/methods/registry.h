@@ -20,9 +20,11 @@ std::string method_list();
 // The encoder options every method shares (arch, width, stem, channels, seed).
 models::ResNetOptions encoder_options(const TrainConfig& c);
 
-// Sets the method's own defaults (its paper's, scaled for a small CPU where said) on a configuration whose
-// data preset is applied: call it after reading --method and before the other options, so options win.
-void apply_method_preset(TrainConfig& c);
+// Settles the method's sizes that depend on the data and the batch, before make_method, and returns a note
+// for each change (the trainer prints them; config.json keeps the settled values). moco/mocov2: the queue is
+// capped at the training set's size (more keys than images would hold every image's key twice), and
+// --shuffle-bn-shards 0 becomes 8, or the largest S < 8 that leaves at least 2 images per shard.
+std::vector<std::string> resolve_method_config(TrainConfig& c, int64_t train_size);
 
 // Builds the configured method (its encoder, heads and state), initialised from cfg.seed.
 std::shared_ptr<Method> make_method(const TrainConfig& c);

@@ -12,7 +12,8 @@ namespace selfsup::ssl {
   X(method) X(data) X(limit) X(arch) X(width) X(stem) X(in_channels) X(image_size) X(proj_hidden) X(proj_dim) \
   X(recipe) X(crop_min) X(mask) X(adv_weight) X(temperature) X(optimizer) X(lr) X(weight_decay) X(momentum) X(warmup_fraction)     \
   X(batch) X(epochs) X(minutes) X(steps) X(total_steps) X(device) X(seed) X(threads) X(out) X(log_every)     \
-  X(checkpoint_minutes) X(checkpoint_every) X(knn_k) X(knn_train_limit) X(knn_test_limit) X(knn_every_epoch)
+  X(checkpoint_minutes) X(checkpoint_every) X(knn_k) X(knn_train_limit) X(knn_test_limit) X(knn_every_epoch) \
+  X(queue_size) X(key_momentum) X(shuffle_bn_shards) X(lr_schedule)
 
 std::string TrainConfig::to_json() const {
   nlohmann::ordered_json j;
@@ -90,6 +91,30 @@ void apply_data_preset(TrainConfig& cfg) {
   } else if (kind == "folder") {
     cfg.in_channels = 3;
     cfg.recipe = "simclr";
+  }
+}
+
+void apply_method_preset(TrainConfig& cfg) {
+  if (cfg.method == "moco" || cfg.method == "mocov2") {
+    const bool v1 = cfg.method == "moco";
+    cfg.temperature = v1 ? 0.07 : 0.2;
+    cfg.recipe = v1 ? "mocov1" : "mocov2";
+    cfg.lr_schedule = v1 ? "step" : "cosine";
+    cfg.lr = 0.03;
+    cfg.weight_decay = 1e-4;
+    cfg.momentum = 0.9;
+    cfg.batch = 256;
+    cfg.warmup_fraction = 0;
+    cfg.crop_min = 0.2;
+    cfg.proj_dim = 128;
+  }
+  if (cfg.method == "context-encoder") {
+    // The paper trains with Adam (lr 2e-4, beta1 0.5) for long; a short CPU run learns faster at 1e-3
+    // (AdamW with beta1 0.9, no weight decay), and the inpainting loss does not need SimCLR's large batches.
+    cfg.optimizer = "adamw";
+    cfg.lr = 1e-3;
+    cfg.weight_decay = 0;
+    cfg.batch = 64;
   }
 }
 

@@ -27,11 +27,16 @@ struct TrainConfig {
   double adv_weight = 0.001;
   // loss and optimisation
   double temperature = 0.2;
+  // MoCo v1/v2 (ssl/methods/moco.h)
+  int64_t queue_size = 65536;    // K, negatives in the key queue (capped by the training set's size)
+  double key_momentum = 0.999;   // m of the key encoder's EMA
+  int64_t shuffle_bn_shards = 0;  // S, shards of the key batch for shuffling BN (0 = 8 when the batch allows)
   std::string optimizer = "sgd";  // sgd | lars | adamw
   double lr = 0.3;
   double weight_decay = 5e-4;
   double momentum = 0.9;
   double warmup_fraction = 0.05;  // of the total steps
+  std::string lr_schedule = "cosine";  // cosine | step (x0.1 at 60% and 80% of the steps: MoCo v1's 120, 160 of 200)
   int64_t batch = 256;
   // length: exactly one of epochs / minutes / steps decides total_steps (minutes: after timing a few steps)
   double epochs = 0;
@@ -59,5 +64,10 @@ struct TrainConfig {
 // channels, 32x32, SimCLR recipe, CIFAR stem), stl10 (3 channels, 96x96, SimCLR recipe, ImageNet stem).
 // Applies to the fields a user did not set on the command line.
 void apply_data_preset(TrainConfig& cfg);
+// Method defaults from the papers, applied before the command line's options: moco (He et al. 2019: tau 0.07,
+// lr 0.03, weight decay 1e-4, batch 256, mocov1 recipe, no warmup, step decay), mocov2 (Chen et al. 2020: tau
+// 0.2, lr 0.03, weight decay 1e-4, batch 256, mocov2 recipe, no warmup, cosine), context-encoder (AdamW lr
+// 1e-3, no weight decay, batch 64; the paper's Adam 2e-4 is for far longer runs). Others keep the defaults.
+void apply_method_preset(TrainConfig& cfg);
 
 }  // namespace selfsup::ssl

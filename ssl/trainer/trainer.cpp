@@ -55,9 +55,22 @@ void validate(const TrainConfig& c) {
   SELFSUP_CHECK(c.temperature > 0 && c.lr > 0 && c.weight_decay >= 0 && c.momentum >= 0 && c.crop_min > 0 &&
                     c.crop_min <= 1 && c.warmup_fraction >= 0 && c.warmup_fraction < 1,
                 "train: --temperature and --lr must be positive, --crop-min in (0, 1], --warmup in [0, 1)");
+  SELFSUP_CHECK(c.lr_schedule == "cosine" || c.lr_schedule == "step", "train: unknown --lr-schedule '",
+                c.lr_schedule, "' (expected cosine or step)");
   SELFSUP_CHECK(c.log_every >= 1 && c.checkpoint_every >= 0, "train: --log-every must be >= 1, --checkpoint-every >= 0");
   const int given = (c.epochs > 0) + (c.minutes > 0) + (c.steps > 0);
   SELFSUP_CHECK(given == 1 || c.total_steps > 0, "train: give exactly one of --epochs, --minutes or --steps");
+}
+
+// The lr factor of update `step`: linear warmup over warmup_fraction of the steps, then cosine to 0 or, for
+// --lr-schedule step, x0.1 at 60% and at 80% of the steps (MoCo v1's decay at epochs 120 and 160 of 200).
+double lr_factor_at(const TrainConfig& c, int64_t step) {
+  const int64_t warmup = std::llround(c.warmup_fraction * static_cast<double>(c.total_steps));
+  if (c.lr_schedule == "step" && step >= warmup) {
+    const double T = static_cast<double>(c.total_steps);
+    return StepDecaySchedule{c.lr, 0.1, 0, {std::llround(0.6 * T), std::llround(0.8 * T)}}.factor(step);
+  }
+  return WarmupCosineSchedule{c.lr, warmup, c.total_steps, 0.0}.factor(step);
 }
 
 std::unique_ptr<Optimizer> make_optimizer(const TrainConfig& c, Method& m) {
@@ -187,6 +200,8 @@ TrainSummary train(TrainConfig cfg, const TrainControl& control) {
   SELFSUP_CHECK(cfg.batch <= train_set.size(), "train: --batch ", cfg.batch, " is larger than the ", train_set.size(),
                 " training images of ", cfg.data);
   // ---- model: before the loader, which makes as many views per image as the method takes
+  for (const std::string& note : resolve_method_config(cfg, train_set.size()))
+    if (!control.quiet) std::printf("note: %s\n", note.c_str());
   std::shared_ptr<Method> method = make_method(cfg);
   method->to(device);
   const int views = method->num_views();
@@ -340,10 +355,7 @@ TrainSummary train(TrainConfig cfg, const TrainControl& control) {
   while (step < cfg.total_steps) {
     Batch batch = held ? std::move(*held) : loader.next();
     held.reset();
-    const double lr_factor =
-        WarmupCosineSchedule{cfg.lr, std::llround(cfg.warmup_fraction * static_cast<double>(cfg.total_steps)),
-                             cfg.total_steps, 0.0}
-            .factor(step);
+    const double lr_factor = lr_factor_at(cfg, step);
     optim->set_lr_factor(lr_factor);
     if (augmenter) {
       batch.views = augmenter->views(batch);  // enqueued on the device's stream
