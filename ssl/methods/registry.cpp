@@ -3,12 +3,13 @@
 #include <algorithm>
 
 #include "engine/core/check.h"
+#include "ssl/methods/pirl.h"
 #include "ssl/methods/simclr.h"
 
 namespace selfsup::ssl {
 
 const std::vector<std::string>& method_names() {
-  static const std::vector<std::string> names = {"simclr"};
+  static const std::vector<std::string> names = {"simclr", "pirl"};
   return names;
 }
 
@@ -37,6 +38,7 @@ models::ResNetOptions encoder_options(const TrainConfig& c) {
 
 std::shared_ptr<Method> make_method(const TrainConfig& c) {
   SELFSUP_CHECK(is_known_method(c.method), "train: unknown --method '", c.method, "' (expected ", method_list(), ")");
+  if (c.method == "pirl") return std::make_shared<PIRL>(pirl_options(c));
   return std::make_shared<SimCLR>(SimCLROptions{encoder_options(c), c.proj_hidden, c.proj_dim, c.temperature});
 }
 

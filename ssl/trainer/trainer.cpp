@@ -184,6 +184,7 @@ TrainSummary train(TrainConfig cfg, const TrainControl& control) {
   SELFSUP_CHECK(cfg.batch <= train_set.size(), "train: --batch ", cfg.batch, " is larger than the ", train_set.size(),
                 " training images of ", cfg.data);
   // ---- model: before the loader, which makes as many views per image as the method takes
+  cfg.dataset_size = train_set.size();  // a memory bank (PIRL) has one row per training image
   std::shared_ptr<Method> method = make_method(cfg);
   method->to(device);
   const int views = method->num_views();
