@@ -12,7 +12,7 @@ namespace selfsup::app {
 namespace {
 
 const char* kUsage =
-    "usage: selfsup train [--method simclr|moco|mocov2|context-encoder] [--data SPEC] [--epochs E | --minutes M | --steps N] [options]\n"
+    "usage: selfsup train [--method simclr|moco|mocov2|pirl|context-encoder] [--data SPEC] [--epochs E | --minutes M | --steps N] [options]\n"
     "\n"
     "Trains an encoder without labels and reports a kNN monitor on the test split every epoch.\n"
     "Writes config.json, metrics.jsonl, metrics.png, checkpoints and encoder.safetensors into --out.\n"
@@ -44,7 +44,14 @@ const char* kUsage =
     "run:       --out DIR (runs/simclr)  --resume DIR  --seed S  --threads N  --device auto|cpu|cuda\n"
     "           --log-every N (10)  --checkpoint-minutes M (5)  --checkpoint-every N (steps; 0 = by time only)\n"
     "           --knn-k K (200)  --knn-train-limit N (10000)  --no-knn\n"
-    "           --stop-after N (stop after N steps with a checkpoint, as if interrupted)\n";
+    "           --stop-after N (stop after N steps with a checkpoint, as if interrupted)\n"
+    "\n"
+    "pirl (Misra & van der Maaten 2019; memory bank of --proj-dim 128 rows, NCE, Jigsaw branch; --temperature\n"
+    "           defaults to the paper's 0.07):\n"
+    "           --bank-negatives K (the paper's 32000; capped at the training images minus the batch)\n"
+    "           --pirl-lambda L (weight of the Jigsaw branch's loss, 0.5)\n"
+    "           --jigsaw-size S (the Jigsaw view is resized to S x S before it is cut into 3 x 3 cells; 0 = as is)\n"
+    "           --jigsaw-tile T (tile side inside each cell; 0 = the cell's side - 1)\n";
 
 }  // namespace
 
@@ -79,6 +86,10 @@ int cmd_train(const std::vector<std::string>& argv) {
   c.queue_size = a.integer("queue-size", c.queue_size);
   c.key_momentum = a.number("key-momentum", c.key_momentum);
   c.shuffle_bn_shards = a.integer("shuffle-bn-shards", c.shuffle_bn_shards);
+  c.bank_negatives = a.integer("bank-negatives", c.bank_negatives);
+  c.pirl_lambda = a.number("pirl-lambda", c.pirl_lambda);
+  c.jigsaw_size = a.integer("jigsaw-size", c.jigsaw_size);
+  c.jigsaw_tile = a.integer("jigsaw-tile", c.jigsaw_tile);
   c.optimizer = a.str("optimizer", c.optimizer);
   c.lr = a.number("lr", c.lr);
   c.weight_decay = a.number("weight-decay", c.weight_decay);

@@ -6,12 +6,13 @@
 #include "engine/data/augment.h"
 #include "ssl/methods/context_encoder.h"
 #include "ssl/methods/moco.h"
+#include "ssl/methods/pirl.h"
 #include "ssl/methods/simclr.h"
 
 namespace selfsup::ssl {
 
 const std::vector<std::string>& method_names() {
-  static const std::vector<std::string> names = {"simclr", "moco", "mocov2", "context-encoder"};
+  static const std::vector<std::string> names = {"simclr", "moco", "mocov2", "pirl", "context-encoder"};
   return names;
 }
 
@@ -67,6 +68,7 @@ std::vector<std::string> resolve_method_config(TrainConfig& c, int64_t train_siz
 
 std::shared_ptr<Method> make_method(const TrainConfig& c) {
   SELFSUP_CHECK(is_known_method(c.method), "train: unknown --method '", c.method, "' (expected ", method_list(), ")");
+  if (c.method == "pirl") return std::make_shared<PIRL>(pirl_options(c));
   if (c.method == "context-encoder") {
     ContextEncoderOptions o;
     o.encoder = encoder_options(c);

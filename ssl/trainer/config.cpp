@@ -13,7 +13,8 @@ namespace selfsup::ssl {
   X(recipe) X(crop_min) X(mask) X(adv_weight) X(temperature) X(optimizer) X(lr) X(weight_decay) X(momentum) X(warmup_fraction)     \
   X(batch) X(epochs) X(minutes) X(steps) X(total_steps) X(device) X(seed) X(threads) X(out) X(log_every)     \
   X(checkpoint_minutes) X(checkpoint_every) X(knn_k) X(knn_train_limit) X(knn_test_limit) X(knn_every_epoch) \
-  X(queue_size) X(key_momentum) X(shuffle_bn_shards) X(lr_schedule)
+  X(queue_size) X(key_momentum) X(shuffle_bn_shards) X(lr_schedule) X(dataset_size) X(bank_negatives) X(pirl_lambda) \
+  X(jigsaw_size) X(jigsaw_tile)
 
 std::string TrainConfig::to_json() const {
   nlohmann::ordered_json j;
@@ -108,6 +109,7 @@ void apply_method_preset(TrainConfig& cfg) {
     cfg.crop_min = 0.2;
     cfg.proj_dim = 128;
   }
+  if (cfg.method == "pirl") cfg.temperature = 0.07;  // PIRL's paper value (SimCLR's 0.2 is the default)
   if (cfg.method == "context-encoder") {
     // The paper trains with Adam (lr 2e-4, beta1 0.5) for long; a short CPU run learns faster at 1e-3
     // (AdamW with beta1 0.9, no weight decay), and the inpainting loss does not need SimCLR's large batches.

@@ -38,11 +38,17 @@ struct TrainConfig {
   double warmup_fraction = 0.05;  // of the total steps
   std::string lr_schedule = "cosine";  // cosine | step (x0.1 at 60% and 80% of the steps: MoCo v1's 120, 160 of 200)
   int64_t batch = 256;
+  // PIRL (ssl/methods/pirl.h)
+  int64_t bank_negatives = 32000;  // memory-bank rows drawn as negatives per step (capped: dataset_size - batch)
+  double pirl_lambda = 0.5;        // weight of the Jigsaw branch's loss
+  int64_t jigsaw_size = 0;         // the Jigsaw view is resized to this size before it is cut (0 = as is)
+  int64_t jigsaw_tile = 0;         // tile side in each cell of the Jigsaw view (0 = the cell's side - 1)
   // length: exactly one of epochs / minutes / steps decides total_steps (minutes: after timing a few steps)
   double epochs = 0;
   double minutes = 0;
   int64_t steps = 0;
   int64_t total_steps = 0;  // resolved at the start of training and kept for resume
+  int64_t dataset_size = 0;  // training images used (after --limit): resolved at the start, sizes a memory bank
   // run
   std::string device = "auto";
   uint64_t seed = 0;

@@ -200,6 +200,7 @@ TrainSummary train(TrainConfig cfg, const TrainControl& control) {
   SELFSUP_CHECK(cfg.batch <= train_set.size(), "train: --batch ", cfg.batch, " is larger than the ", train_set.size(),
                 " training images of ", cfg.data);
   // ---- model: before the loader, which makes as many views per image as the method takes
+  cfg.dataset_size = train_set.size();  // a memory bank (PIRL) has one row per training image
   for (const std::string& note : resolve_method_config(cfg, train_set.size()))
     if (!control.quiet) std::printf("note: %s\n", note.c_str());
   std::shared_ptr<Method> method = make_method(cfg);
