@@ -1,4 +1,4 @@
-// `selfsup train`: self-supervised training (SimCLR) with the options of ssl/trainer/config.h.
+// `selfsup train`: self-supervised training (SimCLR, RotNet, Jigsaw) with the options of ssl/trainer/config.h.
 #include <cstdio>
 
 #include "engine/core/check.h"
@@ -11,7 +11,7 @@ namespace selfsup::app {
 namespace {
 
 const char* kUsage =
-    "usage: selfsup train [--method simclr] [--data SPEC] [--epochs E | --minutes M | --steps N] [options]\n"
+    "usage: selfsup train [--method simclr|rotnet|jigsaw] [--data SPEC] [--epochs E | --minutes M | --steps N] [options]\n"
     "\n"
     "Trains an encoder without labels and reports a kNN monitor on the test split every epoch.\n"
     "Writes config.json, metrics.jsonl, metrics.png, checkpoints and encoder.safetensors into --out.\n"
@@ -23,6 +23,13 @@ const char* kUsage =
     "recipe:    --recipe gray|simclr|mocov1|mocov2  --crop-min S (RandomResizedCrop area lower bound, 0.2)\n"
     "training:  --batch B (256)  --optimizer sgd|lars  --lr (0.3)  --weight-decay (5e-4)  --momentum (0.9)\n"
     "           --temperature T (0.2)  --warmup F (fraction of the steps, 0.05)\n"
+    "rotnet:    each image in its 4 rotations, a 4-way classifier on the pooled features (preset: paper's\n"
+    "           batch 128, lr 0.1)\n"
+    "jigsaw:    --permutations P (100, the most the table holds)  --tile T (tile side; default\n"
+    "           floor(cell * 64 / 75)); 3x3 tiles of the --image-size view, the trunk per tile, MLP of\n"
+    "           --proj-hidden units over the 9 features (preset: paper's batch 256, lr 0.01). Fashion-MNIST:\n"
+    "           --image-size 64 (cells of 21, tiles of 17) is what the committed run used\n"
+    "           (2 CPU cores: both committed pretext runs used batch 64; see docs/methods-pretext.md)\n"
     "length:    --epochs E | --minutes M (sized after timing the first steps) | --steps N (default --epochs 10)\n"
     "run:       --out DIR (runs/simclr)  --resume DIR  --seed S  --threads N  --device auto|cpu|cuda\n"
     "           --log-every N (10)  --checkpoint-minutes M (5)  --checkpoint-every N (steps; 0 = by time only)\n"
@@ -45,6 +52,7 @@ int cmd_train(const std::vector<std::string>& argv) {
   c.data = a.str("data", c.data);
   ssl::apply_data_preset(c);
   c.method = a.str("method", c.method);
+  ssl::apply_method_preset(c);
   c.limit = a.integer("limit", c.limit);
   c.arch = a.str("arch", c.arch);
   c.width = a.integer("width", c.width);
@@ -56,6 +64,8 @@ int cmd_train(const std::vector<std::string>& argv) {
   c.recipe = a.str("recipe", c.recipe);
   c.crop_min = a.number("crop-min", c.crop_min);
   c.temperature = a.number("temperature", c.temperature);
+  c.permutations = a.integer("permutations", c.permutations);
+  c.jigsaw_tile = a.integer("tile", c.jigsaw_tile);
   c.optimizer = a.str("optimizer", c.optimizer);
   c.lr = a.number("lr", c.lr);
   c.weight_decay = a.number("weight-decay", c.weight_decay);

@@ -3,12 +3,14 @@
 #include <algorithm>
 
 #include "engine/core/check.h"
+#include "ssl/methods/jigsaw.h"
+#include "ssl/methods/rotnet.h"
 #include "ssl/methods/simclr.h"
 
 namespace selfsup::ssl {
 
 const std::vector<std::string>& method_names() {
-  static const std::vector<std::string> names = {"simclr"};
+  static const std::vector<std::string> names = {"simclr", "rotnet", "jigsaw"};
   return names;
 }
 
@@ -37,6 +39,10 @@ models::ResNetOptions encoder_options(const TrainConfig& c) {
 
 std::shared_ptr<Method> make_method(const TrainConfig& c) {
   SELFSUP_CHECK(is_known_method(c.method), "train: unknown --method '", c.method, "' (expected ", method_list(), ")");
+  if (c.method == "rotnet") return std::make_shared<RotNet>(RotNetOptions{encoder_options(c)});
+  if (c.method == "jigsaw")
+    return std::make_shared<Jigsaw>(
+        JigsawOptions{encoder_options(c), c.image_size, c.jigsaw_tile, c.permutations, c.proj_hidden, c.seed});
   return std::make_shared<SimCLR>(SimCLROptions{encoder_options(c), c.proj_hidden, c.proj_dim, c.temperature});
 }
 

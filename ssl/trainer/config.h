@@ -24,6 +24,9 @@ struct TrainConfig {
   double crop_min = 0.2;  // RandomResizedCrop's lower area bound
   // loss and optimisation
   double temperature = 0.2;
+  // pretext tasks (ssl/methods/rotnet.h, jigsaw.h)
+  int64_t permutations = 100;  // jigsaw: P, the first P rows of kernels/jigsaw_perms.h
+  int64_t jigsaw_tile = 0;     // jigsaw: tile side (0 = floor(cell * 64 / 75), the paper's ratio)
   std::string optimizer = "sgd";  // sgd | lars
   double lr = 0.3;
   double weight_decay = 5e-4;
@@ -56,5 +59,8 @@ struct TrainConfig {
 // channels, 32x32, SimCLR recipe, CIFAR stem), stl10 (3 channels, 96x96, SimCLR recipe, ImageNet stem).
 // Applies to the fields a user did not set on the command line.
 void apply_data_preset(TrainConfig& cfg);
+// Method defaults from the papers, applied before the command line's options: rotnet (Gidaris et al.:
+// batch 128, lr 0.1), jigsaw (Noroozi & Favaro: batch 256, lr 0.01). Other methods keep the defaults above.
+void apply_method_preset(TrainConfig& cfg);
 
 }  // namespace selfsup::ssl
