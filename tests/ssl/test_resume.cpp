@@ -3,26 +3,17 @@
 // bit-identical to an uninterrupted run in every tensor of the final checkpoint (weights, batch-norm running
 // statistics, momentum buffers, loader position) and of encoder.safetensors, with metrics.jsonl holding each
 // step exactly once. On the CPU (tests/support/trainer_fixture.h): GPU kernels need not be bit-reproducible.
+// The SIGKILL scenario is tests/support/kill_resume.h's, which every method's test runs.
 #include <doctest/doctest.h>
-#include <fcntl.h>
-#include <signal.h>
-#include <spawn.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
-#include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <nlohmann/json.hpp>
-#include <random>
-#include <sstream>
 
 #include "engine/io/checkpoint.h"
 #include "ssl/trainer/encoder_io.h"
 #include "ssl/trainer/trainer.h"
+#include "tests/support/kill_resume.h"
 #include "tests/support/trainer_fixture.h"
-
-extern char** environ;
 
 using namespace selfsup;
 namespace fs = std::filesystem;
@@ -30,129 +21,6 @@ namespace fs = std::filesystem;
 namespace {
 
 std::string fresh_dir(const std::string& name) { return test::fresh_run_dir("resume", name); }
-
-// The lines of metrics.jsonl, step lines without their throughput field (wall-clock dependent).
-std::vector<std::string> metrics_lines(const std::string& dir) {
-  std::ifstream in(dir + "/metrics.jsonl");
-  std::vector<std::string> out;
-  for (std::string line; std::getline(in, line);) out.push_back(line.substr(0, line.find(", \"images_per_s\"")));
-  return out;
-}
-
-// The steps of the step lines of DIR/metrics.jsonl, in file order (a torn last line, if any, is skipped).
-std::vector<int64_t> logged_steps(const std::string& dir) {
-  std::ifstream in(dir + "/metrics.jsonl");
-  std::vector<int64_t> out;
-  for (std::string line; std::getline(in, line) && !in.eof();) {
-    const nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
-    if (!j.is_discarded() && j.value("type", "") == "step") out.push_back(j.at("step").get<int64_t>());
-  }
-  return out;
-}
-
-// A run's configuration without `out` (the one field two runs of the same configuration differ in).
-nlohmann::json config_without_out(const std::string& json) {
-  nlohmann::json j = nlohmann::json::parse(json);
-  j.erase("out");
-  return j;
-}
-
-// Bit identity: same names, dtypes, shapes and bytes (a NaN equals itself here, -0 differs from +0).
-void check_same_bits(const TensorMap& a, const TensorMap& b, const std::string& what) {
-  CAPTURE(what);
-  std::vector<std::string> ka, kb;
-  for (const auto& [k, _] : a) ka.push_back(k);
-  for (const auto& [k, _] : b) kb.push_back(k);
-  REQUIRE(ka == kb);
-  for (const auto& [k, ta] : a) {
-    CAPTURE(k);
-    const Tensor& tb = b.at(k);
-    REQUIRE(ta.dtype() == tb.dtype());
-    REQUIRE(ta.sizes() == tb.sizes());
-    const Tensor ca = ta.contiguous(), cb = tb.contiguous();
-    CHECK(std::memcmp(ca.raw_data(), cb.raw_data(), static_cast<size_t>(ca.numel()) * dtype_size(ca.dtype())) == 0);
-  }
-}
-
-// The run in `got` ended exactly as the uninterrupted run in `want`: the final checkpoint (every group of
-// tensors, step, epoch, configuration), encoder.safetensors and the logged steps.
-void check_same_run(const std::string& want, const std::string& got, int64_t steps) {
-  const Checkpoint a = load_checkpoint(want), b = load_checkpoint(got);
-  CHECK(a.step == steps);
-  CHECK(b.step == steps);
-  CHECK(a.epoch == b.epoch);
-  CHECK(config_without_out(a.config_json) == config_without_out(b.config_json));
-  CHECK(a.model.size() > 100);  // a ResNet-18 and its head: weights, biases, BN statistics and counters
-  check_same_bits(a.model, b.model, "model.*");
-  CHECK(!a.optim.empty());
-  check_same_bits(a.optim, b.optim, "optim.*");
-  check_same_bits(a.method, b.method, "method.*");
-  check_same_bits(a.loader, b.loader, "loader.*");
-  REQUIRE(a.rng.size() == b.rng.size());
-  const SafetensorsFile ea = load_safetensors(want + "/encoder.safetensors");
-  const SafetensorsFile eb = load_safetensors(got + "/encoder.safetensors");
-  check_same_bits(ea.tensors, eb.tensors, "encoder.safetensors");
-  // Each step once, in order, with the same loss, accuracy and learning rate, and nothing else.
-  std::ostringstream expected, logged;
-  for (int64_t i = 1; i <= steps; ++i) expected << ' ' << i;
-  for (int64_t i : logged_steps(got)) logged << ' ' << i;
-  CHECK(logged.str() == expected.str());
-  const std::vector<std::string> lines_want = metrics_lines(want), lines_got = metrics_lines(got);
-  REQUIRE(lines_got.size() == lines_want.size());
-  for (size_t i = 0; i < lines_want.size(); ++i) CHECK(lines_got[i] == lines_want[i]);
-}
-
-// Starts `selfsup ARGS...` with stdout and stderr appended to LOG; returns its pid.
-pid_t spawn_selfsup(const std::vector<std::string>& args, const std::string& log) {
-  std::vector<std::string> all = {SELFSUP_BIN};
-  all.insert(all.end(), args.begin(), args.end());
-  std::vector<char*> argv;
-  for (std::string& a : all) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 1, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-  posix_spawn_file_actions_adddup2(&fa, 1, 2);
-  pid_t pid = 0;
-  const int rc = posix_spawn(&pid, SELFSUP_BIN, &fa, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&fa);
-  REQUIRE_MESSAGE(rc == 0, "posix_spawn " << SELFSUP_BIN << ": " << std::strerror(rc));
-  return pid;
-}
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-// Waits for the child to finish; REQUIREs exit status 0 (the log is shown otherwise).
-void wait_success(pid_t pid, const std::string& log) {
-  int status = 0;
-  REQUIRE(waitpid(pid, &status, 0) == pid);
-  INFO(read_file(log));
-  REQUIRE(WIFEXITED(status));
-  REQUIRE(WEXITSTATUS(status) == 0);
-}
-
-// SIGKILLs the child as soon as DIR/metrics.jsonl shows step `at` (polling every millisecond); returns the
-// highest step logged at the kill. REQUIREs that the child was still running, so it really died by the kill.
-int64_t kill_at_step(pid_t pid, const std::string& dir, int64_t at, const std::string& log) {
-  int status = 0;
-  for (int polls = 0; polls < 300000; ++polls) {  // a safety net of ~5 minutes against a hung child
-    REQUIRE_MESSAGE(waitpid(pid, &status, WNOHANG) == 0, "the child ended before step " << at << ":\n" << read_file(log));
-    const std::vector<int64_t> steps = logged_steps(dir);
-    if (!steps.empty() && steps.back() >= at) break;
-    usleep(1000);
-  }
-  REQUIRE(::kill(pid, SIGKILL) == 0);
-  REQUIRE(waitpid(pid, &status, 0) == pid);
-  REQUIRE_MESSAGE(WIFSIGNALED(status), "the child was not killed:\n" << read_file(log));
-  CHECK(WTERMSIG(status) == SIGKILL);
-  const std::vector<int64_t> steps = logged_steps(dir);
-  return steps.empty() ? 0 : steps.back();
-}
 
 }  // namespace
 
@@ -175,7 +43,7 @@ TEST_CASE("a run stopped after 5 steps and resumed ends bit-identical to the uni
   ssl::TrainSummary sb2 = ssl::train(test::tiny_train_config("ignored"), {b, 0, true});
   CHECK(sb2.steps == 16);
   CHECK(sb2.steps_this_run == 11);
-  check_same_run(a, b, 16);
+  test::check_same_run(a, b, 16);
   // What a run leaves behind.
   for (const char* f : {"config.json", "metrics.jsonl", "metrics.png", "encoder.safetensors", "latest"})
     CHECK(fs::exists(fs::path(a) / f));
@@ -186,41 +54,5 @@ TEST_CASE("a run stopped after 5 steps and resumed ends bit-identical to the uni
 }
 
 TEST_CASE("a run killed with SIGKILL at random steps resumes from its last periodic checkpoint, bit-identical") {
-  test::require_fashion_mnist();
-  // 3 epochs of 8 steps with a checkpoint every 3 steps, in child processes of the selfsup binary. The
-  // uninterrupted run is the library's (in this process): the CLI and the library must agree too.
-  const int64_t total = 24, every = 3;
-  const std::string ref = fresh_dir("ref"), dir = fresh_dir("killed"), log = dir + ".log";
-  fs::remove(log);
-  ssl::TrainConfig c = test::tiny_train_config(ref);
-  c.epochs = 3;
-  c.checkpoint_every = every;
-  CHECK(ssl::train(c, {"", 0, true}).steps == total);
-  c.out = dir;
-  // Kill points, seeded (the same every run): one in the first run, leaving 15 or more steps to go; one in
-  // the resumed run, past every line the first run logged (the resumed run rewrites those lines, and a stale
-  // one must not trigger the kill) and 4 or more steps before the end, so the child is still running.
-  // Seed 49 draws steps 5 and 11, each two steps past a checkpoint: two logged steps are taken again.
-  std::mt19937 rng(49);
-  const int64_t kill1 = std::uniform_int_distribution<int64_t>(every + 1, 9)(rng);
-  MESSAGE("first kill at step " << kill1);
-  const int64_t logged1 = kill_at_step(spawn_selfsup(test::train_args(c), log), dir, kill1, log);
-  const int64_t from1 = load_checkpoint(dir).step;
-  const int64_t kill2 = logged1 + std::uniform_int_distribution<int64_t>(4, 8)(rng);
-  REQUIRE_MESSAGE(kill2 <= total - 4, "the first kill landed at step " << logged1 << ", too late for a second");
-  MESSAGE("second kill at step " << kill2);
-  const std::vector<std::string> resume = {"train", "--resume", dir};
-  const int64_t logged2 = kill_at_step(spawn_selfsup(resume, log), dir, kill2, log);
-  const int64_t from2 = load_checkpoint(dir).step;
-  // The checkpoint a resume starts from is the last periodic one: written after its step's metrics line, so
-  // one period back when the kill fell between the two. Steps logged after it are taken (and logged) again.
-  for (const auto& [logged, from] : {std::pair{logged1, from1}, std::pair{logged2, from2}}) {
-    MESSAGE("killed at step " << logged << ", last checkpoint at step " << from);
-    CHECK(from % every == 0);
-    CHECK(from >= logged - every);
-    CHECK(from <= logged);
-  }
-  CHECK(from2 > from1);
-  wait_success(spawn_selfsup(resume, log), log);
-  check_same_run(ref, dir, total);
+  test::check_kill_resume("simclr");
 }
