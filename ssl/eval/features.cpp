@@ -8,8 +8,24 @@
 
 namespace selfsup::eval {
 
+FeatureLayer parse_feature_layer(const std::string& name, const std::string& what) {
+  if (name == "layer3") return FeatureLayer::layer3;
+  SELFSUP_CHECK(name == "layer4", what, ": unknown --features '", name, "' (expected layer3 or layer4)");
+  return FeatureLayer::layer4;
+}
+
+Tensor forward_to_layer(models::ResNet& encoder, const Tensor& x, FeatureLayer layer) {
+  if (layer == FeatureLayer::layer4) return encoder.forward_features(x);
+  SELFSUP_CHECK(x.dim() == 4 && x.size(1) == encoder.options().in_channels, "features: expected input (N, ",
+                encoder.options().in_channels, ", H, W), got ", shape_str(x.sizes()));
+  // The stages of ResNet::forward_features up to layer3.
+  Tensor y = encoder.maxpool->forward(relu(encoder.bn1->forward(encoder.conv1->forward(x))));
+  y = encoder.layer3->forward(encoder.layer2->forward(encoder.layer1->forward(y)));  // (N, 4w * expansion, h, w)
+  return adaptive_avg_pool2d(y, {1, 1}).flatten(1);
+}
+
 Tensor extract_features(models::ResNet& encoder, const ImageDataset& data, int64_t image_size,
-                        const std::string& recipe, int64_t limit, int64_t batch) {
+                        const std::string& recipe, int64_t limit, int64_t batch, FeatureLayer layer) {
   const int64_t n = limit > 0 ? std::min(limit, data.size()) : data.size();
   SELFSUP_CHECK(n > 0, "features: the data set ", data.name, " is empty");
   const int channels = static_cast<int>(data.images.size(3));
@@ -36,7 +52,7 @@ Tensor extract_features(models::ResNet& encoder, const ImageDataset& data, int64
     std::vector<AugmentParams> params = sample_params(eval_recipe, static_cast<int>(data.images.size(1)),
                                                       static_cast<int>(data.images.size(2)), 0, 0, ids.data(), rows, 0);
     Tensor x = apply_augment(data.images.narrow(0, b0, rows), eval_recipe, params);  // (rows, C, s, s)
-    parts.push_back(encoder.forward_features(x.to(device)).to(Device::cpu()));
+    parts.push_back(forward_to_layer(encoder, x.to(device), layer).to(Device::cpu()));
   }
   return cat(parts, 0);
 }

@@ -1,6 +1,5 @@
 #include "ssl/methods/jigsaw.h"
 
-#include "engine/data/augment.h"
 #include "engine/ops/ops.h"
 #include "kernels/jigsaw_perms.h"
 #include "models/heads.h"
@@ -38,16 +37,22 @@ Jigsaw::Jigsaw(const JigsawOptions& opt) : opt_(opt), tile_(jigsaw_tile_size(opt
                                                                  opt.permutations, gen));
 }
 
+LabeledBatch Jigsaw::puzzle(const Tensor& x, const Tensor& indices, int64_t step) const {
+  SELFSUP_CHECK(x.dim() == 4 && x.size(2) == opt_.image_size && x.size(3) == opt_.image_size, "jigsaw: views are ",
+                shape_str(x.sizes()), ", the method was built for (B, C, ", opt_.image_size, ", ", opt_.image_size, ")");
+  const int64_t B = x.size(0), C = x.size(1);
+  // Tiles are cut on the CPU (jigsaw() is a CPU transform): (B, 9, C, t, t) in shuffled order, labels (B).
+  const LabeledBatch jb = jigsaw(x.to(Device::cpu()), static_cast<int>(tile_), indices, opt_.seed,
+                                 static_cast<uint64_t>(step), static_cast<int>(opt_.permutations));
+  return {normalize_tiles(jb.images.reshape({B * 9, C, tile_, tile_})), jb.labels};
+}
+
 StepResult Jigsaw::training_step(const StepInput& in) {
   SELFSUP_CHECK(in.views.size() == 1, "jigsaw: expects 1 view per image, got ", in.views.size());
   const Tensor& x = in.views[0];  // (B, C, S, S)
-  SELFSUP_CHECK(x.size(2) == opt_.image_size && x.size(3) == opt_.image_size, "jigsaw: views are ", x.size(2), "x",
-                x.size(3), ", the method was built for ", opt_.image_size, "x", opt_.image_size);
-  const int64_t B = x.size(0), C = x.size(1);
-  // Tiles are cut on the CPU (jigsaw() is a CPU transform): (B, 9, C, t, t) in shuffled order, labels (B).
-  const LabeledBatch jb = jigsaw(x.to(Device::cpu()), static_cast<int>(tile_), in.indices,
-                                 opt_.seed, static_cast<uint64_t>(in.step), static_cast<int>(opt_.permutations));
-  const Tensor tiles = normalize_tiles(jb.images.reshape({B * 9, C, tile_, tile_})).to(x.device());
+  const int64_t B = x.size(0);
+  const LabeledBatch jb = puzzle(x, in.indices, in.step);
+  const Tensor tiles = jb.images.to(x.device());                                // (9B, C, t, t)
   const Tensor f = encoder_->forward_features(tiles);                           // (9B, F), tile-major per image
   const Tensor logits = head_->forward(f.reshape({B, 9 * encoder_->feature_dim()}));  // (B, P)
   const Tensor labels = jb.labels.to(x.device());

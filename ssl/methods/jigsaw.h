@@ -9,6 +9,8 @@
 #pragma once
 #include <memory>
 
+#include "engine/data/augment.h"
+
 #include "ssl/methods/method.h"
 
 namespace selfsup::ssl {
@@ -36,6 +38,10 @@ class Jigsaw : public Method {
   std::string loss_title() const override { return "Jigsaw permutation cross-entropy"; }
   std::string accuracy_name() const override { return "perm acc"; }
   int64_t tile() const { return tile_; }
+  // The puzzle of views x (B, C, S, S) of the samples `indices` at `step`: tiles (9B, C, tile, tile),
+  // normalised, in shuffled order (rows 9b..9b+8 are image b's positions 0..8), on the CPU; labels int64
+  // (B): the permutation's row in kernels/jigsaw_perms.h (position p holds cell kJigsawPerms[label][p]).
+  LabeledBatch puzzle(const Tensor& x, const Tensor& indices, int64_t step) const;
 
  private:
   JigsawOptions opt_;

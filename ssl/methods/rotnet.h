@@ -6,6 +6,8 @@
 #pragma once
 #include <memory>
 
+#include "engine/data/augment.h"
+
 #include "ssl/methods/method.h"
 
 namespace selfsup::ssl {
@@ -24,6 +26,8 @@ class RotNet : public Method {
   int num_views() const override { return 1; }
   std::string loss_title() const override { return "RotNet rotation cross-entropy"; }
   std::string accuracy_name() const override { return "rot acc"; }
+  // The rotation classifier on images x (N, C, h, w): logits (N, 4) over 0, 90, 180, 270 degrees.
+  Tensor rotation_logits(const Tensor& x);
 
  private:
   std::shared_ptr<models::ResNet> encoder_;
