@@ -1,14 +1,16 @@
 // The pretext-task methods (ssl/methods/rotnet.h, jigsaw.h): their labels against independent references
 // (a float64 rotation loop; the tiles put back into the cells the permutation names), the permutation set,
 // a short CPU run of each whose pretext loss falls and whose linear probe beats the same encoder untrained,
-// and exact resume after SIGKILL.
+// exact resume after SIGKILL, and the trunk stage the evaluation commands pool (--features).
 #include <doctest/doctest.h>
 
 #include <algorithm>
 #include <array>
 #include <cmath>
 #include <filesystem>
+#include <cstring>
 #include <fstream>
+#include <iterator>
 #include <nlohmann/json.hpp>
 #include <set>
 
@@ -23,6 +25,8 @@
 #include "ssl/methods/registry.h"
 #include "ssl/methods/rotnet.h"
 #include "ssl/trainer/trainer.h"
+#include "ssl/trainer/encoder_io.h"
+#include "tests/support/cli_run.h"
 #include "tests/support/kill_resume.h"
 #include "tests/support/trainer_fixture.h"
 
@@ -269,4 +273,57 @@ TEST_CASE("rotnet and jigsaw: killed with SIGKILL and resumed, bit-identical to 
       ssl::apply_method_preset(c);
       c.batch = batch;
     });
+}
+
+TEST_CASE("train --method rotnet, then eval and embed --features layer3|layer4 from the command line") {
+  test::require_fashion_mnist();
+  const std::string dir = test::fresh_run_dir("pretext", "cli"), data = test::fashion_mnist_spec();
+  const test::CliRun t = test::run_selfsup("train --method rotnet --data " + data +
+                                           " --device cpu --limit 256 --batch 64 --width 4 --steps 4 --no-knn --out " + dir);
+  INFO(t.out);
+  REQUIRE(t.code == 0);
+  CHECK(t.out.find("\"method\": \"rotnet\"") != std::string::npos);
+  CHECK(t.out.find("rot acc") != std::string::npos);
+  // layer3 of a width-4 ResNet-18 has 16 channels, layer4 32.
+  for (const auto& [layer, dim] : {std::pair{"layer3", 16}, std::pair{"layer4", 32}}) {
+    CAPTURE(layer);
+    const std::string npy = dir + "/" + layer + ".npy";
+    const test::CliRun e = test::run_selfsup("embed --checkpoint " + dir + " --split test --limit 10 --features " +
+                                             layer + " --out " + npy);
+    INFO(e.out);
+    REQUIRE(e.code == 0);
+    CHECK(e.out.find(str_cat("10 x ", dim, " features")) != std::string::npos);
+  }
+  // layer3's features against the stages called one by one and averaged over the plane with mean().
+  const ssl::LoadedEncoder le = ssl::load_encoder_from_checkpoint(dir);
+  models::ResNet& enc = *le.encoder;
+  enc.eval();
+  const ImageDataset test_set = data::load_dataset(data, "test");
+  AugmentRecipe plain = make_recipe("eval", 28, 1);
+  std::vector<int64_t> ids(10);
+  for (int64_t i = 0; i < 10; ++i) ids[i] = i;
+  const Tensor x = apply_augment(test_set.images.narrow(0, 0, 10), plain, sample_params(plain, 28, 28, 0, 0, ids.data(), 10, 0));
+  std::vector<double> want;
+  {
+    NoGradGuard ng;
+    const Tensor y = enc.layer3->forward(enc.layer2->forward(enc.layer1->forward(relu(enc.bn1->forward(enc.conv1->forward(x))))));
+    want = mean(y, {2, 3}).to_vector();  // (10, 16)
+  }
+  std::ifstream in(dir + "/layer3.npy", std::ios::binary);
+  const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  REQUIRE(bytes.size() == 128 + 10 * 16 * 4);  // 128-byte header, then float32 (10, 16)
+  std::vector<float> got(160);
+  std::memcpy(got.data(), bytes.data() + 128, 160 * 4);
+  for (size_t i = 0; i < 160; ++i) {
+    CAPTURE(i);
+    CHECK(got[i] == doctest::Approx(want[i]).epsilon(1e-5));  // float32 sums in another order
+  }
+  const test::CliRun k = test::run_selfsup("eval knn --checkpoint " + dir + " --train-limit 200 --test-limit 50 --k 20 "
+                                           "--features layer3");
+  INFO(k.out);
+  CHECK(k.code == 0);
+  CHECK(k.out.find("kNN (k=20, T=0.07) test top-1:") != std::string::npos);
+  const test::CliRun bad = test::run_selfsup("eval linear --checkpoint " + dir + " --features layer5");
+  CHECK(bad.code != 0);
+  CHECK(bad.out.find("unknown --features 'layer5' (expected layer3 or layer4)") != std::string::npos);
 }
