@@ -28,7 +28,8 @@ const char* kEvalUsage =
     "        cross-entropy, print train and test top-1.  --epochs (30) --batch (256) --lr (0.1) --wd (1e-4)\n"
     "knn:    cosine kNN with temperature-weighted votes (InstDisc).  --k (200) --temperature (0.07)\n"
     "both:   --data SPEC (default: the data the checkpoint was trained on)  --train-limit N  --test-limit N\n"
-    "        --threads N\n"
+    "        --threads N  --features layer4|layer3 (the trunk stage that is pooled; default layer4, the\n"
+    "        encoder's output; the pretext-task papers probe intermediate stages, see docs/methods-pretext.md)\n"
     "        --weights FILE instead of --checkpoint: torchvision-named weights, described as for `selfsup embed`\n"
     "        --label-fraction F (1): semi-supervised evaluation with only a class-balanced fraction F of the\n"
     "        training labels (0.01 and 0.1 are the literature's 1% / 10%), drawn from the first --train-limit\n"
@@ -43,7 +44,8 @@ const char* kEmbedUsage =
     "--weights takes a torchvision-named ResNet state dict (a run's encoder.safetensors, or its encoder part in a\n"
     "checkpoint ckpt-<step>.safetensors); describe it with --arch resnet18|resnet34|resnet50\n"
     "--width W (64 = torchvision) --stem imagenet|cifar --in-channels 1|3 --image-size S (default 224/32/28 by\n"
-    "stem and data) --recipe gray|simclr (its normalisation).  --labels FILE.npy also writes the labels.\n";
+    "stem and data) --recipe gray|simclr (its normalisation).  --labels FILE.npy also writes the labels.\n"
+    "--features layer4|layer3: the trunk stage that is pooled (default layer4, the encoder's output).\n";
 
 }  // namespace
 
@@ -76,6 +78,7 @@ int cmd_eval(const std::vector<std::string>& argv) {
   const auto label_seed = static_cast<uint64_t>(a.integer("label-seed", 0));
   const std::string out_dir = a.str("out", "runs/eval");
   const bool record = a.flag("record");
+  const eval::FeatureLayer layer = eval::parse_feature_layer(a.str("features", "layer4"), "eval " + mode);
   a.finish();
   // A record is the protocol's number: over the whole test split, from the whole (or a label fraction of the)
   // training split, so that `selfsup compare` can set records of different encoders side by side.
@@ -94,15 +97,17 @@ int cmd_eval(const std::vector<std::string>& argv) {
               long(le.config.width));
   if (fraction < 1.0) train = eval::labelled_subset(train, train_limit, fraction, label_seed, out_dir);
   Tensor ftr = eval::extract_features(*le.encoder, train, le.config.image_size, le.config.recipe,
-                                      fraction < 1.0 ? 0 : train_limit);
-  Tensor fte = eval::extract_features(*le.encoder, test, le.config.image_size, le.config.recipe, test_limit);
+                                      fraction < 1.0 ? 0 : train_limit, 500, layer);
+  Tensor fte = eval::extract_features(*le.encoder, test, le.config.image_size, le.config.recipe, test_limit, 500, layer);
+  // A record of layer3 features says so; layer4's records read as before.
+  const std::string at_layer = layer == eval::FeatureLayer::layer3 ? " features=layer3" : "";
   Tensor ytr = train.labels.narrow(0, 0, ftr.size(0)), yte = test.labels.narrow(0, 0, fte.size(0));
   if (mode == "knn") {
     double acc = eval::knn_accuracy(ftr, ytr, fte, yte, train.num_classes, ko);
     std::printf("kNN (k=%ld, T=%.2f) test top-1: %.2f%%\n", long(ko.k), ko.temperature, 100.0 * acc);
     if (record)
       append_eval_record(ckpt, {"knn", fraction, label_seed, fte.size(0), acc, -1.0,
-                                str_cat("k=", ko.k, " T=", ko.temperature), ""});
+                                str_cat("k=", ko.k, " T=", ko.temperature, at_layer), ""});
     return 0;
   }
   lp.on_epoch = [&](int64_t e, double loss) {
@@ -113,7 +118,7 @@ int cmd_eval(const std::vector<std::string>& argv) {
   std::printf("linear probe: train top-1 %.2f%%, test top-1 %.2f%%\n", 100.0 * r.train_top1, 100.0 * r.test_top1);
   if (record)
     append_eval_record(ckpt, {"linear", fraction, label_seed, fte.size(0), r.test_top1, -1.0,
-                              str_cat("epochs=", lp.epochs, " lr=", lp.lr, " wd=", lp.weight_decay), ""});
+                              str_cat("epochs=", lp.epochs, " lr=", lp.lr, " wd=", lp.weight_decay, at_layer), ""});
   return 0;
 }
 
@@ -128,11 +133,12 @@ int cmd_embed(const std::vector<std::string>& argv) {
   SELFSUP_CHECK(!out.empty(), "embed: --out FEATURES.npy is required");
   const std::string split = a.str("split", "test"), labels_out = a.str("labels", "");
   const int64_t limit = a.integer("limit", 0);
+  const eval::FeatureLayer layer = eval::parse_feature_layer(a.str("features", "layer4"), "embed");
   a.finish();
   const ssl::LoadedEncoder le = load_encoder(source);
   const std::string spec = data_spec(source, le);
   ImageDataset ds = data::load_dataset(spec, split);
-  Tensor f = eval::extract_features(*le.encoder, ds, le.config.image_size, le.config.recipe, limit);
+  Tensor f = eval::extract_features(*le.encoder, ds, le.config.image_size, le.config.recipe, limit, 500, layer);
   save_npy(out, f);
   if (!labels_out.empty()) save_npy(labels_out, ds.labels.narrow(0, 0, f.size(0)));
   std::printf("embed: %ld x %ld features of %s/%s -> %s\n", long(f.size(0)), long(f.size(1)), spec.c_str(),

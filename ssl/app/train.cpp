@@ -1,4 +1,5 @@
-// `selfsup train`: self-supervised training (SimCLR, MoCo v1/v2) with the options of ssl/trainer/config.h.
+// `selfsup train`: self-supervised training (every method of ssl/methods/registry.h) with the options of
+// ssl/trainer/config.h.
 #include <cstdio>
 
 #include "engine/core/check.h"
@@ -12,7 +13,8 @@ namespace selfsup::app {
 namespace {
 
 const char* kUsage =
-    "usage: selfsup train [--method simclr|moco|mocov2|pirl|context-encoder] [--data SPEC] [--epochs E | --minutes M | --steps N] [options]\n"
+    "usage: selfsup train [--method simclr|moco|mocov2|pirl|rotnet|jigsaw|context-encoder] [--data SPEC]\n"
+    "                     [--epochs E | --minutes M | --steps N] [options]\n"
     "\n"
     "Trains an encoder without labels and reports a kNN monitor on the test split every epoch.\n"
     "Writes config.json, metrics.jsonl, metrics.png, checkpoints and encoder.safetensors into --out.\n"
@@ -22,9 +24,6 @@ const char* kUsage =
     "encoder:   --arch resnet18|resnet34|resnet50  --width W (layer1 channels, default 16)  --stem cifar|imagenet\n"
     "           --proj-hidden H (512)  --proj-dim D (128)\n"
     "recipe:    --recipe gray|simclr|mocov1|mocov2  --crop-min S (RandomResizedCrop area lower bound, 0.2)\n"
-    "context-encoder (Pathak et al. 2016; defaults --optimizer adamw --lr 1e-3 --weight-decay 0 --batch 64):\n"
-    "           --mask blocks|center (blocks: random quarter-side squares, the default; center: the central\n"
-    "           half-side square; either hides 1/4 of the pixels)  --adv A (lambda_adv, 0.001 as the paper; 0 = masked L2 only)\n"
     "training:  --batch B (256)  --optimizer sgd|lars|adamw  --lr (0.3)  --weight-decay (5e-4)  --momentum (0.9)\n"
     "           --temperature T (0.2)  --warmup F (fraction of the steps, 0.05)\n"
     "           --lr-schedule cosine|step (cosine; step: x0.1 at 60% and 80% of the steps)\n"
@@ -40,18 +39,28 @@ const char* kUsage =
     "           --recipe mocov2 (blur, jitter p 0.8), --lr-schedule cosine\n"
     "           Scaled for a 2-core CPU (models/pretrained/fmnist-cpu-w8-moco*): --width 8 instead of ResNet-50,\n"
     "           --batch 64, 20 epochs instead of 200 (see docs/methods.md for the exact commands)\n"
+    "pirl:      Misra & van der Maaten 2019: memory bank of --proj-dim 128 rows, NCE, Jigsaw branch (preset:\n"
+    "           --temperature 0.07, the paper's)\n"
+    "           --bank-negatives K (the paper's 32000; capped at the training images minus the batch)\n"
+    "           --pirl-lambda L (weight of the Jigsaw branch's loss, 0.5)\n"
+    "           --jigsaw-size S (the Jigsaw view is resized to S x S before it is cut into 3 x 3 cells; 0 = as is)\n"
+    "           --jigsaw-tile T (tile side inside each cell; 0 = the cell's side - 1 for pirl)\n"
+    "rotnet:    each image in its 4 rotations, a 4-way classifier on the pooled features (preset: paper's\n"
+    "           batch 128, lr 0.1)\n"
+    "jigsaw:    --permutations P (100, the most the table holds)  --jigsaw-tile T (tile side; default\n"
+    "           floor(cell * 64 / 75)); 3x3 tiles of the --image-size view, the trunk per tile, MLP of\n"
+    "           --proj-hidden units over the 9 features (preset: paper's batch 256, lr 0.01). Fashion-MNIST:\n"
+    "           the native 28x28 (cells of 9, tiles of 7) probed better than --image-size 64 (tiles of 17)\n"
+    "           (2 CPU cores: the committed pretext runs used batch 64, lr 0.1; docs/methods-pretext.md)\n"
+    "context-encoder: Pathak et al. 2016 (preset: --optimizer adamw --lr 1e-3 --weight-decay 0 --batch 64;\n"
+    "           the paper's Adam 2e-4 is for far longer runs)  --mask blocks|center (blocks: random\n"
+    "           quarter-side squares, the default; center: the central half-side square; either hides 1/4 of\n"
+    "           the pixels)  --adv A (lambda_adv, 0.001 as the paper; 0 = masked L2 only)\n"
     "length:    --epochs E | --minutes M (sized after timing the first steps) | --steps N (default --epochs 10)\n"
     "run:       --out DIR (runs/simclr)  --resume DIR  --seed S  --threads N  --device auto|cpu|cuda\n"
     "           --log-every N (10)  --checkpoint-minutes M (5)  --checkpoint-every N (steps; 0 = by time only)\n"
     "           --knn-k K (200)  --knn-train-limit N (10000)  --no-knn\n"
-    "           --stop-after N (stop after N steps with a checkpoint, as if interrupted)\n"
-    "\n"
-    "pirl (Misra & van der Maaten 2019; memory bank of --proj-dim 128 rows, NCE, Jigsaw branch; --temperature\n"
-    "           defaults to the paper's 0.07):\n"
-    "           --bank-negatives K (the paper's 32000; capped at the training images minus the batch)\n"
-    "           --pirl-lambda L (weight of the Jigsaw branch's loss, 0.5)\n"
-    "           --jigsaw-size S (the Jigsaw view is resized to S x S before it is cut into 3 x 3 cells; 0 = as is)\n"
-    "           --jigsaw-tile T (tile side inside each cell; 0 = the cell's side - 1)\n";
+    "           --stop-after N (stop after N steps with a checkpoint, as if interrupted)\n";
 
 }  // namespace
 
@@ -90,6 +99,7 @@ int cmd_train(const std::vector<std::string>& argv) {
   c.pirl_lambda = a.number("pirl-lambda", c.pirl_lambda);
   c.jigsaw_size = a.integer("jigsaw-size", c.jigsaw_size);
   c.jigsaw_tile = a.integer("jigsaw-tile", c.jigsaw_tile);
+  c.permutations = a.integer("permutations", c.permutations);
   c.optimizer = a.str("optimizer", c.optimizer);
   c.lr = a.number("lr", c.lr);
   c.weight_decay = a.number("weight-decay", c.weight_decay);

@@ -8,6 +8,22 @@
 
 namespace selfsup::eval {
 
+FeatureLayer parse_feature_layer(const std::string& name, const std::string& what) {
+  if (name == "layer3") return FeatureLayer::layer3;
+  SELFSUP_CHECK(name == "layer4", what, ": unknown --features '", name, "' (expected layer3 or layer4)");
+  return FeatureLayer::layer4;
+}
+
+Tensor forward_to_layer(models::ResNet& encoder, const Tensor& x, FeatureLayer layer) {
+  if (layer == FeatureLayer::layer4) return encoder.forward_features(x);
+  SELFSUP_CHECK(x.dim() == 4 && x.size(1) == encoder.options().in_channels, "features: expected input (N, ",
+                encoder.options().in_channels, ", H, W), got ", shape_str(x.sizes()));
+  // The stages of ResNet::forward_features up to layer3.
+  Tensor y = encoder.maxpool->forward(relu(encoder.bn1->forward(encoder.conv1->forward(x))));
+  y = encoder.layer3->forward(encoder.layer2->forward(encoder.layer1->forward(y)));  // (N, 4w * expansion, h, w)
+  return adaptive_avg_pool2d(y, {1, 1}).flatten(1);
+}
+
 Tensor eval_views(const ImageDataset& data, int64_t first, int64_t count, int64_t image_size, const std::string& recipe) {
   SELFSUP_CHECK(first >= 0 && count >= 0 && first + count <= data.size(), "features: images [", first, ", ",
                 first + count, ") of ", data.name, ", which has ", data.size());
@@ -24,7 +40,7 @@ Tensor eval_views(const ImageDataset& data, int64_t first, int64_t count, int64_
 }
 
 Tensor extract_features(models::ResNet& encoder, const ImageDataset& data, int64_t image_size,
-                        const std::string& recipe, int64_t limit, int64_t batch) {
+                        const std::string& recipe, int64_t limit, int64_t batch, FeatureLayer layer) {
   const int64_t n = limit > 0 ? std::min(limit, data.size()) : data.size();
   SELFSUP_CHECK(n > 0, "features: the data set ", data.name, " is empty");
   // Eval mode for the extraction; the caller's mode comes back however this returns (an encoder that
@@ -42,7 +58,7 @@ Tensor extract_features(models::ResNet& encoder, const ImageDataset& data, int64
   for (int64_t b0 = 0; b0 < n; b0 += batch) {
     const int64_t rows = std::min(batch, n - b0);
     Tensor x = eval_views(data, b0, rows, image_size, recipe);  // (rows, C, s, s)
-    parts.push_back(encoder.forward_features(x.to(device)).to(Device::cpu()));
+    parts.push_back(forward_to_layer(encoder, x.to(device), layer).to(Device::cpu()));
   }
   return cat(parts, 0);
 }

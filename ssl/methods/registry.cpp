@@ -7,12 +7,15 @@
 #include "ssl/methods/context_encoder.h"
 #include "ssl/methods/moco.h"
 #include "ssl/methods/pirl.h"
+#include "ssl/methods/jigsaw.h"
+#include "ssl/methods/rotnet.h"
 #include "ssl/methods/simclr.h"
 
 namespace selfsup::ssl {
 
 const std::vector<std::string>& method_names() {
-  static const std::vector<std::string> names = {"simclr", "moco", "mocov2", "pirl", "context-encoder"};
+  static const std::vector<std::string> names = {"simclr", "moco", "mocov2", "pirl", "rotnet", "jigsaw",
+                                                 "context-encoder"};
   return names;
 }
 
@@ -92,6 +95,10 @@ std::shared_ptr<Method> make_method(const TrainConfig& c) {
     o.seed = c.seed;
     return std::make_shared<MoCo>(o);
   }
+  if (c.method == "rotnet") return std::make_shared<RotNet>(RotNetOptions{encoder_options(c)});
+  if (c.method == "jigsaw")
+    return std::make_shared<Jigsaw>(
+        JigsawOptions{encoder_options(c), c.image_size, c.jigsaw_tile, c.permutations, c.proj_hidden, c.seed});
   return std::make_shared<SimCLR>(SimCLROptions{encoder_options(c), c.proj_hidden, c.proj_dim, c.temperature});
 }
 

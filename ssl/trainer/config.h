@@ -31,6 +31,8 @@ struct TrainConfig {
   int64_t queue_size = 65536;    // K, negatives in the key queue (capped by the training set's size)
   double key_momentum = 0.999;   // m of the key encoder's EMA
   int64_t shuffle_bn_shards = 0;  // S, shards of the key batch for shuffling BN (0 = 8 when the batch allows)
+  // pretext tasks (ssl/methods/rotnet.h, jigsaw.h)
+  int64_t permutations = 100;  // jigsaw: P, the first P rows of kernels/jigsaw_perms.h
   std::string optimizer = "sgd";  // sgd | lars | adamw
   double lr = 0.3;
   double weight_decay = 5e-4;
@@ -42,7 +44,8 @@ struct TrainConfig {
   int64_t bank_negatives = 32000;  // memory-bank rows drawn as negatives per step (capped: dataset_size - batch)
   double pirl_lambda = 0.5;        // weight of the Jigsaw branch's loss
   int64_t jigsaw_size = 0;         // the Jigsaw view is resized to this size before it is cut (0 = as is)
-  int64_t jigsaw_tile = 0;         // tile side in each cell of the Jigsaw view (0 = the cell's side - 1)
+  int64_t jigsaw_tile = 0;         // tile side in each 3x3 cell (0 = the method's own: pirl the cell's side - 1,
+                                   // jigsaw floor(cell * 64 / 75), the paper's ratio)
   // length: exactly one of epochs / minutes / steps decides total_steps (minutes: after timing a few steps)
   double epochs = 0;
   double minutes = 0;
@@ -73,7 +76,9 @@ void apply_data_preset(TrainConfig& cfg);
 // Method defaults from the papers, applied before the command line's options: moco (He et al. 2019: tau 0.07,
 // lr 0.03, weight decay 1e-4, batch 256, mocov1 recipe, no warmup, step decay), mocov2 (Chen et al. 2020: tau
 // 0.2, lr 0.03, weight decay 1e-4, batch 256, mocov2 recipe, no warmup, cosine), context-encoder (AdamW lr
-// 1e-3, no weight decay, batch 64; the paper's Adam 2e-4 is for far longer runs). Others keep the defaults.
+// 1e-3, no weight decay, batch 64; the paper's Adam 2e-4 is for far longer runs).
+// rotnet (Gidaris et al.: batch 128, lr 0.1), jigsaw (Noroozi & Favaro: batch 256, lr 0.01). Others keep the
+// defaults.
 void apply_method_preset(TrainConfig& cfg);
 
 }  // namespace selfsup::ssl
