@@ -1,5 +1,6 @@
 #include "ssl/methods/simclr.h"
 
+#include "engine/dist/gather.h"
 #include "engine/ops/contrastive.h"
 #include "engine/ops/ops.h"
 #include "models/heads.h"
@@ -20,7 +21,10 @@ StepResult SimCLR::training_step(const StepInput& in) {
   SELFSUP_CHECK(views.size() == 2, "simclr: expects 2 views per image, got ", views.size());
   Tensor x = cat(views, 0);                          // (2B, C, h, w)
   Tensor z = head_->forward(encoder_->forward_features(x));  // (2B, proj_dim)
-  ContrastiveResult r = nt_xent(z, opt_.temperature);
+  // Under data parallelism the rows are scored against every rank's projections (global negatives).
+  dist::Communicator& comm = dist::world();
+  ContrastiveResult r = comm.distributed() ? dist::global_nt_xent(z, opt_.temperature, comm)
+                                           : nt_xent(z, opt_.temperature);
   return {r.loss, r.accuracy};
 }
 
