@@ -42,6 +42,9 @@ class Communicator {
   // A job from the launcher's environment (see above). Throws when the environment names more than one
   // rank but MPI was not built in or does not see the same world.
   static std::unique_ptr<Communicator> from_environment();
+  // Rank 0 of 1 whatever the environment: every collective is the identity (a one-process reference
+  // computed inside a job of several, as the tests do).
+  static Communicator& single_process();
   ~Communicator();
 
   int rank() const { return rank_; }

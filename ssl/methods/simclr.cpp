@@ -7,7 +7,7 @@
 
 namespace selfsup::ssl {
 
-SimCLR::SimCLR(const SimCLROptions& opt) : opt_(opt) {
+SimCLR::SimCLR(const SimCLROptions& opt) : opt_(opt), comm_(&dist::world()) {
   models::ResNetOptions eo = opt.encoder;
   eo.num_classes = 0;
   encoder_ = register_module("encoder", std::make_shared<models::ResNet>(eo));
@@ -22,9 +22,8 @@ StepResult SimCLR::training_step(const StepInput& in) {
   Tensor x = cat(views, 0);                          // (2B, C, h, w)
   Tensor z = head_->forward(encoder_->forward_features(x));  // (2B, proj_dim)
   // Under data parallelism the rows are scored against every rank's projections (global negatives).
-  dist::Communicator& comm = dist::world();
-  ContrastiveResult r = comm.distributed() ? dist::global_nt_xent(z, opt_.temperature, comm)
-                                           : nt_xent(z, opt_.temperature);
+  ContrastiveResult r = comm_->distributed() ? dist::global_nt_xent(z, opt_.temperature, *comm_)
+                                             : nt_xent(z, opt_.temperature);
   return {r.loss, r.accuracy};
 }
 
