@@ -3,9 +3,10 @@
 // the one-process reference itself (the whole global batch, plain BatchNorm, nt_xent: the same code a
 // single-process run takes) and the data-parallel version on its shard, and compares them.
 //
-// Tolerances: float64 agrees to rounding (1e-10 relative, the sums merely run in another order); float32 to
-// 1e-6 relative, measured as max |a - b| / max |b| over each tensor. A rank never returns early: the
-// collectives of every rank must match, so the checks come after the work.
+// Tolerances, as max |a - b| / max |b| over a tensor: float64 agrees to rounding (1e-10; the sums merely run
+// in another order); float32 to 1e-6, except where the float32 one-process result is itself further than
+// that from the exact one (the SimCLR gradients, see there). A rank never returns early: the collectives of
+// every rank must match, so the checks come after the work.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -165,7 +166,8 @@ TEST_CASE("all_gather_with_grad: each rank receives its rows' gradient summed ov
 TEST_CASE("global NT-Xent over N ranks equals nt_xent over the global batch, loss and gradients") {
   const int W = comm().world_size();
   for (DType dt : {DType::f64, DType::f32}) {
-    CAPTURE(dtype_name(dt));
+    const std::string dt_name = dtype_name(dt);
+    CAPTURE(dt_name);
     const int64_t B = 6 * W, D = 5;
     Tensor v1 = global_randn({B, D}, 300, dt), v2 = global_randn({B, D}, 301, dt);
     Tensor zg = cat({v1, v2}, 0).set_requires_grad(true);  // one process: (2B, D)
@@ -187,7 +189,8 @@ TEST_CASE("SyncBN equals BatchNorm over the global batch: output, running stats 
   const int W = comm().world_size();
   for (DType dt : {DType::f64, DType::f32}) {
     for (bool spatial : {true, false}) {
-      CAPTURE(dtype_name(dt));
+      const std::string dt_name = dtype_name(dt);
+    CAPTURE(dt_name);
       CAPTURE(spatial);
       const int64_t B = 3 * W, C = 5;
       const Shape shape = spatial ? Shape{B, C, 3, 2} : Shape{B, C};
@@ -219,13 +222,15 @@ TEST_CASE("SyncBN equals BatchNorm over the global batch: output, running stats 
 }
 
 TEST_CASE("one SimCLR step with global batch B on N ranks: the loss and every gradient of one process") {
-  // float32: a deep network's float32 gradient is itself only ~3e-6 from the exact (float64) one, and the
-  // data-parallel run sums in another order (SyncBN's reductions vs the BN kernel's, across ranks), so it
-  // cannot agree with the one-process float32 run closer than that. The check: the data-parallel float32
-  // gradient is within 1e-6 of one process's, or no further from it than twice that run's own rounding
-  // error (its distance from the float64 gradient of the same weights and inputs).
+  // float64 is the exact check: every gradient within 1e-10 (measured ~1e-13). float32 cannot meet 1e-6
+  // against the one-process float32 run: that run is itself ~5e-6 (all parameters as one vector, max-norm)
+  // from the float64 gradient of the same weights and views, and the data-parallel run rounds differently
+  // (SyncBN's sums vs the BN kernel's, across ranks). So float32 checks that the data-parallel gradient is
+  // within 1e-6 of one process's, or no further than twice that run's own rounding error, for the whole
+  // vector and for each tensor (a BN weight's gradient, a sum with heavy cancellation, is ~1e-5 off alone).
   for (DType dt : {DType::f64, DType::f32}) {
-    CAPTURE(dtype_name(dt));
+    const std::string dt_name = dtype_name(dt);
+    CAPTURE(dt_name);
     Pair p = make_pair(dt);
     const auto [ref_loss, dp_loss] = forward_backward(p, 8, 0, dt);
     nn::NamedTensors exact;  // the float64 one-process gradients of the same (float32-rounded) weights and views
@@ -241,10 +246,15 @@ TEST_CASE("one SimCLR step with global batch B on N ranks: the loss and every gr
     CHECK(std::abs(dp_loss - ref_loss) <= tol(dt) * std::abs(ref_loss));
     const nn::NamedTensors rp = p.ref->named_parameters(), dpp = p.dp->named_parameters();
     REQUIRE(rp.size() == dpp.size());
-    double worst = 0, worst_allowed = 0;
+    double worst = 0, worst_allowed = 0, diff_all = 0, scale_all = 0, own_all = 0;
     std::string worst_name;
     for (size_t i = 0; i < rp.size(); ++i) {
       const double e = rel_err(dpp[i].second.grad(), rp[i].second.grad());
+      const double scale = amax(abs(rp[i].second.grad())).item();
+      diff_all = std::max(diff_all, e * scale);
+      scale_all = std::max(scale_all, scale);
+      if (dt == DType::f32) own_all = std::max(own_all, amax(abs(sub(rp[i].second.grad(),
+                                                                     exact[i].second.grad().to(dt)))).item());
       const double allowed =
           dt == DType::f64 ? tol(dt)
                            : std::max(tol(dt), 2 * rel_err(rp[i].second.grad(), exact[i].second.grad().to(dt)));
@@ -254,8 +264,12 @@ TEST_CASE("one SimCLR step with global batch B on N ranks: the loss and every gr
         worst_name = rp[i].first;
       }
     }
-    MESSAGE(dtype_name(dt), ": largest gradient error ", worst, " (", worst_name, ", allowed ", worst_allowed,
-            "); loss ", dp_loss, " vs ", ref_loss);
+    // All parameters as one vector: max |a - b| / max |b|, and the one-process float32 run's own error.
+    const double whole = diff_all / scale_all, whole_own = own_all / scale_all;
+    MESSAGE(dt_name, ": the whole gradient's error ", whole, " (one process's own float32 error ", whole_own,
+            "); the largest of one tensor ", worst, " (", worst_name, ", allowed ", worst_allowed, "); loss ",
+            dp_loss, " vs ", ref_loss);
+    CHECK(whole <= std::max(tol(dt), 2 * whole_own));
     CHECK(worst <= worst_allowed);
     const dist::ReducerStats st = p.reducer->stats();
     CHECK(st.buckets > 3);  // 16 KB buckets over a 500 KB model
