@@ -36,12 +36,17 @@ int env_int(const char* name, int fallback) {
 
 bool g_distributed = false;
 int g_rank = 0, g_size = 1;
+double g_wait_s = 0;  // time blocked in PolledWork::wait, all communicators (the training thread alone waits)
 
 }  // namespace
 
 void PolledWork::wait() {
   if (test()) return;
   const Clock::time_point t0 = Clock::now();
+  struct Account {  // adds the blocked time however wait() is left
+    Clock::time_point t0;
+    ~Account() { g_wait_s += std::chrono::duration<double>(Clock::now() - t0).count(); }
+  } account{t0};
   for (int spins = 0;; ++spins) {
     if (test()) return;
     const double waited = std::chrono::duration<double>(Clock::now() - t0).count();
@@ -136,6 +141,8 @@ Communicator::~Communicator() {
 
 Backend& Communicator::backend_for(const Tensor& t, const char* op) {
   SELFSUP_CHECK(t.defined() && t.is_contiguous(), "dist::", op, ": the tensor must be defined and contiguous");
+  ++stats_.calls;
+  stats_.bytes += t.numel() * static_cast<int64_t>(dtype_size(t.dtype()));
   if (t.device().is_cpu()) {
     SELFSUP_CHECK(mpi_ != nullptr, "dist::", op, ": internal: no MPI backend");
     return *mpi_;
@@ -202,6 +209,12 @@ WorkHandle Communicator::broadcast_async(Tensor& t, int root) {
 }
 
 void Communicator::broadcast(Tensor& t, int root) { broadcast_async(t, root)->wait(); }
+
+CommStats Communicator::stats() const {
+  CommStats s = stats_;
+  s.wait_s = g_wait_s;
+  return s;
+}
 
 void Communicator::barrier() {
   if (mpi_) mpi_->barrier()->wait();

@@ -37,6 +37,15 @@ using WorkHandle = std::unique_ptr<Work>;
 
 class Backend;
 
+// What this process's collectives cost so far (for bench_dist and the trainer's summary): how many were
+// started, the bytes of this rank's contribution (the tensor it passed in), and the time spent blocked in
+// wait() (communication that was not hidden behind computation).
+struct CommStats {
+  int64_t calls = 0;
+  int64_t bytes = 0;
+  double wait_s = 0;
+};
+
 class Communicator {
  public:
   // A job from the launcher's environment (see above). Throws when the environment names more than one
@@ -66,6 +75,7 @@ class Communicator {
   void broadcast(Tensor& t, int root = 0);
   WorkHandle broadcast_async(Tensor& t, int root = 0);
   void barrier();
+  CommStats stats() const;
   // A scalar's mean over ranks (the logged loss), and root's value of an integer (a length decided on rank 0).
   double mean(double v);
   int64_t broadcast_value(int64_t v, int root = 0);
@@ -81,6 +91,7 @@ class Communicator {
   std::string launcher_ = "single process";
   bool launched_ = false;
   double timeout_s_ = 300;
+  CommStats stats_;
   std::unique_ptr<Backend> mpi_;   // CPU tensors (and NCCL's bootstrap); null in a single process
   std::unique_ptr<Backend> nccl_;  // CUDA tensors, created on first use
 };

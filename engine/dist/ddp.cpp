@@ -129,6 +129,8 @@ void GradientReducer::finish() {
 
 ReducerStats GradientReducer::stats() const { return state_->stats; }
 
+void GradientReducer::set_overlap(bool on) { state_->overlap = on; }
+
 void broadcast_tensors(const std::vector<Tensor>& tensors, Communicator& comm, int root) {
   NoGradGuard ng;
   for (const Tensor& t : tensors) {

@@ -38,6 +38,8 @@ class GradientReducer {
 
   // Waits for every bucket and replaces each parameter's .grad with the mean over ranks.
   void finish();
+  // false: buckets start in finish() only, after backward (bench_dist measures what the overlap hides).
+  void set_overlap(bool on);
   ReducerStats stats() const;
 
   struct State;

@@ -2,12 +2,18 @@
 // the same code serves CPU (MPI) and CUDA (NCCL) tensors.
 #include "engine/dist/sync_batch_norm.h"
 
+#include <limits>
+
 #include "engine/autograd/grad_mode.h"
 #include "engine/autograd/node.h"
 #include "engine/nn/layers.h"
 #include "engine/ops/ops.h"
 
 namespace selfsup::dist {
+
+namespace {
+constexpr double kInf = std::numeric_limits<double>::infinity();
+}
 
 Tensor sync_batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& running_var, const Tensor& weight,
                        const Tensor& bias, double momentum, double eps, Communicator& comm) {
@@ -26,16 +32,22 @@ Tensor sync_batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor
   {
     NoGradGuard ng;
     Tensor xs = x.detach().to(sdt);
-    // (C + 1): per-channel sums and this rank's count, summed over ranks -> the global mean.
-    Tensor s1 = cat({sum(xs, dims), Tensor::full({1}, static_cast<double>(x.numel() / C), sdt, x.device())}, 0);
-    comm.all_reduce(s1, ReduceOp::sum);
-    count = s1.narrow(0, C, 1).item();
+    // One all-reduce of (2C + 1): sum(x - shift), sum((x - shift)^2) and the count, so a layer costs one
+    // synchronisation forward (every one of them waits for the slowest rank). The shift is the running mean,
+    // the same on every rank and close to the batch mean, so E[(x - s)^2] - E[x - s]^2 does not cancel
+    // (and in float64 it would not matter); without running statistics it is 0.
+    Tensor shift = running_mean.defined() ? running_mean.detach().to(sdt).reshape(bshape)
+                                          : Tensor::zeros(bshape, sdt, x.device());
+    Tensor xc0 = sub(xs, shift);
+    Tensor stats = cat({sum(xc0, dims), sum(mul(xc0, xc0), dims),
+                        Tensor::full({1}, static_cast<double>(x.numel() / C), sdt, x.device())}, 0);
+    comm.all_reduce(stats, ReduceOp::sum);
+    count = stats.narrow(0, 2 * C, 1).item();
     SELFSUP_CHECK(count > 1, "sync_batch_norm: needs more than one value per channel over all ranks, got ", count);
-    mean = div(s1.narrow(0, 0, C), count);
+    Tensor d_mean = div(stats.narrow(0, 0, C), count);  // mean - shift
+    mean = add(d_mean, shift.reshape({C}));
+    Tensor var = clamp(sub(div(stats.narrow(0, C, C), count), mul(d_mean, d_mean)), 0.0, kInf);  // biased
     Tensor xc = sub(xs, mean.reshape(bshape));
-    Tensor s2 = sum(mul(xc, xc), dims).contiguous();  // (C) squared deviations
-    comm.all_reduce(s2, ReduceOp::sum);
-    Tensor var = div(s2, count);
     invstd = rsqrt(add(var, eps));
     y = mul(xc, invstd.reshape(bshape));
     if (weight.defined()) y = mul(y, weight.detach().to(sdt).reshape(bshape));

@@ -2,8 +2,8 @@
 // together, so N ranks with B/N rows each normalise exactly as one process with B rows (SimCLR's choice: a
 // rank's own BN statistics would let the contrastive task cheat through per-device batch statistics).
 //
-// Forward: two all-reduces of per-channel sums, (C) sums plus the count, then (C) squared deviations from
-// the global mean (two passes, no E[x^2] - E[x]^2 cancellation). Backward: one all-reduce of (2C) sums of
+// Forward: one all-reduce of (2C + 1) per-channel sums of x - shift and (x - shift)^2 (shift: the running
+// mean, the same on every rank) and the count. Backward: one all-reduce of (2C) sums of
 // dy and dy * xhat, the terms through which every rank's rows depend on every other rank's statistics;
 // dweight and dbias stay local (the gradient reducer averages them with the other parameters).
 #pragma once
