@@ -123,6 +123,13 @@ std::unique_ptr<Communicator> Communicator::from_environment() {
   return c;
 }
 
+std::unique_ptr<Communicator> Communicator::single_rank_transports() {
+  std::unique_ptr<Communicator> c(new Communicator());
+  c->launched_ = true;
+  c->launcher_ = "one rank, transports on";
+  return c;
+}
+
 Communicator& Communicator::single_process() {
   static Communicator c;
   return c;

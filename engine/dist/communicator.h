@@ -54,6 +54,9 @@ class Communicator {
   // Rank 0 of 1 whatever the environment: every collective is the identity (a one-process reference
   // computed inside a job of several, as the tests do).
   static Communicator& single_process();
+  // Rank 0 of 1 whose collectives still go through the transports (NCCL for CUDA tensors, MPI for CPU ones
+  // when a launcher started MPI): a backend's one-rank smoke test (bench/gpu_check.sh runs NCCL's).
+  static std::unique_ptr<Communicator> single_rank_transports();
   ~Communicator();
 
   int rank() const { return rank_; }

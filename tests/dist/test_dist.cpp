@@ -14,6 +14,7 @@
 #include <string>
 
 #include "engine/autograd/grad_mode.h"
+#include "engine/core/cuda_context.h"
 #include "engine/core/rng.h"
 #include "engine/data/loader.h"
 #include "engine/dist/ddp.h"
@@ -326,4 +327,41 @@ TEST_CASE("loader shards: rank r's batch is rows [r B/N, (r+1) B/N) of the one-p
     CHECK(rel_err(bb.views[0], shard(ba.views[0])) == 0);
     CHECK(rel_err(bb.views[1], shard(ba.views[1])) == 0);
   }
+}
+
+// ---- NCCL (CUDA tensors): one rank on a GPU machine (bench/gpu_check.sh), two under mpirun with 2+ GPUs.
+namespace {
+
+bool no_nccl_device() { return !dist::nccl_built() || cuda_device_count() == 0; }
+
+}  // namespace
+
+TEST_CASE("NCCL: collectives and the gathered gradient of CUDA tensors give the CPU values" *
+          doctest::skip(no_nccl_device())) {
+  std::unique_ptr<dist::Communicator> one;
+  dist::Communicator& c = comm().distributed() ? comm() : *(one = dist::Communicator::single_rank_transports());
+  const int W = c.world_size(), r = c.rank();
+  const Device dev = Device::cuda(c.local_rank() % cuda_device_count());
+  Tensor s = Tensor::full({1000}, r + 1, DType::f32).to(dev);
+  c.all_reduce(s, dist::ReduceOp::sum);
+  Tensor m = Tensor::full({7}, r + 1, DType::f64).to(dev);
+  c.all_reduce_async(m, dist::ReduceOp::mean)->wait();
+  Tensor gathered = c.all_gather(Tensor::full({2, 3}, r, DType::f32).to(dev));
+  Tensor rs = c.reduce_scatter(Tensor::full({2 * W}, r + 1, DType::f32).to(dev));
+  Tensor b = Tensor::full({5}, r, DType::f32).to(dev);
+  c.broadcast(b, 0);
+  c.barrier();
+  Tensor x = global_randn({3, 4}, 100 + r, DType::f64).to(dev).set_requires_grad(true);
+  Tensor g = dist::all_gather_with_grad(x, c);
+  Tensor w = global_randn({3 * W, 4}, 200 + r, DType::f64);
+  sum(mul(g, w.to(dev))).backward();
+  Tensor expect = Tensor::zeros({3, 4}, DType::f64);
+  for (int q = 0; q < W; ++q) expect = add(expect, global_randn({3 * W, 4}, 200 + q, DType::f64).narrow(0, 3 * r, 3));
+  CHECK(s.to(Device::cpu()).to_vector() == std::vector<double>(1000, W * (W + 1) / 2.0));
+  CHECK(m.to(Device::cpu()).to_vector() == std::vector<double>(7, (W + 1) / 2.0));
+  for (int q = 0; q < W; ++q)
+    CHECK(gathered.to(Device::cpu()).narrow(0, 2 * q, 2).to_vector() == std::vector<double>(6, q));
+  CHECK(rs.to(Device::cpu()).to_vector() == std::vector<double>(2, W * (W + 1) / 2.0));
+  CHECK(b.to(Device::cpu()).to_vector() == std::vector<double>(5, 0));
+  CHECK(rel_err(x.grad().to(Device::cpu()), expect) < 1e-14);
 }
