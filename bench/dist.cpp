@@ -11,7 +11,8 @@
 // line: images/s (overlapped), the time blocked in communication per step (every collective: all_gather of
 // the embeddings, SyncBN's statistics, the gradient buckets), the bytes this rank contributes per step, and
 // the fraction of the gradient all-reduce hidden under backward, 1 - (wait after backward with overlap) /
-// (wait after backward without). bench/dist_scaling.sh runs it at 1 and 2 ranks next to PyTorch DDP.
+// (wait after backward without), and the latency of a 1-element all_reduce (the price of each of SyncBN's
+// synchronisations). bench/dist_scaling.sh runs it at 1 and 2 ranks next to PyTorch DDP.
 #include <omp.h>
 
 #include <chrono>
@@ -109,6 +110,13 @@ int main(int argc, char** argv) {
       return p;
     };
     const Phase on = phase(true), off = phase(false);
+    // The cost of one synchronisation on this machine: a 1-element all_reduce, 200 times. SyncBN pays about
+    // three per BN layer and step (forward, backward, and the wait for the slowest rank at each).
+    Tensor one = Tensor::ones({1});
+    comm.barrier();
+    const Clock::time_point tl = Clock::now();
+    for (int k = 0; k < 200; ++k) comm.all_reduce(one);
+    const double latency_us = comm.mean(std::chrono::duration<double>(Clock::now() - tl).count() / 200 * 1e6);
     // Averaged over ranks (they wait for each other at every collective, so they differ little).
     const double seconds = comm.mean(on.seconds), wait = comm.mean(on.wait_s);
     const double grad_on = comm.mean(on.grad_wait_s), grad_off = comm.mean(off.grad_wait_s);
@@ -120,11 +128,11 @@ int main(int argc, char** argv) {
           "{\"bench\": \"dist\", \"ranks\": %d, \"threads\": %ld, \"width\": %ld, \"batch\": %ld, \"sync_bn\": %s, "
           "\"images_per_s\": %.1f, \"images_per_s_no_overlap\": %.1f, \"step_ms\": %.2f, \"comm_wait_ms\": %.3f, "
           "\"grad_wait_ms\": %.3f, \"grad_wait_ms_no_overlap\": %.3f, \"hidden_fraction\": %.3f, "
-          "\"grad_bytes\": %ld, \"bytes_per_step\": %ld, \"buckets\": %ld}\n",
+          "\"grad_bytes\": %ld, \"bytes_per_step\": %ld, \"buckets\": %ld, \"allreduce_latency_us\": %.1f}\n",
           W, long(threads), long(width), long(batch), sync_bn ? "true" : "false", batch * steps / seconds,
           batch * steps / off_seconds, seconds * per, wait * per, grad_on * per, grad_off * per,
           grad_off > 0 ? 1.0 - grad_on / grad_off : 0.0, long(rs.bytes_per_step),
-          long(on.bytes / steps), long(rs.buckets));
+          long(on.bytes / steps), long(rs.buckets), latency_us);
     }
   } catch (const std::exception& e) {
     dist::abort_job(e.what());
