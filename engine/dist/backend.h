@@ -36,7 +36,7 @@ class Backend {
   virtual WorkHandle all_gather(Tensor in, Tensor out) = 0;      // out (size * in.numel()) contiguous
   virtual WorkHandle reduce_scatter(Tensor in, Tensor out) = 0;  // sum; in (size * out.numel())
   virtual WorkHandle broadcast(Tensor t, int root) = 0;
-  virtual WorkHandle barrier() = 0;
+  virtual WorkHandle barrier(double timeout_s) = 0;
 };
 
 // Prints "selfsup rank R/N: <message>" to stderr and ends the whole job with `code` (MPI_Abort when MPI runs,

@@ -223,8 +223,8 @@ CommStats Communicator::stats() const {
   return s;
 }
 
-void Communicator::barrier() {
-  if (mpi_) mpi_->barrier()->wait();
+void Communicator::barrier(double timeout_s) {
+  if (mpi_) mpi_->barrier(timeout_s > 0 ? timeout_s : timeout_s_)->wait();
 }
 
 double Communicator::mean(double v) {

@@ -77,7 +77,8 @@ class Communicator {
   // t overwritten in place with root's values.
   void broadcast(Tensor& t, int root = 0);
   WorkHandle broadcast_async(Tensor& t, int root = 0);
-  void barrier();
+  // timeout_s 0: timeout_s(). A longer one lets ranks wait for work rank 0 does alone (the kNN monitor).
+  void barrier(double timeout_s = 0);
   CommStats stats() const;
   // A scalar's mean over ranks (the logged loss), and root's value of an integer (a length decided on rank 0).
   double mean(double v);

@@ -113,8 +113,8 @@ class MpiBackend final : public Backend {
     return w;
   }
 
-  WorkHandle barrier() override {
-    auto w = std::make_unique<MpiWork>("barrier", timeout_s_, std::vector<Tensor>{}, nullptr);
+  WorkHandle barrier(double timeout_s) override {
+    auto w = std::make_unique<MpiWork>("barrier", timeout_s, std::vector<Tensor>{}, nullptr);
     SELFSUP_MPI_CHECK(MPI_Ibarrier(g_comm, w->request()));
     return w;
   }

@@ -116,8 +116,9 @@ class NcclBackend final : public Backend {
                            comm_, stream_);
     });
   }
-  WorkHandle barrier() override {
-    // A one-element all-reduce: NCCL has no barrier of its own.
+  WorkHandle barrier(double timeout_s) override {
+    // NCCL has no barrier: a one-element all-reduce, waited with the backend's deadline.
+    (void)timeout_s;
     Tensor one = Tensor::zeros({1}, DType::f32, Device::cuda(device_));
     return all_reduce(one, ReduceOp::sum);
   }

@@ -38,6 +38,11 @@ class DistributedTraining {
   void reduce_gradients();
   double mean(double v) { return comm_.mean(v); }
   int64_t from_root(int64_t v) { return comm_.broadcast_value(v); }
+  // Every rank waits here while rank 0 does work of its own (the kNN monitor, a plot): a barrier with a
+  // deadline of an hour, not the collectives' SELFSUP_DIST_TIMEOUT, which bounds the wait for a peer.
+  void wait_for_root() {
+    if (active()) comm_.barrier(3600);
+  }
   std::string describe() const;
 
  private:

@@ -405,6 +405,7 @@ TrainSummary train(TrainConfig cfg, const TrainControl& control) {
     if (step % steps_per_epoch == 0 && step < cfg.total_steps) {
       knn_monitor(step / steps_per_epoch);
       write_plot();
+      dp.wait_for_root();
     }
     const bool interrupted = control.stop_after > 0 && step - start_step >= control.stop_after;
     const bool periodic = cfg.checkpoint_every > 0 && step % cfg.checkpoint_every == 0 && step < cfg.total_steps;

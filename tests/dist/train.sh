@@ -5,6 +5,7 @@
 #  2. Rank 0 alone wrote the run: one metrics line per step, one checkpoint, the encoder.
 #  3. A checkpoint of the 2-rank run resumes in one process (another world size is supported) and its
 #     next step's loss matches the one-process run's second step.
+#  4. At an epoch's end rank 0 runs the kNN monitor alone while rank 1 waits (at a barrier), and the run goes on.
 # Float32: the losses agree to 1e-5 relative (measured: 6e-8 at step 1, 1.6e-6 at step 2 after an SGD step
 # at lr 0.3 on gradients that agree to ~1e-6).
 dir=$(dirname "$0")
@@ -37,4 +38,8 @@ awk -v a="$one2" -v b="$two2" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(d <=
 grep -q "data parallel: 2 ranks" "$tmp/two.log" || { echo "FAIL: the 2-rank run did not report its ranks"; status=1; }
 [ "$(grep -c 'selfsup train: starting' "$tmp/two.log")" -eq 1 ] || { echo "FAIL: more than one rank printed"; status=1; }
 [ -f "$tmp/two/encoder.safetensors" ] || { echo "FAIL: the resumed run wrote no encoder"; status=1; }
+sh "$dir/mpirun.sh" 2 "$selfsup" train --limit 64 --batch 32 --steps 3 --width 4 --knn-train-limit 64 --threads 1 \
+  --out "$tmp/knn" >"$tmp/knn.log" 2>&1 || { echo "FAIL: the 2-rank run with the kNN monitor failed"; cat "$tmp/knn.log"; status=1; }
+[ "$(grep -c '"type": "epoch"' "$tmp/knn/metrics.jsonl" 2>/dev/null)" -eq 2 ] ||
+  { echo "FAIL: the 2-rank run with the kNN monitor logged no epoch line per epoch"; status=1; }
 exit $status
