@@ -3,14 +3,12 @@
 #include "engine/dist/communicator.h"
 
 #include <sched.h>
-#include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <thread>
 
-#include "engine/autograd/grad_mode.h"
 #include "engine/dist/backend.h"
 
 namespace selfsup::dist {

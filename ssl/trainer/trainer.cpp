@@ -172,7 +172,7 @@ TrainSummary train(TrainConfig cfg, const TrainControl& control) {
   validate(cfg);
   // Under mpirun/srun: this rank's part of the job (ssl/trainer/distributed.h); rank 0 alone writes and prints.
   DistributedTraining dp(cfg);
-  const bool root = dp.is_root(), quiet = quiet || !root;
+  const bool root = dp.is_root(), quiet = control.quiet || !root;
   if (cfg.threads > 0) omp_set_num_threads(cfg.threads);
   // auto: cuda:0 when a device exists, else the CPU; an explicit cuda without a device is an error here.
   const Device device = dp.device(parse_device(cfg.device));
@@ -319,7 +319,7 @@ TrainSummary train(TrainConfig cfg, const TrainControl& control) {
     ko.k = cfg.knn_k;
     summary.knn_top1 = eval::knn_accuracy(ftr, knn_train.labels, fte, knn_test.labels, knn_test.num_classes, ko);
     metrics->line(str_cat("{\"type\": \"epoch\", \"epoch\": ", epoch, ", \"step\": ", step, ", \"knn_top1\": ",
-                         num(summary.knn_top1), "}"));
+                          num(summary.knn_top1), "}"));
     plot_epochs.push_back(static_cast<double>(epoch));
     plot_knn.push_back(100.0 * summary.knn_top1);
     if (!quiet) std::printf("\nepoch %ld: kNN top-1 %.2f%%\n", long(epoch), 100.0 * summary.knn_top1);
@@ -394,8 +394,8 @@ TrainSummary train(TrainConfig cfg, const TrainControl& control) {
     }
     if (metrics && (step % cfg.log_every == 0 || step == cfg.total_steps)) {
       metrics->line(str_cat("{\"type\": \"step\", \"step\": ", step, ", \"epoch\": ", data_position().epoch,
-                           ", \"loss\": ", num(loss), ", \"acc\": ", num(r.accuracy), ", \"lr\": ",
-                           num(cfg.lr * lr_factor), ", \"images_per_s\": ", num(images / elapsed), "}"));
+                            ", \"loss\": ", num(loss), ", \"acc\": ", num(r.accuracy), ", \"lr\": ",
+                            num(cfg.lr * lr_factor), ", \"images_per_s\": ", num(images / elapsed), "}"));
       plot_steps.push_back(static_cast<double>(step));
       plot_loss.push_back(loss);
     }
@@ -427,7 +427,7 @@ TrainSummary train(TrainConfig cfg, const TrainControl& control) {
     save(step);
     if (root)
       save_safetensors((fs::path(cfg.out) / "encoder.safetensors").string(), to_map(method->encoder().state_dict()),
-                     {{"format", "pt"}, {"arch", cfg.arch}, {"config", cfg.to_json()}});
+                       {{"format", "pt"}, {"arch", cfg.arch}, {"config", cfg.to_json()}});
   }
   return summary;
 }
