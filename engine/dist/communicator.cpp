@@ -183,6 +183,22 @@ WorkHandle Communicator::all_reduce_async(Tensor& t, ReduceOp op) {
 
 void Communicator::all_reduce(Tensor& t, ReduceOp op) { all_reduce_async(t, op)->wait(); }
 
+WorkHandle Communicator::all_gather_async(const Tensor& x, Tensor& out) {
+  SELFSUP_CHECK(x.dim() >= 1 && x.is_contiguous(), "dist::all_gather: needs a contiguous tensor with a leading (row) "
+                "dimension, got ", shape_str(x.sizes()));
+  Shape out_shape = x.sizes();
+  out_shape[0] *= size_;
+  SELFSUP_CHECK(out.defined() && out.is_contiguous() && out.sizes() == out_shape && out.dtype() == x.dtype() &&
+                    out.device() == x.device(),
+                "dist::all_gather: the output must be a contiguous ", dtype_name(x.dtype()), " tensor of shape ",
+                shape_str(out_shape), " on ", x.device().str());
+  if (local_only(x)) {
+    out.copy_(x);
+    return std::make_unique<DoneWork>();
+  }
+  return backend_for(x, "all_gather").all_gather(x, out);
+}
+
 Tensor Communicator::all_gather(const Tensor& x) {
   SELFSUP_CHECK(x.dim() >= 1, "dist::all_gather: needs a tensor with a leading (row) dimension, got ",
                 shape_str(x.sizes()));
@@ -191,7 +207,7 @@ Tensor Communicator::all_gather(const Tensor& x) {
   Shape out_shape = xc.sizes();
   out_shape[0] *= size_;
   Tensor out = Tensor::empty(out_shape, xc.dtype(), xc.device());
-  backend_for(xc, "all_gather").all_gather(xc, out)->wait();
+  all_gather_async(xc, out)->wait();
   return out;
 }
 

@@ -72,6 +72,9 @@ class Communicator {
   WorkHandle all_reduce_async(Tensor& t, ReduceOp op = ReduceOp::sum);
   // x (n, ...) from every rank -> (world_size * n, ...), rank r's rows at [r n, (r + 1) n).
   Tensor all_gather(const Tensor& x);
+  // The same into `out` (world_size * n, ...), contiguous, allocated by the caller; x must stay unchanged
+  // until the handle's wait().
+  WorkHandle all_gather_async(const Tensor& x, Tensor& out);
   // x (world_size * n, ...) summed over ranks; this rank keeps rows [rank n, (rank + 1) n) -> (n, ...).
   Tensor reduce_scatter(const Tensor& x);
   // t overwritten in place with root's values.

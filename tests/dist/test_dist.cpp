@@ -133,11 +133,15 @@ TEST_CASE("communicator: all_reduce, all_gather, reduce_scatter, broadcast, barr
   comm().all_reduce(i64);
   h->wait();
   Tensor gathered = comm().all_gather(Tensor::full({2, 3}, r, DType::f64));
+  Tensor g_in = Tensor::full({1, 2}, 10 + r, DType::i64), g_out = Tensor::empty({W, 2}, DType::i64);
+  dist::WorkHandle gh = comm().all_gather_async(g_in, g_out);
   Tensor rs = comm().reduce_scatter(Tensor::full({2 * W}, r + 1, DType::f64));
   Tensor b0 = Tensor::full({4}, r, DType::f32), bl = Tensor::full({4}, r, DType::f32);
   comm().broadcast(b0, 0);
   comm().broadcast(bl, W - 1);
   comm().barrier();
+  gh->wait();
+  for (int q = 0; q < W; ++q) CHECK(g_out.narrow(0, q, 1).to_vector() == std::vector<double>(2, 10 + q));
   CHECK(s.to_vector() == std::vector<double>(3, W * (W + 1) / 2.0));
   CHECK(m.to_vector() == std::vector<double>(4, (W + 1) / 2.0));
   CHECK(i64.item() == static_cast<double>(W) * double(int64_t(1) << 40));
