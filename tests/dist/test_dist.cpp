@@ -369,3 +369,32 @@ TEST_CASE("NCCL: collectives and the gathered gradient of CUDA tensors give the 
   CHECK(b.to(Device::cpu()).to_vector() == std::vector<double>(5, 0));
   CHECK(rel_err(x.grad().to(Device::cpu()), expect) < 1e-14);
 }
+
+TEST_CASE("GradientReducer: the mean over ranks, zeros for an unused parameter, one backward per step") {
+  const int W = comm().world_size(), r = comm().rank();
+  Tensor a = Tensor::zeros({300}, DType::f64).set_requires_grad(true);
+  Tensor b = Tensor::zeros({5}, DType::f64).set_requires_grad(true);  // not in the loss
+  // Buckets fill in reverse order and close once they reach 16 bytes: [b (40 bytes)], [a].
+  dist::GradientReducer red({a, b}, comm(), /*bucket_bytes=*/16);
+  Tensor c = global_randn({300}, 500 + r, DType::f64);
+  sum(mul(a, c)).backward();
+  red.finish();
+  Tensor expect = Tensor::zeros({300}, DType::f64);
+  for (int q = 0; q < W; ++q) expect = add(expect, global_randn({300}, 500 + q, DType::f64));
+  expect = div(expect, W);
+  CHECK(rel_err(a.grad(), expect) < 1e-15);
+  REQUIRE(b.grad().defined());
+  CHECK(b.grad().to_vector() == std::vector<double>(5, 0.0));
+  CHECK(red.stats().buckets == 2);
+  // A second backward before finish() would reduce a half-accumulated gradient: refused.
+  a.set_grad(Tensor());
+  sum(mul(a, c)).backward();
+  bool refused = false;
+  try {
+    sum(mul(a, c)).backward();
+  } catch (const Error& e) {
+    refused = std::string(e.what()).find("one backward per optimizer step") != std::string::npos;
+  }
+  CHECK(refused);
+  red.finish();
+}
