@@ -111,7 +111,7 @@ int main(int argc, char** argv) {
     };
     const Phase on = phase(true), off = phase(false);
     // The cost of one synchronisation on this machine: a 1-element all_reduce, 200 times. SyncBN pays about
-    // three per BN layer and step (forward, backward, and the wait for the slowest rank at each).
+    // two per BN layer and step (forward and backward), each also a wait for the slowest rank.
     Tensor one = Tensor::ones({1});
     comm.barrier();
     const Clock::time_point tl = Clock::now();

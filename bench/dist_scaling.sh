@@ -52,7 +52,7 @@ row "selfsup 2 ranks x 1 thread, no Sync" "$s2n" "$s1"
 printf "%-34s %10.1f\n" "PyTorch DDP 1 rank x 2 threads" "$(ips "$p1")"
 printf "%-34s %10.1f %9.2fx\n" "PyTorch DDP 2 ranks x 1 thread" "$(ips "$p2")" \
   "$(python3 -c "print($(ips "$p2") / $(ips "$p1"))")"
-printf "\n1-element all_reduce at 2 ranks: %s us (SyncBN synchronises about 3 times per BN layer and step)\n" \
+printf "\n1-element all_reduce at 2 ranks: %s us (SyncBN synchronises twice per BN layer and step)\n" \
   "$(json "$s2" allreduce_latency_us)"
 printf "selfsup / PyTorch: 1 rank %.2fx, 2 ranks %.2fx (both without SyncBN at 2 ranks)\n" \
   "$(python3 -c "print($(ips "$s1") / $(ips "$p1"))")" "$(python3 -c "print($(ips "$s2n") / $(ips "$p2"))")"
