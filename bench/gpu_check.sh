@@ -23,6 +23,7 @@
 #                                      and the CPU-vs-CUDA OpCase table (its "not implemented on CUDA" list is
 #                                      copied into the report). One row for the suite (passed/failed/skipped
 #                                      tests, the failed ones named), one for test_cuda.
+#      + NCCL: test_dist's NCCL case at 1 rank, and at 2 ranks under mpirun where 2+ GPUs and mpirun exist
 #   5. compute-sanitizer              memcheck on the elementwise/cast/reduce/index/augment/bf16 subset
 #                                      (SYNC_DEBUG on), racecheck on the bf16 tensor-core InfoNCE
 #   6. benchmarks                      next to PyTorch in the same run: bench_gpu_elementwise (add/mul GB/s vs
@@ -146,6 +147,24 @@ if [ "$BUILD_OK" -eq 0 ]; then
     row "OpCase table CPU vs CUDA" "$([ -n "$OPT" ] && echo ran || echo missing)" "-" "${OPT:-see log}"
     OPB=$(grep -m1 '^op table CPU vs CUDA in bf16' "$LOGS/test_cuda.log" 2>/dev/null | sed 's/^op table CPU vs CUDA in bf16: //')
     row "OpCase table CPU vs CUDA, bf16" "$([ -n "$OPB" ] && echo ran || echo missing)" "-" "${OPB:-see log}"
+
+    # 4b. data parallelism over NCCL (engine/dist): one rank always; two ranks under mpirun when this machine
+    # has 2+ GPUs and mpirun (the NCCL unique id travels over MPI). Collectives and the all-gather's backward
+    # on CUDA tensors against the values the CPU tests check.
+    run_step nccl_1rank 120 "${RUNENV[@]}" "$BUILD/test_dist" -tc="NCCL*"
+    row "NCCL, 1 rank (test_dist)" "$STEP_STATUS" "$STEP_TIME" \
+      "$(grep -m1 -E 'SKIPPED|test cases' "$LOGS/nccl_1rank.log" | sed 's/^\[doctest\] //; s/|/\//g')"
+    [ "$STEP_RC" -ne 0 ] && FAILED=1
+    NGPU=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU')
+    if [ "${NGPU:-0}" -ge 2 ] && command -v mpirun > /dev/null; then
+      run_step nccl_2ranks 180 "${RUNENV[@]}" OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 \
+        mpirun -np 2 --bind-to none "$BUILD/test_dist" -tc="NCCL*"
+      row "NCCL, 2 ranks (mpirun)" "$STEP_STATUS" "$STEP_TIME" \
+        "$(grep -m1 'test cases' "$LOGS/nccl_2ranks.log" | sed 's/^\[doctest\] //; s/|/\//g')"
+      [ "$STEP_RC" -ne 0 ] && FAILED=1
+    else
+      row "NCCL, 2 ranks (mpirun)" "not run" "-" "needs 2+ GPUs (found ${NGPU:-0}) and mpirun"
+    fi
   fi
 
   # 5. memcheck on a subset (each kernel family once; SYNC_DEBUG pins faults to their launch)

@@ -101,6 +101,19 @@ if ! compgen -G "/usr/local/cuda/lib64/libcublas.so*" > /dev/null && \
   fi
 fi
 
+# NCCL (engine/dist's CUDA backend): the toolkit's, else pip's nvidia-nccl-cu12 (PyTorch's wheels bring it).
+if ! compgen -G "/usr/local/cuda/lib64/libnccl.so*" > /dev/null; then
+  nccl_h=$(find_first nccl.h)
+  nccl_so=$(find_first libnccl.so); [ -z "$nccl_so" ] && nccl_so=$(find_first libnccl.so.2)
+  if [ -n "$nccl_h" ] && [ -n "$nccl_so" ]; then
+    GPU_CMAKE_ARGS+=("-DSELFSUP_NCCL_INCLUDE_DIR=$(dirname "$nccl_h")" "-DSELFSUP_NCCL_LIBRARY=$nccl_so")
+    EXTRA_LD="$(dirname "$nccl_so")${EXTRA_LD:+:$EXTRA_LD}"
+    GPU_ENV_REPORT="$GPU_ENV_REPORT; NCCL from $(dirname "$nccl_so")"
+  else
+    GPU_ENV_REPORT="$GPU_ENV_REPORT; NCCL not found (the data-parallel check will say so)"
+  fi
+fi
+
 RUNENV=(env "LD_LIBRARY_PATH=${EXTRA_LD}${LD_LIBRARY_PATH:+${EXTRA_LD:+:}$LD_LIBRARY_PATH}")
 # Our programs that start the PyTorch peer themselves (bench/harness.h run_peer): the interpreter on PATH
 # (PyTorch's virtual environment there, not necessarily /usr/bin/python3) with the original library path.

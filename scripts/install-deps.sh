@@ -13,6 +13,9 @@ PACKAGES=(
   libstb-dev             # image decode/encode (image folders, PNG plots)
   nlohmann-json3-dev     # JSON: safetensors headers, checkpoint metadata, configs
   dataset-fashion-mnist  # the default dataset of the demo and the tests
+  libopenmpi-dev         # MPI: data-parallel training (engine/dist), CPU transport and NCCL's bootstrap
+  openmpi-bin            # mpirun, for `mpirun -np N selfsup train` and the "mpi" tests; it Depends on
+                         # openssh-client, which mpirun needs to start at all, even on one host
 )
 
 missing=()

@@ -44,6 +44,10 @@ DataLoader::DataLoader(ImageDataset dataset, LoaderOptions options, BatchTransfo
                 "loader: dataset labels must be int64 with one label per image");
   SELFSUP_CHECK(opt_.batch_size >= 1, "loader: batch_size must be >= 1, got ", opt_.batch_size);
   SELFSUP_CHECK(opt_.num_workers >= 0 && opt_.prefetch >= 1, "loader: num_workers must be >= 0 and prefetch >= 1");
+  SELFSUP_CHECK(opt_.shards >= 1 && opt_.shard >= 0 && opt_.shard < opt_.shards && opt_.batch_size % opt_.shards == 0 &&
+                    (opt_.shards == 1 || opt_.drop_last),
+                "loader: shard ", opt_.shard, " of ", opt_.shards, " needs 0 <= shard < shards, shards dividing the batch ",
+                opt_.batch_size, " and drop_last");
   dataset_.images = dataset_.images.contiguous();
   dataset_.labels = dataset_.labels.contiguous();
   const int64_t n = dataset_.images.size(0);
@@ -77,8 +81,9 @@ Batch DataLoader::build(int64_t global) {
   b.step = global;
   const auto order = order_for(b.epoch);
   const int64_t n = dataset_.images.size(0);
-  const int64_t first = b.batch * opt_.batch_size;
-  const int64_t count = std::min(opt_.batch_size, n - first);
+  const int64_t per_shard = opt_.batch_size / opt_.shards;
+  const int64_t first = b.batch * opt_.batch_size + opt_.shard * per_shard;
+  const int64_t count = std::max<int64_t>(0, std::min(per_shard, n - first));
   const Tensor& imgs = dataset_.images;
   const int64_t bytes = imgs.size(1) * imgs.size(2) * imgs.size(3);
   if (opt_.gather_images) b.images = Tensor::empty({count, imgs.size(1), imgs.size(2), imgs.size(3)}, DType::u8);

@@ -38,6 +38,12 @@ struct LoaderOptions {
   // false: batches carry labels and indices only (images undefined), for a consumer that fetches the images
   // itself by index, e.g. the GPU augmentation (engine/data/device_augment.h) from a device-resident store.
   bool gather_images = true;
+  // Data parallelism: this process builds only its shard of every batch, positions
+  // [shard B / shards, (shard + 1) B / shards) of the global batch of B = batch_size (which shards must
+  // divide; batches_per_epoch is that of the global batch). Sample ids stay global, so the views are the
+  // ones a single process would make for the same positions.
+  int64_t shard = 0;
+  int64_t shards = 1;
 };
 
 struct LoaderPosition {

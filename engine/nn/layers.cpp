@@ -2,6 +2,7 @@
 #include "engine/nn/layers.h"
 
 #include "engine/autograd/grad_mode.h"
+#include "engine/dist/sync_batch_norm.h"
 #include "engine/nn/init.h"
 
 namespace selfsup::nn {
@@ -79,6 +80,7 @@ Tensor BatchNorm::forward(const Tensor& x) {
   // Running stats are read in eval, written in training; without tracking they are not passed at all.
   Tensor rm = opt_.track_running_stats ? running_mean : Tensor();
   Tensor rv = opt_.track_running_stats ? running_var : Tensor();
+  if (sync_ && use_batch_stats) return dist::sync_batch_norm(x, rm, rv, weight, bias, momentum, opt_.eps, *sync_);
   return batch_norm(x, rm, rv, weight, bias, use_batch_stats, momentum, opt_.eps);
 }
 

@@ -11,6 +11,10 @@
 #include "engine/nn/module.h"
 #include "engine/ops/ops.h"
 
+namespace selfsup::dist {
+class Communicator;
+}
+
 namespace selfsup::nn {
 
 struct Conv2dOptions {
@@ -74,9 +78,14 @@ class BatchNorm : public Module {
   std::string type_name() const override { return spatial_dims_ == 2 ? "BatchNorm2d" : "BatchNorm1d"; }
   int64_t num_features() const { return c_; }
   const BatchNormOptions& options() const { return opt_; }
+  // Training batch statistics over every rank of `comm` (SyncBN, engine/dist/sync_batch_norm.h); null: this
+  // process's batch only. dist::convert_sync_batch_norm sets it on every BatchNorm of a model.
+  void set_sync(dist::Communicator* comm) { sync_ = comm; }
+  dist::Communicator* sync() const { return sync_; }
   Tensor weight, bias, running_mean, running_var, num_batches_tracked;
 
  private:
+  dist::Communicator* sync_ = nullptr;
   int64_t c_;
   int spatial_dims_;
   BatchNormOptions opt_;

@@ -7,6 +7,7 @@
 #include "engine/core/check.h"
 #include "engine/core/cuda_context.h"
 #include "engine/data/image_folder.h"
+#include "engine/dist/communicator.h"
 #include "ssl/app/commands.h"
 
 namespace selfsup::app {
@@ -90,6 +91,8 @@ int cmd_info(const std::vector<std::string>& args) {
   std::printf("device:  --device auto selects %s\n", default_device().str().c_str());
   std::printf("cpu:     %d OpenMP threads (OMP_NUM_THREADS), oneDNN for float32 GEMM/convolution\n",
               omp_get_max_threads());
+  std::printf("parallel: MPI backend %s, NCCL backend %s (mpirun -np N selfsup train; docs/distributed.md)\n",
+              dist::mpi_built() ? "compiled" : "not compiled", dist::nccl_built() ? "compiled" : "not compiled");
   return 0;
 }
 

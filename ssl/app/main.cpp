@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "engine/core/check.h"
+#include "engine/dist/communicator.h"
 #include "ssl/app/commands.h"
 
 namespace {
@@ -50,6 +51,8 @@ int main(int argc, char** argv) {
     if (cmd == "inpaint") return selfsup::app::cmd_inpaint(args);
     throw selfsup::Error("unknown command '" + cmd + "' (selfsup --help lists the commands)");
   } catch (const std::exception& e) {
+    // One rank of a data-parallel job: print, then end every rank (none waits forever on this one).
+    selfsup::dist::abort_job(selfsup::str_cat(cmd, ": ", e.what()));
     std::fprintf(stderr, "selfsup %s: error: %s\n", cmd.c_str(), e.what());
     return 1;
   }

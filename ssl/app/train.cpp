@@ -3,6 +3,7 @@
 #include <cstdio>
 
 #include "engine/core/check.h"
+#include "engine/dist/communicator.h"
 #include "ssl/app/args.h"
 #include "ssl/app/commands.h"
 #include "ssl/methods/registry.h"
@@ -60,6 +61,8 @@ const char* kUsage =
     "run:       --out DIR (runs/simclr)  --resume DIR  --seed S  --threads N  --device auto|cpu|cuda\n"
     "           --log-every N (10)  --checkpoint-minutes M (5)  --checkpoint-every N (steps; 0 = by time only)\n"
     "           --knn-k K (200)  --knn-train-limit N (10000)  --no-knn\n"
+    "parallel:  mpirun -np N selfsup train ... (or srun): --batch is the global batch, split over the ranks;\n"
+    "           --sync-bn (default) | --no-sync-bn: BatchNorm statistics over the global batch or per rank\n"
     "           --stop-after N (stop after N steps with a checkpoint, as if interrupted)\n";
 
 }  // namespace
@@ -121,10 +124,14 @@ int cmd_train(const std::vector<std::string>& argv) {
   c.knn_k = a.integer("knn-k", c.knn_k);
   c.knn_train_limit = a.integer("knn-train-limit", c.knn_train_limit);
   c.knn_every_epoch = !a.flag("no-knn");
+  const bool sync_bn = a.flag("sync-bn"), no_sync_bn = a.flag("no-sync-bn");
+  if (sync_bn && no_sync_bn) throw Error("train: --sync-bn and --no-sync-bn contradict each other");
+  c.sync_bn = !no_sync_bn;
   a.finish();
   if (!control.resume.empty() && argv.size() > 2 + (control.stop_after > 0 ? 2 : 0))
     std::printf("note: --resume continues the stored configuration; other training options are ignored\n");
   ssl::TrainSummary s = ssl::train(c, control);
+  if (!dist::world().is_root()) return 0;  // rank 0 reports for the job
   std::printf("trained %ld steps (%ld in this run) in %.1f s, %.0f images/s, last loss %.4f", long(s.steps),
               long(s.steps_this_run), s.seconds, s.images_per_s, s.last_loss);
   if (s.knn_top1 >= 0) std::printf(", kNN top-1 %.2f%%", 100.0 * s.knn_top1);

@@ -4,6 +4,7 @@
 #pragma once
 #include <memory>
 
+#include "engine/dist/communicator.h"
 #include "ssl/methods/method.h"
 
 namespace selfsup::ssl {
@@ -22,11 +23,14 @@ class SimCLR : public Method {
   models::ResNet& encoder() override { return *encoder_; }
   std::string method_name() const override { return "simclr"; }
   std::string type_name() const override { return "SimCLR"; }
+  // The job whose global batch NT-Xent spans (default: this process's, dist::world()).
+  void set_communicator(dist::Communicator& comm) { comm_ = &comm; }
 
  private:
   SimCLROptions opt_;
   std::shared_ptr<models::ResNet> encoder_;
   std::shared_ptr<nn::Sequential> head_;
+  dist::Communicator* comm_;
 };
 
 }  // namespace selfsup::ssl

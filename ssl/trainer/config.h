@@ -64,6 +64,8 @@ struct TrainConfig {
   int64_t knn_train_limit = 10000;  // training images used as the kNN monitor's memory (0 = all)
   int64_t knn_test_limit = 0;       // test images classified by the monitor (0 = all)
   bool knn_every_epoch = true;
+  // Data-parallel runs (mpirun/srun, ssl/trainer/distributed.h): BatchNorm statistics over the global batch.
+  bool sync_bn = true;
 
   std::string to_json() const;  // pretty-printed
   static TrainConfig from_json(const std::string& json, const std::string& source);

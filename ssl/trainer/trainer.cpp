@@ -30,6 +30,7 @@
 #include "ssl/eval/features.h"
 #include "ssl/eval/knn.h"
 #include "ssl/methods/registry.h"
+#include "ssl/trainer/distributed.h"
 #include "ssl/trainer/plot.h"
 #include "ssl/trainer/progress.h"
 
@@ -185,9 +186,12 @@ TrainSummary train(TrainConfig cfg, const TrainControl& control) {
     cfg = stored;
   }
   validate(cfg);
+  // Under mpirun/srun: this rank's part of the job (ssl/trainer/distributed.h); rank 0 alone writes and prints.
+  DistributedTraining dp(cfg);
+  const bool root = dp.is_root(), quiet = control.quiet || !root;
   if (cfg.threads > 0) omp_set_num_threads(cfg.threads);
   // auto: cuda:0 when a device exists, else the CPU; an explicit cuda without a device is an error here.
-  const Device device = parse_device(cfg.device);
+  const Device device = dp.device(parse_device(cfg.device));
 
   fs::create_directories(cfg.out);
   SELFSUP_CHECK(resuming || latest_checkpoint(cfg.out).empty(), "train: ", cfg.out, " already holds a run (",
@@ -217,17 +221,19 @@ TrainSummary train(TrainConfig cfg, const TrainControl& control) {
   lo.seed = cfg.seed;
   lo.num_workers = 1;
   lo.gather_images = !gpu_views;
+  lo.shard = dp.rank();
+  lo.shards = dp.world_size();
   DataLoader loader(train_set, lo, gpu_views ? BatchTransform() : make_augment_transform(recipe, cfg.seed, views));
   const int64_t steps_per_epoch = loader.batches_per_epoch();
 
   // The kNN monitor: the test split classified against (a prefix of) the training split, when there is one.
   ImageDataset knn_train, knn_test;
-  if (cfg.knn_every_epoch) {
+  if (cfg.knn_every_epoch && root) {
     try {
       knn_test = head_of(data::load_dataset(cfg.data, "test"), cfg.knn_test_limit);
       knn_train = head_of(train_set, cfg.knn_train_limit);
     } catch (const Error& e) {
-      if (!control.quiet) std::printf("kNN monitor off: %s\n", e.what());
+      if (!quiet) std::printf("kNN monitor off: %s\n", e.what());
     }
   }
 
@@ -247,7 +253,7 @@ TrainSummary train(TrainConfig cfg, const TrainControl& control) {
     const char* mode = std::getenv("SELFSUP_GPU_DATA");
     ao.mode = parse_device_data_mode(mode ? mode : "auto");
     augmenter = std::make_unique<DeviceAugmenter>(train_set, ao);
-    if (!control.quiet) std::printf("%s\n", augmenter->description().c_str());
+    if (!quiet) std::printf("%s\n", augmenter->description().c_str());
   }
   int64_t step = 0;
   if (resuming) {
@@ -260,6 +266,7 @@ TrainSummary train(TrainConfig cfg, const TrainControl& control) {
                          static_cast<int64_t>(resumed.loader.at("batch").item())});
     step = resumed.step;
   }
+  dp.prepare(*method, cfg.sync_bn);
 
   // ---- length of the run
   const bool calibrate = cfg.total_steps == 0 && cfg.minutes > 0;
@@ -272,15 +279,16 @@ TrainSummary train(TrainConfig cfg, const TrainControl& control) {
     std::string text = cfg.to_json() + "\n";
     atomic_write_file((fs::path(cfg.out) / "config.json").string(), text.data(), text.size());
   };
-  if (!calibrate) write_config();
+  if (!calibrate && root) write_config();
 
-  if (!control.quiet) {
+  if (!quiet) {
     std::printf("selfsup train: %s %s\n%s\n", resuming ? "resuming" : "starting", cfg.out.c_str(),
                 cfg.to_json().c_str());
     std::printf("data: %s, %ld training images, %ld steps per epoch; encoder %s width %ld (%ld parameters) on %s\n",
                 train_set.name.c_str(), long(train_set.size()), long(steps_per_epoch), cfg.arch.c_str(),
                 long(cfg.width), long(method->num_parameters()), device.str().c_str());
     if (resuming) std::printf("resumed at step %ld of %ld\n", long(step), long(cfg.total_steps));
+    if (dp.active()) std::printf("%s\n", dp.describe().c_str());
   }
 
   // On the GPU path the next batch is taken from the loader one step early (its upload overlaps this
@@ -291,14 +299,15 @@ TrainSummary train(TrainConfig cfg, const TrainControl& control) {
   };
 
   const std::string metrics_path = (fs::path(cfg.out) / "metrics.jsonl").string();
-  MetricsHistory history = resuming ? truncate_metrics(metrics_path, step) : MetricsHistory{};
-  MetricsLog metrics(metrics_path);
+  MetricsHistory history = resuming && root ? truncate_metrics(metrics_path, step) : MetricsHistory{};
+  std::unique_ptr<MetricsLog> metrics = root ? std::make_unique<MetricsLog>(metrics_path) : nullptr;
   std::vector<double>& plot_steps = history.steps;
   std::vector<double>& plot_loss = history.loss;
   std::vector<double>& plot_epochs = history.epochs;
   std::vector<double>& plot_knn = history.knn;
   TrainSummary summary;
   auto save = [&](int64_t at_step) {
+    if (!root) return;
     Checkpoint ck;
     ck.step = at_step;
     const LoaderPosition pos = data_position();
@@ -328,13 +337,14 @@ TrainSummary train(TrainConfig cfg, const TrainControl& control) {
     eval::KnnOptions ko;
     ko.k = cfg.knn_k;
     summary.knn_top1 = eval::knn_accuracy(ftr, knn_train.labels, fte, knn_test.labels, knn_test.num_classes, ko);
-    metrics.line(str_cat("{\"type\": \"epoch\", \"epoch\": ", epoch, ", \"step\": ", step, ", \"knn_top1\": ",
-                         num(summary.knn_top1), "}"));
+    metrics->line(str_cat("{\"type\": \"epoch\", \"epoch\": ", epoch, ", \"step\": ", step, ", \"knn_top1\": ",
+                          num(summary.knn_top1), "}"));
     plot_epochs.push_back(static_cast<double>(epoch));
     plot_knn.push_back(100.0 * summary.knn_top1);
-    if (!control.quiet) std::printf("\nepoch %ld: kNN top-1 %.2f%%\n", long(epoch), 100.0 * summary.knn_top1);
+    if (!quiet) std::printf("\nepoch %ld: kNN top-1 %.2f%%\n", long(epoch), 100.0 * summary.knn_top1);
   };
   auto write_plot = [&] {
+    if (!root) return;
     trainer::write_line_chart_png((fs::path(cfg.out) / "metrics.png").string(),
                          {trainer::Panel{method->loss_title(), "step", {trainer::Series{"loss", plot_steps, plot_loss, 0x1f77b4}}},
                           trainer::Panel{"kNN top-1 %", "epoch",
@@ -346,7 +356,7 @@ TrainSummary train(TrainConfig cfg, const TrainControl& control) {
   // No progress output when quiet; a --minutes run gets its reporter once it knows its length.
   auto make_progress = [&] {
     const bool length_known = cfg.total_steps != std::numeric_limits<int64_t>::max();
-    return control.quiet || !length_known ? nullptr : std::make_unique<trainer::Progress>(cfg.total_steps, stdout);
+    return quiet || !length_known ? nullptr : std::make_unique<trainer::Progress>(cfg.total_steps, stdout);
   };
   std::unique_ptr<trainer::Progress> progress = make_progress();
   Clock::time_point t_loop = Clock::now(), t_ckpt = Clock::now();
@@ -371,7 +381,9 @@ TrainSummary train(TrainConfig cfg, const TrainControl& control) {
       held = loader.next();
       augmenter->stage(*held);
     }
-    const double loss = r.loss.item();
+    // The global batch's loss and monitor: the means over ranks (the same on every rank).
+    const double loss = dp.mean(r.loss.item());
+    r.accuracy = dp.mean(r.accuracy);
     if (!std::isfinite(loss)) {
       throw Error(str_cat("train: the loss is ", loss, " at step ", step, "; training stopped. ",
                           summary.checkpoint.empty() && latest_checkpoint(cfg.out).empty()
@@ -380,25 +392,26 @@ TrainSummary train(TrainConfig cfg, const TrainControl& control) {
     }
     optim->zero_grad();
     r.loss.backward();
+    dp.reduce_gradients();
     optim->step();
     method->after_step();
     ++step;
-    images += batch.indices.numel();
+    images += batch.indices.numel() * dp.world_size();
     last_loss = loss;
     const double elapsed = seconds_since(t_loop);
     if (calibrate && step - start_step == calib_steps) {
       // Size the run to the time budget from the measured step time (the first step is warm-up).
       const double per_step = elapsed / static_cast<double>(calib_steps);
       const double budget = cfg.minutes * 60.0 - seconds_since(t_start) + elapsed;
-      cfg.total_steps = std::max<int64_t>(step, static_cast<int64_t>(budget / per_step * 0.92));
-      write_config();
+      cfg.total_steps = dp.from_root(std::max<int64_t>(step, static_cast<int64_t>(budget / per_step * 0.92)));
+      if (root) write_config();
       if (progress) progress->finish();
       progress = make_progress();
     }
-    if (step % cfg.log_every == 0 || step == cfg.total_steps) {
-      metrics.line(str_cat("{\"type\": \"step\", \"step\": ", step, ", \"epoch\": ", data_position().epoch,
-                           ", \"loss\": ", num(loss), ", \"acc\": ", num(r.accuracy), ", \"lr\": ",
-                           num(cfg.lr * lr_factor), ", \"images_per_s\": ", num(images / elapsed), "}"));
+    if (metrics && (step % cfg.log_every == 0 || step == cfg.total_steps)) {
+      metrics->line(str_cat("{\"type\": \"step\", \"step\": ", step, ", \"epoch\": ", data_position().epoch,
+                            ", \"loss\": ", num(loss), ", \"acc\": ", num(r.accuracy), ", \"lr\": ",
+                            num(cfg.lr * lr_factor), ", \"images_per_s\": ", num(images / elapsed), "}"));
       plot_steps.push_back(static_cast<double>(step));
       plot_loss.push_back(loss);
     }
@@ -408,6 +421,7 @@ TrainSummary train(TrainConfig cfg, const TrainControl& control) {
     if (step % steps_per_epoch == 0 && step < cfg.total_steps) {
       knn_monitor(step / steps_per_epoch);
       write_plot();
+      dp.wait_for_root();
     }
     const bool interrupted = control.stop_after > 0 && step - start_step >= control.stop_after;
     const bool periodic = cfg.checkpoint_every > 0 && step % cfg.checkpoint_every == 0 && step < cfg.total_steps;
@@ -427,8 +441,9 @@ TrainSummary train(TrainConfig cfg, const TrainControl& control) {
     knn_monitor((step + steps_per_epoch - 1) / steps_per_epoch);
     write_plot();
     save(step);
-    save_safetensors((fs::path(cfg.out) / "encoder.safetensors").string(), to_map(method->encoder().state_dict()),
-                     {{"format", "pt"}, {"arch", cfg.arch}, {"config", cfg.to_json()}});
+    if (root)
+      save_safetensors((fs::path(cfg.out) / "encoder.safetensors").string(), to_map(method->encoder().state_dict()),
+                       {{"format", "pt"}, {"arch", cfg.arch}, {"config", cfg.to_json()}});
   }
   return summary;
 }
