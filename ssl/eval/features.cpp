@@ -1,5 +1,6 @@
 #include "ssl/eval/features.h"
 
+#include <exception>
 #include <numeric>
 
 #include "engine/autograd/grad_mode.h"
@@ -12,7 +13,7 @@ Tensor extract_features(models::ResNet& encoder, const ImageDataset& data, int64
                         const std::string& recipe, int64_t limit, int64_t batch) {
   const int64_t n = limit > 0 ? std::min(limit, data.size()) : data.size();
   SELFSUP_CHECK(n > 0, "features: the data set ", data.name, " is empty");
-  const int channels = static_cast<int>(data.images.size(3));
+  const int channels = static_cast<int>(data.channels());
   AugmentRecipe eval_recipe = make_recipe("eval", static_cast<int>(image_size), channels);
   const AugmentRecipe train_recipe = make_recipe(recipe, static_cast<int>(image_size), channels);
   std::copy(std::begin(train_recipe.mean), std::end(train_recipe.mean), std::begin(eval_recipe.mean));
@@ -33,9 +34,30 @@ Tensor extract_features(models::ResNet& encoder, const ImageDataset& data, int64
     const int64_t rows = std::min(batch, n - b0);
     std::vector<int64_t> ids(static_cast<size_t>(rows));
     std::iota(ids.begin(), ids.end(), b0);
-    std::vector<AugmentParams> params = sample_params(eval_recipe, static_cast<int>(data.images.size(1)),
-                                                      static_cast<int>(data.images.size(2)), 0, 0, ids.data(), rows, 0);
-    Tensor x = apply_augment(data.images.narrow(0, b0, rows), eval_recipe, params);  // (rows, C, s, s)
+    Tensor x;  // (rows, C, s, s)
+    if (data.source) {
+      // Images of any size, decoded here one batch at a time: resized by the short side and centre-cropped
+      // (torchvision's ImageFolder evaluation), then normalised.
+      // An exception must not leave an OpenMP region: the first one (e.g. --strict's unreadable file) is
+      // kept and thrown after it.
+      std::vector<Tensor> images(static_cast<size_t>(rows));
+      std::vector<std::exception_ptr> failed(static_cast<size_t>(rows));
+#pragma omp parallel for schedule(dynamic, 4)
+      for (int64_t k = 0; k < rows; ++k) {
+        try {
+          images[k] = data.source->load(b0 + k);
+        } catch (...) {
+          failed[k] = std::current_exception();
+        }
+      }
+      for (const std::exception_ptr& e : failed)
+        if (e) std::rethrow_exception(e);
+      x = eval_views_each(images, eval_recipe);
+    } else {
+      std::vector<AugmentParams> params = sample_params(eval_recipe, static_cast<int>(data.images.size(1)),
+                                                        static_cast<int>(data.images.size(2)), 0, 0, ids.data(), rows, 0);
+      x = apply_augment(data.images.narrow(0, b0, rows), eval_recipe, params);
+    }
     parts.push_back(encoder.forward_features(x.to(device)).to(Device::cpu()));
   }
   return cat(parts, 0);

@@ -12,7 +12,8 @@ namespace selfsup::ssl {
   X(method) X(data) X(limit) X(arch) X(width) X(stem) X(in_channels) X(image_size) X(proj_hidden) X(proj_dim) \
   X(recipe) X(crop_min) X(temperature) X(optimizer) X(lr) X(weight_decay) X(momentum) X(warmup_fraction)     \
   X(batch) X(epochs) X(minutes) X(steps) X(total_steps) X(device) X(seed) X(threads) X(out) X(log_every)     \
-  X(checkpoint_minutes) X(checkpoint_every) X(knn_k) X(knn_train_limit) X(knn_test_limit) X(knn_every_epoch)
+  X(checkpoint_minutes) X(checkpoint_every) X(knn_k) X(knn_train_limit) X(knn_test_limit) X(knn_every_epoch) \
+  X(strict)
 
 std::string TrainConfig::to_json() const {
   nlohmann::ordered_json j;

@@ -47,6 +47,7 @@ struct TrainConfig {
   int64_t knn_train_limit = 10000;  // training images used as the kNN monitor's memory (0 = all)
   int64_t knn_test_limit = 0;       // test images classified by the monitor (0 = all)
   bool knn_every_epoch = true;
+  bool strict = false;  // folder data: an unreadable image is an error (default: skipped with a warning)
 
   std::string to_json() const;  // pretty-printed
   static TrainConfig from_json(const std::string& json, const std::string& source);
