@@ -183,13 +183,13 @@ std::string decode(const std::string& path, int channels, Tensor* out) {
   if (error.empty() && std::strcmp(format, "BMP") == 0) error = bmp_size_problem(bytes, w, h);
   if (error.empty() && std::strcmp(format, "JPEG") == 0) error = jpeg_size_problem(bytes.size(), w, h);
   if (!error.empty()) return error;
-  uint8_t* px = stbi_load_from_memory(bytes.data(), static_cast<int>(bytes.size()), &w, &h, &comp, channels);
+  const std::unique_ptr<uint8_t, void (*)(void*)> px(
+      stbi_load_from_memory(bytes.data(), static_cast<int>(bytes.size()), &w, &h, &comp, channels), stbi_image_free);
   if (px == nullptr) {
     const char* why = stbi_failure_reason();
     return std::string("cannot decode: ") + (why ? why : "unknown error");
   }
-  *out = Tensor::from_blob(px, {h, w, channels}, DType::u8);  // a copy
-  stbi_image_free(px);
+  *out = Tensor::from_blob(px.get(), {h, w, channels}, DType::u8);  // a copy
   return "";
 }
 
