@@ -43,6 +43,31 @@ std::vector<Tensor> augment_views(const Tensor& images, const Tensor& sample_ids
                                   uint64_t seed, uint64_t step, int views, int threads = 0,
                                   DType out_dtype = DType::f32);
 
+// ---- images of any size (an ImageSource's, e.g. an image folder's photos), one uint8 (h_k, w_k, C) each
+// `views` views as augment_views makes them, each image's crop sampled from its own size: RandomResizedCrop
+// takes its area fraction and aspect ratio of the original image (torchvision's semantics), then resizes
+// the crop to (out_h, out_w). View v of image k equals augment_views of that image alone, bit for bit.
+// Returns views x out_dtype (N, C, out_h, out_w) on the CPU; threads as in augment_views (over images).
+std::vector<Tensor> augment_views_each(const std::vector<Tensor>& images, const Tensor& sample_ids,
+                                       const AugmentRecipe& recipe, uint64_t seed, uint64_t step, int views,
+                                       int threads = 0, DType out_dtype = DType::f32);
+// The evaluation geometry of torchvision's ImageFolder recipes (Resize(R) then CenterCrop(size), R =
+// floor(size / 0.875): 256 for 224): the short side resized to R, the long one to int(R * long / short),
+// then the central size x size square, its corner at round((resized - size) / 2) (half to even).
+struct EvalCrop {
+  int32_t resized_h, resized_w, top, left;
+};
+EvalCrop eval_crop_geometry(int32_t h, int32_t w, int32_t size);
+// Bilinear resize (align_corners=False, no antialiasing) of one uint8 (H, W, C) image to (h, w, C), rounded.
+void resize_image_u8(const uint8_t* src, int H, int W, int C, uint8_t* dst, int h, int w);
+// image uint8 (h, w, C) -> uint8 (size, size, C): resized (resize_image_u8) and centre-cropped by
+// eval_crop_geometry.
+Tensor eval_crop_u8(const Tensor& image, int32_t size);
+// The evaluation input of every image: eval_crop_u8 to (out_h x out_h), then the recipe's normalisation
+// (a recipe made by make_recipe("eval", ...): its crop of a square is the whole square, resized 1:1, which
+// copies). Returns float (N, C, out_h, out_h) on the CPU; threads over images (<= 0: OpenMP default).
+Tensor eval_views_each(const std::vector<Tensor>& images, const AugmentRecipe& eval_recipe, int threads = 0);
+
 // ---- pretext transforms on float (N, C, H, W)
 struct LabeledBatch {
   Tensor images;  // float

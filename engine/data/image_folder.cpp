@@ -8,10 +8,12 @@
 #include <cstring>
 #include <filesystem>
 #include <limits>
+#include <memory>
+#include <mutex>
+#include <set>
 #include <vector>
 
 #include "engine/data/file_util.h"
-#include "kernels/augment_api.h"
 
 namespace selfsup {
 
@@ -24,12 +26,6 @@ bool is_image_file(const fs::path& p) {
   std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
   return ext == ".png" || ext == ".jpg" || ext == ".jpeg" || ext == ".bmp";
 }
-
-struct Decoded {
-  std::vector<uint8_t> pixels;  // (h, w, C)
-  int h = 0, w = 0;
-  std::string error;  // empty when decoded
-};
 
 // The formats the reader accepts, recognised by their leading bytes, or nullptr. Without this gate stb_image
 // decodes whatever format the bytes hold (GIF, PSD, PIC, HDR, TGA, PNM ...) whatever the file's name says,
@@ -124,6 +120,19 @@ std::string bmp_size_problem(const std::vector<uint8_t>& b, int w, int h) {
   return "";
 }
 
+// stb_image decodes a JPEG scan whose data runs out as if zero bits followed, so a 716-byte file claiming
+// 1542 x 8445 pixels decoded 13 million pixels of garbage (13 s under ASan: the image fuzz target's timeout,
+// regressions/image/jpeg-13mp-in-716-bytes.jpg). Every 8x8 block of the full-resolution component is coded
+// in at least one bit (its DC Huffman code, baseline or progressive), so a file of B bytes holds at most 8 B
+// blocks. Returns the problem, or "".
+std::string jpeg_size_problem(uint64_t file_bytes, int w, int h) {
+  const uint64_t blocks = (static_cast<uint64_t>(w) + 7) / 8 * ((static_cast<uint64_t>(h) + 7) / 8);
+  if (blocks > file_bytes * 8)
+    return str_cat("its header says ", w, "x", h, " pixels (", blocks, " 8x8 blocks, each coded in at least one ",
+                   "bit), but the file has ", file_bytes, " bytes: truncated or corrupt");
+  return "";
+}
+
 // stb_image grows its buffer for a PNG's image data by each IDAT chunk's stated length before it reads the
 // chunk, so a 200-byte file claiming a 500 MB chunk made it allocate 500 MB (image fuzz target). Every
 // chunk must fit in the file; returns the problem, or "".
@@ -139,63 +148,176 @@ std::string png_chunk_problem(const std::vector<uint8_t>& b) {
   return "";
 }
 
-Decoded decode(const std::string& path, int channels, int rh, int rw) {
-  Decoded d;
+// The size limits every header must meet, or the problem ("" when it does).
+std::string size_problem(int w, int h) {
+  if (w <= 0 || h <= 0)  // stb accepts a BMP of height 0 (image fuzz target): no pixels to learn from
+    return str_cat("its header says ", w, "x", h, " pixels, an empty image");
+  if (static_cast<int64_t>(w) * h > kMaxImagePixels)
+    return str_cat("its header says ", w, "x", h, " pixels, more than the reader's limit of ", kMaxImagePixels);
+  return "";
+}
+
+// Decodes `path` into *out as uint8 (h, w, channels); returns the problem, or "" when decoded.
+std::string decode(const std::string& path, int channels, Tensor* out) {
   std::vector<uint8_t> bytes;
   try {
     bytes = data_detail::read_file_bytes(path, "image folder");
   } catch (const Error& e) {
-    d.error = e.what();
-    return d;
+    return e.what();
   }
-  if (bytes.size() > static_cast<size_t>(std::numeric_limits<int>::max())) {
-    d.error = str_cat("file of ", bytes.size(), " bytes is too large to decode (stb_image reads at most 2 GiB)");
-    return d;
-  }
+  if (bytes.size() > static_cast<size_t>(std::numeric_limits<int>::max()))
+    return str_cat("file of ", bytes.size(), " bytes is too large to decode (stb_image reads at most 2 GiB)");
   const char* format = image_format(bytes);
-  if (format == nullptr) {
-    d.error = "not a PNG, JPEG or BMP file (its first bytes are none of theirs)";
-    return d;
-  }
-  if (std::strcmp(format, "JPEG") == 0) d.error = jpeg_table_problem(bytes);
-  if (std::strcmp(format, "PNG") == 0) d.error = png_chunk_problem(bytes);
-  if (!d.error.empty()) return d;
+  if (format == nullptr) return "not a PNG, JPEG or BMP file (its first bytes are none of theirs)";
+  std::string error;
+  if (std::strcmp(format, "JPEG") == 0) error = jpeg_table_problem(bytes);
+  if (std::strcmp(format, "PNG") == 0) error = png_chunk_problem(bytes);
+  if (!error.empty()) return error;
   int w = 0, h = 0, comp = 0;
   // The size from the header first: a header claiming a huge image is refused before stb allocates for it.
   if (!stbi_info_from_memory(bytes.data(), static_cast<int>(bytes.size()), &w, &h, &comp)) {
     const char* why = stbi_failure_reason();
-    d.error = std::string("cannot decode: ") + (why ? why : "unknown error");
-    return d;
+    return std::string("cannot decode: ") + (why ? why : "unknown error");
   }
-  if (w <= 0 || h <= 0) {  // stb accepts a BMP of height 0 (image fuzz target): no pixels to learn from
-    d.error = str_cat("its header says ", w, "x", h, " pixels, an empty image");
-    return d;
-  }
-  if (static_cast<int64_t>(w) * h > kMaxImagePixels) {
-    d.error = str_cat("its header says ", w, "x", h, " pixels, more than the reader's limit of ", kMaxImagePixels);
-    return d;
-  }
-  if (std::strcmp(format, "BMP") == 0) d.error = bmp_size_problem(bytes, w, h);
-  if (!d.error.empty()) return d;
-  uint8_t* px = stbi_load_from_memory(bytes.data(), static_cast<int>(bytes.size()), &w, &h, &comp, channels);
+  error = size_problem(w, h);
+  if (error.empty() && std::strcmp(format, "BMP") == 0) error = bmp_size_problem(bytes, w, h);
+  if (error.empty() && std::strcmp(format, "JPEG") == 0) error = jpeg_size_problem(bytes.size(), w, h);
+  if (!error.empty()) return error;
+  const std::unique_ptr<uint8_t, void (*)(void*)> px(
+      stbi_load_from_memory(bytes.data(), static_cast<int>(bytes.size()), &w, &h, &comp, channels), stbi_image_free);
   if (px == nullptr) {
     const char* why = stbi_failure_reason();
-    d.error = std::string("cannot decode: ") + (why ? why : "unknown error");
-    return d;
+    return std::string("cannot decode: ") + (why ? why : "unknown error");
   }
-  if (rh > 0 && rw > 0 && (h != rh || w != rw)) {
-    d.pixels.resize(static_cast<size_t>(rh) * rw * channels);
-    resize_image_u8(px, h, w, channels, d.pixels.data(), rh, rw);
-    d.h = rh;
-    d.w = rw;
-  } else {
-    d.pixels.assign(px, px + static_cast<size_t>(h) * w * channels);
-    d.h = h;
-    d.w = w;
-  }
-  stbi_image_free(px);
-  return d;
+  *out = Tensor::from_blob(px.get(), {h, w, channels}, DType::u8);  // a copy
+  return "";
 }
+
+// A JPEG's size and component count from its frame header (SOF0-2, what stb decodes), found by walking the
+// segments before it with seeks. stb_image's own header scan (stbi_info) builds every Huffman table it meets
+// on the way, and a bad table makes stb 2.27 write past its arrays before any of the reader's checks ran
+// (regressions/image/jpeg-dht-truncated-table.jpg): so a JPEG's header is read here, not by stb.
+bool jpeg_frame_header(std::FILE* f, int* w, int* h, int* comp) {
+  if (std::fseek(f, 2, SEEK_SET) != 0) return false;  // after SOI
+  for (int c = std::fgetc(f); c != EOF; c = std::fgetc(f)) {
+    if (c != 0xFF) continue;  // stb skips bytes between segments too
+    int m = std::fgetc(f);
+    while (m == 0xFF) m = std::fgetc(f);
+    if (m == EOF || m == 0xD9) return false;
+    if (m == 0x00 || m == 0x01 || (m >= 0xD0 && m <= 0xD8)) continue;  // no length
+    uint8_t seg[8];
+    if (m >= 0xC0 && m <= 0xC2) {  // length (2), precision, height (2), width (2), components
+      if (std::fread(seg, 1, 8, f) != 8) return false;
+      *h = (seg[3] << 8) | seg[4];
+      *w = (seg[5] << 8) | seg[6];
+      *comp = seg[7];
+      return true;
+    }
+    if (std::fread(seg, 1, 2, f) != 2) return false;
+    const int len = (seg[0] << 8) | seg[1];  // includes its own 2 bytes
+    if (len < 2 || std::fseek(f, len - 2, SEEK_CUR) != 0) return false;
+  }
+  return false;
+}
+
+struct Header {
+  int w = 0, h = 0, comp = 0;  // comp: channels stored in the file
+  std::string error;           // empty when the header is sound
+};
+
+// What opening a folder (and its census) checks of each file, from its first bytes and its header only (no
+// pixels decoded, a few hundred bytes read): the format gate, the size in the header (stb_image's
+// stbi_info for PNG and BMP, jpeg_frame_header for JPEG), the pixel limit, and for a JPEG that the file is
+// large enough for the size it claims.
+Header read_header(const std::string& path) {
+  Header hd;
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (f == nullptr) {
+    hd.error = "cannot open the file";
+    return hd;
+  }
+  std::vector<uint8_t> head(8);
+  head.resize(std::fread(head.data(), 1, head.size(), f));
+  const char* format = image_format(head);
+  const bool jpeg = format != nullptr && std::strcmp(format, "JPEG") == 0;
+  bool info = false;
+  if (jpeg) {
+    info = jpeg_frame_header(f, &hd.w, &hd.h, &hd.comp);
+  } else if (format != nullptr) {
+    info = std::fseek(f, 0, SEEK_SET) == 0 && stbi_info_from_file(f, &hd.w, &hd.h, &hd.comp);
+  }
+  const long file_bytes = std::fseek(f, 0, SEEK_END) == 0 ? std::ftell(f) : -1;
+  std::fclose(f);
+  if (format == nullptr) {
+    hd.error = "cannot read the image header: not a PNG, JPEG or BMP file (its first bytes are none of theirs)";
+  } else if (!info) {
+    const char* why = jpeg ? "no frame header (SOF0, SOF1 or SOF2) before the end" : stbi_failure_reason();
+    hd.error = std::string("cannot read the image header: ") + (why ? why : "unknown error");
+  } else {
+    hd.error = size_problem(hd.w, hd.h);
+    if (hd.error.empty() && jpeg && file_bytes >= 0)
+      hd.error = jpeg_size_problem(static_cast<uint64_t>(file_bytes), hd.w, hd.h);
+  }
+  return hd;
+}
+
+// What the sources of one opened folder share (select() makes more): the files, the options, and the files
+// found unreadable when first loaded, so that each is reported once and never decoded again.
+struct FolderFiles {
+  std::string root;
+  std::vector<std::string> files;
+  ImageFolderOptions options;
+  std::mutex mu;
+  std::set<int64_t> bad;  // indices into files
+};
+
+class FolderSource final : public ImageSource {
+ public:
+  FolderSource(std::shared_ptr<FolderFiles> shared, std::vector<int64_t> rows)
+      : shared_(std::move(shared)), rows_(std::move(rows)) {}
+  int64_t size() const override { return static_cast<int64_t>(rows_.size()); }
+  int channels() const override { return shared_->options.channels; }
+
+  Tensor load(int64_t i) const override {
+    const int64_t n = size();
+    SELFSUP_CHECK(i >= 0 && i < n, "image folder: image ", i, " outside [0, ", n, ") of '", shared_->root, "'");
+    FolderFiles& s = *shared_;
+    for (int64_t k = 0; k < n; ++k) {
+      const int64_t file = rows_[static_cast<size_t>((i + k) % n)];
+      {
+        std::lock_guard<std::mutex> lk(s.mu);
+        if (s.bad.count(file)) continue;
+      }
+      Tensor img;
+      const std::string error = decode(s.files[file], s.options.channels, &img);
+      if (error.empty()) return img;
+      SELFSUP_CHECK(!s.options.strict, "image folder: '", s.files[file], "': ", error,
+                    " (--strict: unreadable files are errors; without it they are skipped with a warning)");
+      std::lock_guard<std::mutex> lk(s.mu);
+      if (s.bad.insert(file).second)
+        std::fprintf(stderr,
+                     "warning: image folder: skipping '%s': %s (%zu unreadable when decoded so far, of %zu files "
+                     "under '%s'; each one's place is taken by the next readable image)\n",
+                     s.files[file].c_str(), error.c_str(), s.bad.size(), s.files.size(), s.root.c_str());
+    }
+    throw Error(str_cat("image folder: none of the ", n, " images under '", s.root, "' could be decoded"));
+  }
+
+  std::shared_ptr<const ImageSource> select(const std::vector<int64_t>& ids) const override {
+    std::vector<int64_t> rows;
+    rows.reserve(ids.size());
+    for (int64_t i : ids) {
+      SELFSUP_CHECK(i >= 0 && i < size(), "image folder: index ", i, " outside [0, ", size(), ") of '",
+                    shared_->root, "'");
+      rows.push_back(rows_[static_cast<size_t>(i)]);
+    }
+    return std::make_shared<FolderSource>(shared_, std::move(rows));
+  }
+
+ private:
+  std::shared_ptr<FolderFiles> shared_;
+  std::vector<int64_t> rows_;  // image -> index into shared_->files
+};
 
 // The layout: sorted class subdirectories, each one's image files sorted by name, with their labels.
 void list_folder(const std::string& root, std::vector<std::string>* classes, std::vector<std::string>* files,
@@ -234,21 +356,10 @@ ImageFolderCensus census_image_folder(const std::string& root) {
   std::vector<std::string> files;
   std::vector<int64_t> labels;
   list_folder(root, &out.classes, &files, &labels);
-  struct Header {
-    int w = 0, h = 0, comp = 0;
-    std::string error;
-  };
   const int64_t n = static_cast<int64_t>(files.size());
   std::vector<Header> headers(files.size());
 #pragma omp parallel for schedule(dynamic, 64)
-  for (int64_t i = 0; i < n; ++i) {
-    Header& hd = headers[i];
-    // stbi_info reads the header only; it fails for a file that is not an image or is cut before its size.
-    if (!stbi_info(files[i].c_str(), &hd.w, &hd.h, &hd.comp)) {
-      const char* why = stbi_failure_reason();
-      hd.error = std::string("cannot read the image header: ") + (why ? why : "unknown error");
-    }
-  }
+  for (int64_t i = 0; i < n; ++i) headers[i] = read_header(files[i]);
   out.per_class.assign(out.classes.size(), 0);
   for (int64_t i = 0; i < n; ++i) {
     const Header& hd = headers[i];
@@ -263,73 +374,59 @@ ImageFolderCensus census_image_folder(const std::string& root) {
   return out;
 }
 
-void resize_image_u8(const uint8_t* src, int H, int W, int C, uint8_t* dst, int h, int w) {
-  std::vector<float> planar(static_cast<size_t>(C) * h * w);
-  kernels::aug_resized_crop_u8_cpu(C, H, W, src, 0, 0, H, W, false, h, w, planar.data());
-  const int64_t plane = static_cast<int64_t>(h) * w;
-  for (int64_t i = 0; i < plane; ++i)
-    for (int c = 0; c < C; ++c) {
-      const float v = planar[c * plane + i] * 255.0f + 0.5f;
-      dst[i * C + c] = static_cast<uint8_t>(v < 0 ? 0 : (v > 255 ? 255 : v));
-    }
+Tensor decode_image_file(const std::string& path, int channels) {
+  SELFSUP_CHECK(channels == 1 || channels == 3, "image folder: channels must be 1 or 3, got ", channels);
+  Tensor img;
+  const std::string error = decode(path, channels, &img);
+  SELFSUP_CHECK(error.empty(), "image folder: '", path, "': ", error);
+  return img;
 }
 
-ImageDataset load_image_folder(const std::string& root, const ImageFolderOptions& opt, ImageFolderInfo* info) {
+ImageDataset open_image_folder(const std::string& root, const ImageFolderOptions& opt, ImageFolderInfo* info) {
   SELFSUP_CHECK(opt.channels == 1 || opt.channels == 3, "image folder: channels must be 1 or 3, got ",
                 opt.channels);
-  SELFSUP_CHECK((opt.resize_h > 0) == (opt.resize_w > 0) && opt.resize_h >= 0 && opt.resize_w >= 0,
-                "image folder: resize needs both a height and a width > 0, got ", opt.resize_h, "x",
-                opt.resize_w);
   std::vector<std::string> classes, files;
   std::vector<int64_t> file_labels;
   list_folder(root, &classes, &files, &file_labels);
 
   const int64_t n_files = static_cast<int64_t>(files.size());
-  std::vector<Decoded> decoded(files.size());
-#pragma omp parallel for schedule(dynamic, 4)
-  for (int64_t i = 0; i < n_files; ++i) decoded[i] = decode(files[i], opt.channels, opt.resize_h, opt.resize_w);
+  std::vector<std::string> problems(files.size());
+#pragma omp parallel for schedule(dynamic, 64)
+  for (int64_t i = 0; i < n_files; ++i) problems[i] = read_header(files[i]).error;
 
-  std::vector<int64_t> keep;
+  auto shared = std::make_shared<FolderFiles>();
+  shared->root = root;
+  shared->options = opt;
+  std::vector<int64_t> labels;
   std::vector<std::string> skipped;
   for (int64_t i = 0; i < n_files; ++i) {
-    if (decoded[i].error.empty()) {
-      keep.push_back(i);
+    if (problems[i].empty()) {
+      shared->files.push_back(files[i]);
+      labels.push_back(file_labels[i]);
       continue;
     }
-    SELFSUP_CHECK(!opt.strict, "image folder: '", files[i], "': ", decoded[i].error,
+    SELFSUP_CHECK(!opt.strict, "image folder: '", files[i], "': ", problems[i],
                   " (--strict: unreadable files are errors; without it they are skipped with a warning)");
-    std::fprintf(stderr, "warning: image folder: skipping '%s': %s\n", files[i].c_str(), decoded[i].error.c_str());
-    skipped.push_back(files[i] + ": " + decoded[i].error);
+    std::fprintf(stderr, "warning: image folder: skipping '%s': %s\n", files[i].c_str(), problems[i].c_str());
+    skipped.push_back(files[i] + ": " + problems[i]);
   }
   if (!skipped.empty())
     std::fprintf(stderr, "warning: image folder: skipped %zu of %lld files under '%s'\n", skipped.size(),
                  static_cast<long long>(n_files), root.c_str());
-  SELFSUP_CHECK(!keep.empty(), "image folder: none of the ", n_files, " files under '", root, "' could be decoded");
-
-  const Decoded& first = decoded[keep[0]];
-  for (int64_t i : keep) {
-    SELFSUP_CHECK(decoded[i].h == first.h && decoded[i].w == first.w, "image folder: '", files[i], "' is ",
-                  decoded[i].w, "x", decoded[i].h, " but '", files[keep[0]], "' is ", first.w, "x", first.h,
-                  "; images must share one size (ask for a resize, e.g. --resize ", first.h, ")");
-  }
-  const int64_t n = static_cast<int64_t>(keep.size());
-  const int64_t bytes = static_cast<int64_t>(first.h) * first.w * opt.channels;
+  SELFSUP_CHECK(!shared->files.empty(), "image folder: none of the ", n_files, " files under '", root,
+                "' could be decoded");
+  const int64_t n = static_cast<int64_t>(shared->files.size());
+  std::vector<int64_t> rows(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) rows[i] = i;
   ImageDataset ds;
-  ds.images = Tensor::empty({n, first.h, first.w, opt.channels}, DType::u8);
-  ds.labels = Tensor::empty({n}, DType::i64);
+  ds.source = std::make_shared<FolderSource>(shared, std::move(rows));
+  ds.labels = Tensor::from_vector(labels, {n});
   ds.num_classes = static_cast<int64_t>(classes.size());
   ds.name = "folder:" + root;
   ds.class_names = classes;
-  uint8_t* img = ds.images.data_ptr<uint8_t>();
-  int64_t* lab = ds.labels.data_ptr<int64_t>();
-  for (int64_t k = 0; k < n; ++k) {
-    std::memcpy(img + k * bytes, decoded[keep[k]].pixels.data(), static_cast<size_t>(bytes));
-    lab[k] = file_labels[keep[k]];
-  }
   if (info) {
     info->classes = classes;
-    info->files.clear();
-    for (int64_t i : keep) info->files.push_back(files[i]);
+    info->files = shared->files;
     info->skipped = skipped;
   }
   return ds;

@@ -30,6 +30,11 @@ std::vector<int64_t> DataLoader::epoch_order(int64_t n, uint64_t seed, int64_t e
 BatchTransform make_augment_transform(const AugmentRecipe& recipe, uint64_t seed, int views) {
   SELFSUP_CHECK(views >= 1, "augment transform: views must be >= 1, got ", views);
   return [recipe, seed, views](Batch& b) {
+    if (!b.images.defined() && !b.sources.empty()) {
+      b.views = augment_views_each(b.sources, b.indices, recipe, seed, static_cast<uint64_t>(b.step), views,
+                                   omp_get_max_threads());
+      return;
+    }
     b.views = augment_views(b.images, b.indices, recipe, seed, static_cast<uint64_t>(b.step), views,
                             omp_get_max_threads());
   };
@@ -37,10 +42,11 @@ BatchTransform make_augment_transform(const AugmentRecipe& recipe, uint64_t seed
 
 DataLoader::DataLoader(ImageDataset dataset, LoaderOptions options, BatchTransform transform)
     : dataset_(std::move(dataset)), opt_(options), transform_(std::move(transform)) {
-  SELFSUP_CHECK(dataset_.images.defined() && dataset_.images.dtype() == DType::u8 && dataset_.images.dim() == 4,
-                "loader: dataset images must be uint8 (N, H, W, C)");
+  SELFSUP_CHECK((dataset_.images.defined() && dataset_.images.dtype() == DType::u8 && dataset_.images.dim() == 4) ||
+                    (!dataset_.images.defined() && dataset_.source),
+                "loader: dataset images must be uint8 (N, H, W, C), or an ImageSource");
   SELFSUP_CHECK(dataset_.labels.defined() && dataset_.labels.dtype() == DType::i64 &&
-                    dataset_.labels.numel() == dataset_.images.size(0),
+                    dataset_.labels.numel() == dataset_.size(),
                 "loader: dataset labels must be int64 with one label per image");
   SELFSUP_CHECK(opt_.batch_size >= 1, "loader: batch_size must be >= 1, got ", opt_.batch_size);
   SELFSUP_CHECK(opt_.num_workers >= 0 && opt_.prefetch >= 1, "loader: num_workers must be >= 0 and prefetch >= 1");
@@ -48,9 +54,9 @@ DataLoader::DataLoader(ImageDataset dataset, LoaderOptions options, BatchTransfo
                     (opt_.shards == 1 || opt_.drop_last),
                 "loader: shard ", opt_.shard, " of ", opt_.shards, " needs 0 <= shard < shards, shards dividing the batch ",
                 opt_.batch_size, " and drop_last");
-  dataset_.images = dataset_.images.contiguous();
+  if (dataset_.images.defined()) dataset_.images = dataset_.images.contiguous();
   dataset_.labels = dataset_.labels.contiguous();
-  const int64_t n = dataset_.images.size(0);
+  const int64_t n = dataset_.size();
   batches_per_epoch_ = opt_.drop_last ? n / opt_.batch_size : (n + opt_.batch_size - 1) / opt_.batch_size;
   SELFSUP_CHECK(batches_per_epoch_ >= 1, "loader: ", n, " images make no batch of ", opt_.batch_size,
                 " with drop_last");
@@ -66,7 +72,7 @@ std::shared_ptr<const std::vector<int64_t>> DataLoader::order_for(int64_t epoch)
     if (it != orders_.end()) return it->second;
   }
   auto order = std::make_shared<const std::vector<int64_t>>(
-      epoch_order(dataset_.images.size(0), opt_.seed, epoch, opt_.shuffle));
+      epoch_order(dataset_.size(), opt_.seed, epoch, opt_.shuffle));
   std::lock_guard<std::mutex> lk(mu_);
   auto [it, inserted] = orders_.emplace(epoch, order);
   // Keep a few epochs: workers may straddle an epoch boundary.
@@ -80,25 +86,31 @@ Batch DataLoader::build(int64_t global) {
   b.batch = global % batches_per_epoch_;
   b.step = global;
   const auto order = order_for(b.epoch);
-  const int64_t n = dataset_.images.size(0);
+  const int64_t n = dataset_.size();
   const int64_t per_shard = opt_.batch_size / opt_.shards;
   const int64_t first = b.batch * opt_.batch_size + opt_.shard * per_shard;
   const int64_t count = std::max<int64_t>(0, std::min(per_shard, n - first));
-  const Tensor& imgs = dataset_.images;
-  const int64_t bytes = imgs.size(1) * imgs.size(2) * imgs.size(3);
-  if (opt_.gather_images) b.images = Tensor::empty({count, imgs.size(1), imgs.size(2), imgs.size(3)}, DType::u8);
   b.labels = Tensor::empty({count}, DType::i64);
   b.indices = Tensor::empty({count}, DType::i64);
-  const uint8_t* src = imgs.data_ptr<uint8_t>();
   const int64_t* lab = dataset_.labels.data_ptr<int64_t>();
-  uint8_t* dst = opt_.gather_images ? b.images.data_ptr<uint8_t>() : nullptr;
   int64_t* ol = b.labels.data_ptr<int64_t>();
   int64_t* oi = b.indices.data_ptr<int64_t>();
   for (int64_t k = 0; k < count; ++k) {
     const int64_t i = (*order)[first + k];
-    if (dst) std::memcpy(dst + k * bytes, src + i * bytes, static_cast<size_t>(bytes));
     ol[k] = lab[i];
     oi[k] = i;
+  }
+  if (opt_.gather_images && dataset_.source) {
+    // Decoded here, in the worker: the only place a folder's pixels are held, for the batches in flight.
+    b.sources.reserve(static_cast<size_t>(count));
+    for (int64_t k = 0; k < count; ++k) b.sources.push_back(dataset_.source->load(oi[k]));
+  } else if (opt_.gather_images) {
+    const Tensor& imgs = dataset_.images;
+    const int64_t bytes = imgs.size(1) * imgs.size(2) * imgs.size(3);
+    b.images = Tensor::empty({count, imgs.size(1), imgs.size(2), imgs.size(3)}, DType::u8);
+    const uint8_t* src = imgs.data_ptr<uint8_t>();
+    uint8_t* dst = b.images.data_ptr<uint8_t>();
+    for (int64_t k = 0; k < count; ++k) std::memcpy(dst + k * bytes, src + oi[k] * bytes, static_cast<size_t>(bytes));
   }
   if (transform_) transform_(b);
   return b;

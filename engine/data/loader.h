@@ -11,6 +11,8 @@
 // the recipe's views, whose parameters are (seed, step, dataset index, view) — the same on any worker count.
 // Each worker runs its transform with `worker_omp_threads` OpenMP threads (1 by default: the parallelism is
 // across batches); with num_workers = 0 the batch is built in next() and the transform uses every thread.
+// A dataset with an ImageSource (an image folder) is decoded in the worker that builds the batch: only the
+// batches in flight are ever decoded, whatever the dataset's size.
 #pragma once
 #include <condition_variable>
 #include <cstdint>
@@ -53,7 +55,9 @@ struct LoaderPosition {
 };
 
 struct Batch {
-  Tensor images;   // uint8 (B, H, W, C); undefined when LoaderOptions::gather_images is false
+  Tensor images;   // uint8 (B, H, W, C); undefined when LoaderOptions::gather_images is false, or when the
+                   // dataset decodes on demand (ImageSource): then `sources` holds the images
+  std::vector<Tensor> sources;  // uint8 (h_k, w_k, C) per sample, decoded by the worker (ImageSource data sets)
   Tensor labels;   // int64 (B)
   Tensor indices;  // int64 (B): dataset indices (the augmentation's sample ids)
   int64_t epoch = 0, batch = 0, step = 0;
@@ -63,6 +67,8 @@ struct Batch {
 using BatchTransform = std::function<void(Batch&)>;
 
 // views x (B, C, out_h, out_w) float views of each batch with the recipe; threads as in augment_views.
+// A batch of decoded sources (images of different sizes) goes through augment_views_each, each image's
+// crop sampled from its own size.
 BatchTransform make_augment_transform(const AugmentRecipe& recipe, uint64_t seed, int views);
 
 class DataLoader {

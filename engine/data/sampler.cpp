@@ -56,7 +56,36 @@ std::vector<int64_t> class_balanced_subset(const Tensor& labels, int64_t num_cla
   return out;
 }
 
+ImageDataset head_images(const ImageDataset& data, int64_t n) {
+  SELFSUP_CHECK(n >= 0 && n <= data.size(), "head_images: ", n, " images of ", data.name, " (", data.size(), ")");
+  ImageDataset out = data;
+  if (out.images.defined()) out.images = out.images.narrow(0, 0, n);
+  if (out.source) {
+    std::vector<int64_t> ids(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) ids[static_cast<size_t>(i)] = i;
+    out.source = out.source->select(ids);
+  }
+  out.labels = out.labels.narrow(0, 0, n);
+  return out;
+}
+
 ImageDataset select_images(const ImageDataset& data, const std::vector<int64_t>& ids) {
+  if (data.source) {
+    const Tensor labels = data.labels.contiguous();
+    std::vector<int64_t> picked;
+    for (int64_t i : ids) {
+      SELFSUP_CHECK(i >= 0 && i < data.size(), "select_images: index ", i, " outside ", data.name, " (", data.size(),
+                    " images)");
+      picked.push_back(labels.data_ptr<int64_t>()[i]);
+    }
+    ImageDataset out;
+    out.source = data.source->select(ids);
+    out.labels = Tensor::from_vector(picked, {static_cast<int64_t>(ids.size())});
+    out.num_classes = data.num_classes;
+    out.class_names = data.class_names;
+    out.name = data.name + " (" + std::to_string(ids.size()) + " of " + std::to_string(data.size()) + ")";
+    return out;
+  }
   const Tensor images = data.images.contiguous(), labels = data.labels.contiguous();
   const int64_t n = static_cast<int64_t>(ids.size()), row = images.numel() / std::max<int64_t>(data.size(), 1);
   std::vector<uint8_t> pixels(static_cast<size_t>(n * row));

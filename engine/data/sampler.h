@@ -26,7 +26,9 @@ std::vector<int64_t> class_balanced_subset(const Tensor& labels, int64_t num_cla
                                            uint64_t seed);
 
 // The images and labels at `ids` (in that order), with the data set's classes and a name that says it is a
-// subset. A copy: (ids.size(), H, W, C) uint8.
+// subset. A copy: (ids.size(), H, W, C) uint8; of an ImageSource, a source of those images (nothing decoded).
 ImageDataset select_images(const ImageDataset& data, const std::vector<int64_t>& ids);
+// The first n images (n <= size), sharing memory with `data` (or its image source's state).
+ImageDataset head_images(const ImageDataset& data, int64_t n);
 
 }  // namespace selfsup::data

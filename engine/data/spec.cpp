@@ -21,7 +21,7 @@ ImageDataset load_dataset(const std::string& spec, const std::string& split, con
   if (kind == "cifar10") return load_cifar(CifarKind::cifar10, path, train);
   if (kind == "cifar100") return load_cifar(CifarKind::cifar100, path, train);
   if (kind == "stl10") return load_stl10(path, split);
-  return load_image_folder(path, folder);
+  return open_image_folder(path, folder);
 }
 
 }  // namespace selfsup::data

@@ -19,10 +19,12 @@ namespace {
 
 const char* kUsage =
     "usage: selfsup augment --data SPEC [--recipe NAME] [--views N] [--count N] [--preview FILE.png]\n"
-    "                       [--seed N] [--step N] [--start N] [--size N] [--split S] [--resize N]\n"
+    "                       [--seed N] [--step N] [--start N] [--size N] [--split S]\n"
     "                       [--channels 1|3] [--strict]\n\n"
     "Draws views of a few images with an augmentation recipe and writes a PNG grid: each row is an image\n"
-    "(resized to the view size) followed by its views.\n\n"
+    "(resized to the view size) followed by its views. A folder's images may differ in size: each view is\n"
+    "cropped from the original image (RandomResizedCrop of its area and aspect ratio), the first column is\n"
+    "the evaluation crop (short side resized, centre-cropped).\n\n"
     "  --data SPEC        fashion-mnist | cifar10:PATH | cifar100:PATH | stl10:PATH | folder:PATH\n"
     "                     (PATH: a directory or, for CIFAR, one .bin file; stl10: the stl10_binary dir)\n"
     "  --recipe NAME      simclr | mocov1 | mocov2 | gray | eval (default: simclr, gray for 1 channel)\n"
@@ -31,9 +33,8 @@ const char* kUsage =
     "  --preview FILE     output PNG (default views.png)\n"
     "  --seed N           augmentation seed (default 0); --step N the training step (default 0)\n"
     "  --start N          first image index (default 0)\n"
-    "  --size N           view size (default: the images' height)\n"
+    "  --size N           view size (default: the images' height; folder: 96)\n"
     "  --split S          train | test (stl10 also unlabeled, train+unlabeled; default train)\n"
-    "  --resize N         folder: resize every image to N x N\n"
     "  --channels C       folder: decode to 1 or 3 channels (default 3)\n"
     "  --strict           folder: an unreadable image is an error (default: skipped with a warning)\n";
 
@@ -76,7 +77,6 @@ int cmd_augment(const std::vector<std::string>& args) {
     else if (a == "--step") step = parse_int(a, v);
     else if (a == "--start") start = parse_int(a, v);
     else if (a == "--size") size = parse_int(a, v);
-    else if (a == "--resize") folder.resize_h = folder.resize_w = static_cast<int>(parse_int(a, v));
     else if (a == "--channels") folder.channels = static_cast<int>(parse_int(a, v));
     else throw Error("augment: unknown option '" + a + "' (see selfsup augment --help)");
   }
@@ -86,24 +86,35 @@ int cmd_augment(const std::vector<std::string>& args) {
   SELFSUP_CHECK(seed >= 0 && step >= 0 && start >= 0, "augment: --seed, --step and --start must be >= 0");
 
   const ImageDataset ds = data::load_dataset(spec, split, folder);
-  const int64_t N = ds.images.size(0), H = ds.images.size(1), C = ds.images.size(3);
+  const int64_t N = ds.size(), C = ds.channels();
   SELFSUP_CHECK(start < N, "augment: --start ", start, " but the dataset has ", N, " images");
   count = std::min(count, N - start);
-  if (size == 0) size = H;
+  if (size == 0) size = ds.source ? 96 : ds.images.size(1);
   SELFSUP_CHECK(size >= 4 && size <= 1024, "augment: --size must be in [4, 1024], got ", size);
   if (recipe_name.empty()) recipe_name = C == 1 ? "gray" : "simclr";
   const AugmentRecipe recipe = make_recipe(recipe_name, static_cast<int>(size), static_cast<int>(C));
 
-  const Tensor images = ds.images.narrow(0, start, count).contiguous();
   std::vector<int64_t> id_list(static_cast<size_t>(count));
   for (int64_t i = 0; i < count; ++i) id_list[i] = start + i;
   const Tensor ids = Tensor::from_vector(id_list, {count});
-  const std::vector<Tensor> out = augment_views(images, ids, recipe, static_cast<uint64_t>(seed),
-                                                static_cast<uint64_t>(step), static_cast<int>(views));
-  // The original: the eval recipe (whole image, or its central square) at the view size, same mean/std.
+  // The original: the eval recipe at the view size, same mean/std (a uniform data set: the whole image, or
+  // its central square; a folder: the short side resized and the centre cropped, as evaluation sees it).
   AugmentRecipe eval = make_recipe("eval", static_cast<int>(size), static_cast<int>(C));
   for (int c = 0; c < 3; ++c) eval.mean[c] = recipe.mean[c], eval.std[c] = recipe.std[c];
-  const Tensor originals = augment_views(images, ids, eval, 0, 0, 1)[0];
+  std::vector<Tensor> out;
+  Tensor originals;
+  if (ds.source) {
+    std::vector<Tensor> images;
+    for (int64_t i = 0; i < count; ++i) images.push_back(ds.source->load(start + i));
+    out = augment_views_each(images, ids, recipe, static_cast<uint64_t>(seed), static_cast<uint64_t>(step),
+                             static_cast<int>(views));
+    originals = eval_views_each(images, eval);
+  } else {
+    const Tensor images = ds.images.narrow(0, start, count).contiguous();
+    out = augment_views(images, ids, recipe, static_cast<uint64_t>(seed), static_cast<uint64_t>(step),
+                        static_cast<int>(views));
+    originals = augment_views(images, ids, eval, 0, 0, 1)[0];
+  }
 
   ImageGrid grid(static_cast<int>(count), static_cast<int>(views) + 1, static_cast<int>(size), static_cast<int>(C));
   const int64_t per = C * size * size;

@@ -34,7 +34,10 @@ const char* kEvalUsage =
     "        --label-fraction F (1): semi-supervised evaluation with only a class-balanced fraction F of the\n"
     "        training labels (0.01 and 0.1 are the literature's 1% / 10%), drawn from the first --train-limit\n"
     "        images by --label-seed (0); its indices go to --out DIR (runs/eval) as label-subset-F-seedS.npy\n"
-    "        --record: append the result to the checkpoint DIR's evals.jsonl (what `selfsup compare` reads)\n";
+    "        --record: append the result to the checkpoint DIR's evals.jsonl (what `selfsup compare` reads)\n"
+    "        --strict: folder data: an unreadable image is an error (default: skipped with a warning)\n"
+    "        folder data: each image resized by its short side to floor(S / 0.875) and centre-cropped to S x S\n"
+    "        (S: the encoder's --image-size; torchvision's ImageFolder evaluation), decoded a batch at a time\n";
 
 const char* kEmbedUsage =
     "usage: selfsup embed (--checkpoint DIR | --weights FILE.safetensors) --data SPEC [--split train|test]\n"
@@ -45,7 +48,10 @@ const char* kEmbedUsage =
     "checkpoint ckpt-<step>.safetensors); describe it with --arch resnet18|resnet34|resnet50\n"
     "--width W (64 = torchvision) --stem imagenet|cifar --in-channels 1|3 --image-size S (default 224/32/28 by\n"
     "stem and data) --recipe gray|simclr (its normalisation).  --labels FILE.npy also writes the labels.\n"
-    "--features layer4|layer3: the trunk stage that is pooled (default layer4, the encoder's output).\n";
+    "--features layer4|layer3: the trunk stage that is pooled (default layer4, the encoder's output).\n"
+
+    "--data folder:PATH: images of any size, resized by the short side and centre-cropped; --strict makes an\n"
+    "unreadable image an error (default: skipped with a warning naming it).\n";
 
 }  // namespace
 
@@ -79,6 +85,7 @@ int cmd_eval(const std::vector<std::string>& argv) {
   const std::string out_dir = a.str("out", "runs/eval");
   const bool record = a.flag("record");
   const eval::FeatureLayer layer = eval::parse_feature_layer(a.str("features", "layer4"), "eval " + mode);
+  const bool strict = a.flag("strict");
   a.finish();
   // A record is the protocol's number: over the whole test split, from the whole (or a label fraction of the)
   // training split, so that `selfsup compare` can set records of different encoders side by side.
@@ -90,8 +97,9 @@ int cmd_eval(const std::vector<std::string>& argv) {
   if (threads > 0) omp_set_num_threads(static_cast<int>(threads));
   const ssl::LoadedEncoder le = load_encoder(source);
   const std::string spec = data_spec(source, le), ckpt = source.source();
-  ImageDataset train = data::load_dataset(spec, "train"), test = data::load_dataset(spec, "test");
-  SELFSUP_CHECK(train.images.size(3) == le.config.in_channels, "eval: ", spec, " has ", train.images.size(3),
+  const ImageFolderOptions folder{static_cast<int>(le.config.in_channels), strict};
+  ImageDataset train = data::load_dataset(spec, "train", folder), test = data::load_dataset(spec, "test", folder);
+  SELFSUP_CHECK(train.channels() == le.config.in_channels, "eval: ", spec, " has ", train.channels(),
                 " channels but the encoder in ", ckpt, " takes ", le.config.in_channels);
   std::printf("eval %s: %s on %s (%s width %ld)\n", mode.c_str(), ckpt.c_str(), spec.c_str(), le.config.arch.c_str(),
               long(le.config.width));
@@ -134,10 +142,11 @@ int cmd_embed(const std::vector<std::string>& argv) {
   const std::string split = a.str("split", "test"), labels_out = a.str("labels", "");
   const int64_t limit = a.integer("limit", 0);
   const eval::FeatureLayer layer = eval::parse_feature_layer(a.str("features", "layer4"), "embed");
+  const bool strict = a.flag("strict");
   a.finish();
   const ssl::LoadedEncoder le = load_encoder(source);
   const std::string spec = data_spec(source, le);
-  ImageDataset ds = data::load_dataset(spec, split);
+  ImageDataset ds = data::load_dataset(spec, split, {static_cast<int>(le.config.in_channels), strict});
   Tensor f = eval::extract_features(*le.encoder, ds, le.config.image_size, le.config.recipe, limit, 500, layer);
   save_npy(out, f);
   if (!labels_out.empty()) save_npy(labels_out, ds.labels.narrow(0, 0, f.size(0)));

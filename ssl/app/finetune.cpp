@@ -10,6 +10,7 @@
 #include <memory>
 
 #include "engine/core/cuda_context.h"
+#include "engine/data/sampler.h"
 #include "engine/data/spec.h"
 #include "engine/io/atomic_file.h"
 #include "engine/io/checkpoint.h"
@@ -50,6 +51,7 @@ const char* kFinetuneUsage =
     "                         with the arguments it was started with; only --stop-after may be added\n"
     "  --stop-after N         stop with a checkpoint after N steps of this process, as if interrupted\n"
     "  --record               append the result to the checkpoint DIR's evals.jsonl (read by `selfsup compare`)\n"
+    "  --strict               folder data: an unreadable image is an error (default: skipped with a warning)\n"
     "  --out DIR (runs/finetune): metrics.jsonl, metrics.png, finetuned.safetensors and scratch.safetensors\n"
     "                         (torchvision names, fc.* included), result.json, the label subset, and\n"
     "                         finetune.json (the run's arguments, for --resume)\n";
@@ -110,6 +112,7 @@ int cmd_finetune(const std::vector<std::string>& argv) {
   const int64_t threads = a.integer("threads", 0);
   const int64_t train_limit = a.integer("train-limit", 0), test_limit = a.integer("test-limit", 0);
   const bool record = a.flag("record");
+  const bool strict = a.flag("strict");
   a.finish();
   SELFSUP_CHECK(!record || (!source.checkpoint.empty() && train_limit == 0 && test_limit == 0),
                 "eval finetune: --record needs --checkpoint DIR (the records go to DIR/evals.jsonl) and whole splits ",
@@ -134,13 +137,11 @@ int cmd_finetune(const std::vector<std::string>& argv) {
   opt.image_size = le.config.image_size;
   opt.recipe = le.config.recipe;
 
-  ImageDataset train = data::load_dataset(spec, "train"), test = data::load_dataset(spec, "test");
-  SELFSUP_CHECK(train.images.size(3) == le.config.in_channels, "eval finetune: ", spec, " has ",
-                train.images.size(3), " channels but the encoder in ", ckpt, " takes ", le.config.in_channels);
-  if (test_limit > 0 && test_limit < test.size()) {
-    test.images = test.images.narrow(0, 0, test_limit);
-    test.labels = test.labels.narrow(0, 0, test_limit);
-  }
+  const ImageFolderOptions folder{static_cast<int>(le.config.in_channels), strict};
+  ImageDataset train = data::load_dataset(spec, "train", folder), test = data::load_dataset(spec, "test", folder);
+  SELFSUP_CHECK(train.channels() == le.config.in_channels, "eval finetune: ", spec, " has ",
+                train.channels(), " channels but the encoder in ", ckpt, " takes ", le.config.in_channels);
+  if (test_limit > 0 && test_limit < test.size()) test = data::head_images(test, test_limit);
   fs::create_directories(out);
   if (!resuming) {
     // The arguments that define the run, for --resume: everything but where it is and when it stops.
@@ -159,8 +160,7 @@ int cmd_finetune(const std::vector<std::string>& argv) {
   if (fraction < 1.0) {
     train = eval::labelled_subset(train, train_limit, fraction, label_seed, out);
   } else if (train_limit > 0 && train_limit < train.size()) {
-    train.images = train.images.narrow(0, 0, train_limit);
-    train.labels = train.labels.narrow(0, 0, train_limit);
+    train = data::head_images(train, train_limit);
   }
   std::printf("eval finetune: %s %s (%s width %ld) on %s: %ld labelled training images, %ld epochs, %ld test images, %s\n",
               resuming ? "resuming" : "starting", ckpt.c_str(), le.config.arch.c_str(), long(le.config.width),

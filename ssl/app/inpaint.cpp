@@ -69,7 +69,7 @@ int cmd_inpaint(const std::vector<std::string>& argv) {
   const ImageDataset ds = data::load_dataset(spec, split);
   SELFSUP_CHECK(start < ds.size(), "inpaint: --start ", start, " but ", ds.name, " has ", ds.size(), " images");
   const int64_t n = std::min(count, ds.size() - start), s = cfg.image_size, C = cfg.in_channels;
-  SELFSUP_CHECK(ds.images.size(3) == C, "inpaint: ", ds.name, " has ", ds.images.size(3), " channels, the run ", C);
+  SELFSUP_CHECK(ds.channels() == C, "inpaint: ", ds.name, " has ", ds.channels(), " channels, the run ", C);
   NoGradGuard ng;
   const Tensor x = eval::eval_views(ds, start, n, s, cfg.recipe);  // (n, C, s, s), normalised
   const Tensor mask = ce.make_mask(n, seed);                       // (n, 1, s, s), 1 = hidden

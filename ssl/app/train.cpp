@@ -22,6 +22,10 @@ const char* kUsage =
     "\n"
     "data:      --data fashion-mnist | cifar10:PATH | cifar100:PATH | stl10:PATH | folder:PATH (default\n"
     "           fashion-mnist; its preset: 1 channel, 28x28, grayscale recipe, CIFAR stem)  --limit N\n"
+    "           folder:PATH: images of any size and channel count (decoded to --in-channels, 3) by the loader's\n"
+    "           worker, a batch at a time (memory: the batches in flight, not the folder); views cropped from\n"
+    "           each original and resized to --image-size.  --strict: an unreadable image is an error\n"
+    "           (default: skipped with a warning naming it and the count skipped)\n"
     "encoder:   --arch resnet18|resnet34|resnet50  --width W (layer1 channels, default 16)  --stem cifar|imagenet\n"
     "           --proj-hidden H (512)  --proj-dim D (128)\n"
     "recipe:    --recipe gray|simclr|mocov1|mocov2  --crop-min S (RandomResizedCrop area lower bound, 0.2)\n"
@@ -127,6 +131,7 @@ int cmd_train(const std::vector<std::string>& argv) {
   const bool sync_bn = a.flag("sync-bn"), no_sync_bn = a.flag("no-sync-bn");
   if (sync_bn && no_sync_bn) throw Error("train: --sync-bn and --no-sync-bn contradict each other");
   c.sync_bn = !no_sync_bn;
+  c.strict = a.flag("strict");
   a.finish();
   if (!control.resume.empty() && argv.size() > 2 + (control.stop_after > 0 ? 2 : 0))
     std::printf("note: --resume continues the stored configuration; other training options are ignored\n");

@@ -1,5 +1,7 @@
 #include "ssl/eval/features.h"
 
+#include <exception>
+#include <exception>
 #include <numeric>
 
 #include "engine/autograd/grad_mode.h"
@@ -27,11 +29,30 @@ Tensor forward_to_layer(models::ResNet& encoder, const Tensor& x, FeatureLayer l
 Tensor eval_views(const ImageDataset& data, int64_t first, int64_t count, int64_t image_size, const std::string& recipe) {
   SELFSUP_CHECK(first >= 0 && count >= 0 && first + count <= data.size(), "features: images [", first, ", ",
                 first + count, ") of ", data.name, ", which has ", data.size());
-  const int channels = static_cast<int>(data.images.size(3));
+  const int channels = static_cast<int>(data.channels());
   AugmentRecipe eval_recipe = make_recipe("eval", static_cast<int>(image_size), channels);
   const AugmentRecipe train_recipe = make_recipe(recipe, static_cast<int>(image_size), channels);
   std::copy(std::begin(train_recipe.mean), std::end(train_recipe.mean), std::begin(eval_recipe.mean));
   std::copy(std::begin(train_recipe.std), std::end(train_recipe.std), std::begin(eval_recipe.std));
+  if (data.source) {
+    // Images of any size, decoded here one batch at a time: resized by the short side and centre-cropped
+    // (torchvision's ImageFolder evaluation), then normalised.
+    // An exception must not leave an OpenMP region: the first one (e.g. --strict's unreadable file) is
+    // kept and thrown after it.
+    std::vector<Tensor> images(static_cast<size_t>(count));
+    std::vector<std::exception_ptr> failed(static_cast<size_t>(count));
+#pragma omp parallel for schedule(dynamic, 4)
+    for (int64_t k = 0; k < count; ++k) {
+      try {
+        images[k] = data.source->load(first + k);
+      } catch (...) {
+        failed[k] = std::current_exception();
+      }
+    }
+    for (const std::exception_ptr& e : failed)
+      if (e) std::rethrow_exception(e);
+    return eval_views_each(images, eval_recipe);
+  }
   std::vector<int64_t> ids(static_cast<size_t>(count));
   std::iota(ids.begin(), ids.end(), first);
   std::vector<AugmentParams> params = sample_params(eval_recipe, static_cast<int>(data.images.size(1)),

@@ -1,6 +1,7 @@
 // Features of a frozen encoder for evaluation (kNN, linear probe, `selfsup embed`): the encoder in eval
 // mode (batch norm on running statistics), images resized to the encoder's input size and normalised
-// exactly as in training, no augmentation, no gradients.
+// exactly as in training, no augmentation, no gradients. An image folder's images (any size; an
+// ImageSource) are decoded a batch at a time, resized by the short side and centre-cropped (eval_views_each).
 #pragma once
 #include <cstdint>
 #include <string>

@@ -54,8 +54,8 @@ FinetuneResult finetune(models::ResNet& encoder, const ImageDataset& train, cons
   const int64_t batch = std::min(opt.batch, train.size());
   const bool frozen = opt.backbone_lr_scale == 0.0;
 
-  AugmentRecipe recipe = make_recipe("eval", static_cast<int>(opt.image_size), static_cast<int>(train.images.size(3)));
-  const AugmentRecipe pretrain = make_recipe(opt.recipe, static_cast<int>(opt.image_size), static_cast<int>(train.images.size(3)));
+  AugmentRecipe recipe = make_recipe("eval", static_cast<int>(opt.image_size), static_cast<int>(train.channels()));
+  const AugmentRecipe pretrain = make_recipe(opt.recipe, static_cast<int>(opt.image_size), static_cast<int>(train.channels()));
   std::copy(std::begin(pretrain.mean), std::end(pretrain.mean), std::begin(recipe.mean));
   std::copy(std::begin(pretrain.std), std::end(pretrain.std), std::begin(recipe.std));
   recipe.scale_lo = static_cast<float>(opt.crop_min);

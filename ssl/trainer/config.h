@@ -66,6 +66,7 @@ struct TrainConfig {
   bool knn_every_epoch = true;
   // Data-parallel runs (mpirun/srun, ssl/trainer/distributed.h): BatchNorm statistics over the global batch.
   bool sync_bn = true;
+  bool strict = false;  // folder data: an unreadable image is an error (default: skipped with a warning)
 
   std::string to_json() const;  // pretty-printed
   static TrainConfig from_json(const std::string& json, const std::string& source);

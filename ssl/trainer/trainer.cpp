@@ -20,6 +20,7 @@
 #include "engine/data/augment.h"
 #include "engine/data/device_augment.h"
 #include "engine/data/loader.h"
+#include "engine/data/sampler.h"
 #include "engine/data/spec.h"
 #include "engine/io/atomic_file.h"
 #include "engine/io/checkpoint.h"
@@ -92,11 +93,7 @@ nn::NamedTensors to_named(const TensorMap& m) { return nn::NamedTensors(m.begin(
 
 // The first `limit` images of a data set (0 = all), sharing memory.
 ImageDataset head_of(ImageDataset d, int64_t limit) {
-  if (limit > 0 && limit < d.size()) {
-    d.images = d.images.narrow(0, 0, limit);
-    d.labels = d.labels.narrow(0, 0, limit);
-  }
-  return d;
+  return limit > 0 && limit < d.size() ? data::head_images(d, limit) : d;
 }
 
 // One line per event in DIR/metrics.jsonl; opened in append mode so a resumed run continues the file.
@@ -198,8 +195,10 @@ TrainSummary train(TrainConfig cfg, const TrainControl& control) {
                 latest_checkpoint(cfg.out), "); pass --resume ", cfg.out, " to continue it, or choose another --out");
 
   // ---- data
-  ImageDataset train_set = head_of(data::load_dataset(cfg.data, "train"), cfg.limit);
-  SELFSUP_CHECK(train_set.images.size(3) == cfg.in_channels, "train: ", cfg.data, " has ", train_set.images.size(3),
+  // An image folder decodes to the configured channels (grey, RGB and RGBA files alike).
+  const ImageFolderOptions folder{static_cast<int>(cfg.in_channels), cfg.strict};
+  ImageDataset train_set = head_of(data::load_dataset(cfg.data, "train", folder), cfg.limit);
+  SELFSUP_CHECK(train_set.channels() == cfg.in_channels, "train: ", cfg.data, " has ", train_set.channels(),
                 " channels, the configuration expects ", cfg.in_channels, " (--in-channels)");
   SELFSUP_CHECK(cfg.batch <= train_set.size(), "train: --batch ", cfg.batch, " is larger than the ", train_set.size(),
                 " training images of ", cfg.data);
@@ -215,7 +214,8 @@ TrainSummary train(TrainConfig cfg, const TrainControl& control) {
   // Views: on a CUDA device the fused kernel makes them from the dataset (resident on the device, or
   // streamed through pinned buffers; see DeviceAugmenter below), so the loader hands out indices only;
   // on the CPU its worker runs the CPU pipeline, overlapping the training step.
-  const bool gpu_views = device.is_cuda();
+  // Images of mixed sizes (an image folder) are decoded and augmented by the loader's worker on the CPU.
+  const bool gpu_views = device.is_cuda() && !train_set.source;
   LoaderOptions lo;
   lo.batch_size = cfg.batch;
   lo.seed = cfg.seed;
@@ -230,7 +230,7 @@ TrainSummary train(TrainConfig cfg, const TrainControl& control) {
   ImageDataset knn_train, knn_test;
   if (cfg.knn_every_epoch && root) {
     try {
-      knn_test = head_of(data::load_dataset(cfg.data, "test"), cfg.knn_test_limit);
+      knn_test = head_of(data::load_dataset(cfg.data, "test", folder), cfg.knn_test_limit);
       knn_train = head_of(train_set, cfg.knn_train_limit);
     } catch (const Error& e) {
       if (!quiet) std::printf("kNN monitor off: %s\n", e.what());
@@ -331,7 +331,7 @@ TrainSummary train(TrainConfig cfg, const TrainControl& control) {
     }
   };
   auto knn_monitor = [&](int64_t epoch) {
-    if (!knn_test.images.defined()) return;
+    if (knn_test.size() == 0) return;
     Tensor ftr = eval::extract_features(method->encoder(), knn_train, cfg.image_size, cfg.recipe);
     Tensor fte = eval::extract_features(method->encoder(), knn_test, cfg.image_size, cfg.recipe);
     eval::KnnOptions ko;

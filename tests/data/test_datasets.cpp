@@ -1,6 +1,7 @@
 // Dataset readers on small crafted files, and every bad-input case: missing path, CIFAR size not a multiple
-// of the record, bad labels, STL-10 layout, image folders (decode, channels, resize, corrupt/truncated
-// images with and without skipping, empty folder, inconsistent sizes).
+// of the record, bad labels, STL-10 layout, image folders (decode, channels, images of different sizes,
+// corrupt/truncated images with and without skipping, empty folder). tests/data/test_image_folder_views.cpp
+// has the folder's views, evaluation crops and memory bound.
 #include <stb/stb_image_write.h>
 
 #include "engine/data/cifar.h"
@@ -126,7 +127,7 @@ TEST_CASE("STL-10: column-major planes transposed to HWC; splits; errors") {
   CHECK_THROWS_WITH_AS(load_stl10(dir.path.string(), "train"), doctest::Contains("not a positive multiple"), Error);
 }
 
-TEST_CASE("image folder: classes, formats, channels, resize") {
+TEST_CASE("image folder: classes, formats, channels; each image decoded at its own size") {
   TempDir dir("folder");
   write_png(dir / "cat/a.png", 6, 5, 3, 0);
   write_png(dir / "cat/b.PNG", 6, 5, 1, 1);  // gray: converted to RGB
@@ -136,40 +137,44 @@ TEST_CASE("image folder: classes, formats, channels, resize") {
     REQUIRE(stbi_write_bmp((dir / "dog/d.bmp").c_str(), 5, 6, 3, px.data()) != 0);
     REQUIRE(stbi_write_jpg((dir / "dog/e.jpg").c_str(), 5, 6, 3, px.data(), 95) != 0);
   }
+  write_png(dir / "dog/f.png", 9, 7, 3, 4);       // another size
   write_bytes(dir / "dog/notes.txt", {1, 2, 3});  // ignored: not an image extension
   ImageFolderInfo info;
-  ImageDataset ds = load_image_folder(dir.path.string(), {}, &info);
-  CHECK(ds.images.sizes() == Shape{5, 6, 5, 3});
-  CHECK(ds.labels.to_vector() == std::vector<double>{0, 0, 1, 1, 1});
+  ImageDataset ds = open_image_folder(dir.path.string(), {}, &info);
+  CHECK(!ds.images.defined());  // nothing decoded by opening
+  REQUIRE(ds.size() == 6);
+  CHECK(ds.channels() == 3);
+  CHECK(ds.labels.to_vector() == std::vector<double>{0, 0, 1, 1, 1, 1});
   CHECK(ds.num_classes == 2);
   CHECK(info.classes == std::vector<std::string>{"cat", "dog"});
+  const Tensor a = ds.source->load(0);
+  CHECK(a.sizes() == Shape{6, 5, 3});
   const auto want = pattern(6, 5, 3, 0);
-  CHECK(std::equal(want.begin(), want.end(), ds.images.data_ptr<uint8_t>()));
-  const uint8_t* g = ds.images.data_ptr<uint8_t>() + 90;  // b.PNG gray -> r = g = b
-  CHECK(g[0] == g[1]);
-  CHECK(g[1] == g[2]);
+  CHECK(std::equal(want.begin(), want.end(), a.data_ptr<uint8_t>()));
+  const Tensor b = ds.source->load(1);  // b.PNG gray -> r = g = b = the grey value
+  const auto grey = pattern(6, 5, 1, 1);
+  for (size_t i = 0; i < grey.size(); ++i) {
+    REQUIRE(b.data_ptr<uint8_t>()[i * 3] == grey[i]);
+    REQUIRE(b.data_ptr<uint8_t>()[i * 3 + 2] == grey[i]);
+  }
+  const Tensor c = ds.source->load(2);  // RGBA: the RGB of the pattern's first three channels
+  const auto rgba = pattern(6, 5, 4, 2);
+  for (size_t i = 0; i < 30; ++i) REQUIRE(c.data_ptr<uint8_t>()[i * 3 + 1] == rgba[i * 4 + 1]);
   const auto bmp = pattern(6, 5, 3, 3);  // d.bmp lossless
-  CHECK(std::equal(bmp.begin(), bmp.end(), ds.images.data_ptr<uint8_t>() + 3 * 90));
+  CHECK(std::equal(bmp.begin(), bmp.end(), ds.source->load(3).data_ptr<uint8_t>()));
+  CHECK(ds.source->load(5).sizes() == Shape{9, 7, 3});
 
   ImageFolderOptions gray;
   gray.channels = 1;
-  CHECK(load_image_folder(dir.path.string(), gray).images.sizes() == Shape{5, 6, 5, 1});
-  ImageFolderOptions rs;
-  rs.resize_h = 12, rs.resize_w = 10;
-  write_png(dir / "dog/f.png", 9, 7, 3, 4);  // a different size: fine with resize
-  ImageDataset r = load_image_folder(dir.path.string(), rs);
-  CHECK(r.images.sizes() == Shape{6, 12, 10, 3});
-  CHECK_THROWS_WITH_AS(load_image_folder(dir.path.string()),
-                       doctest::Contains("images must share one size"), Error);
-  // a constant image stays constant after resize
-  TempDir flat("flat");
-  {
-    std::vector<uint8_t> px(8 * 8 * 3, 77);
-    std::filesystem::create_directories(flat.path / "x");
-    REQUIRE(stbi_write_png((flat / "x/a.png").c_str(), 8, 8, 3, px.data(), 24) != 0);
-  }
-  ImageDataset fr = load_image_folder(flat.path.string(), rs);
-  for (int64_t i = 0; i < fr.images.numel(); ++i) REQUIRE(fr.images.data_ptr<uint8_t>()[i] == 77);
+  const ImageDataset g = open_image_folder(dir.path.string(), gray);
+  CHECK(g.channels() == 1);
+  CHECK(g.source->load(2).sizes() == Shape{6, 5, 1});
+  CHECK(g.source->load(5).sizes() == Shape{9, 7, 1});
+  // select() picks images by index, sharing the files
+  const auto sub = g.source->select({5, 0});
+  CHECK(sub->size() == 2);
+  CHECK(sub->load(0).sizes() == Shape{9, 7, 1});
+  CHECK_THROWS_WITH_AS(g.source->load(6), doctest::Contains("outside [0, 6)"), Error);
 }
 
 TEST_CASE("image folder: unreadable files are skipped with a count, or with strict errors naming the file") {
@@ -178,7 +183,7 @@ TEST_CASE("image folder: unreadable files are skipped with a count, or with stri
   write_png(dir / "a/good2.png", 4, 4, 3, 1);
   write_bytes(dir / "b/garbage.jpg", {0x12, 0x34, 0x56, 0x78, 0x9a});
   {
-    // a truncated PNG: first half of a valid one
+    // a truncated PNG: first half of a valid one (its header is intact, its pixels are not)
     write_png(dir / "tmp/full.png", 16, 16, 3, 5);
     std::ifstream in(dir / "tmp/full.png", std::ios::binary);
     std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
@@ -188,25 +193,42 @@ TEST_CASE("image folder: unreadable files are skipped with a count, or with stri
   }
   ImageFolderOptions strict;
   strict.strict = true;
-  CHECK_THROWS_WITH_AS(load_image_folder(dir.path.string(), strict), doctest::Contains("garbage.jpg"), Error);
+  CHECK_THROWS_WITH_AS(open_image_folder(dir.path.string(), strict), doctest::Contains("garbage.jpg"), Error);
   const ImageFolderOptions skip;  // the default
   ImageFolderInfo info;
-  ImageDataset ds = load_image_folder(dir.path.string(), skip, &info);
-  CHECK(ds.images.size(0) == 2);
-  CHECK(info.skipped.size() == 2);
-  CHECK(info.skipped[1].find("truncated.png") != std::string::npos);
+  ImageDataset ds = open_image_folder(dir.path.string(), skip, &info);
+  // garbage.jpg fails its header and is left out when the folder is opened; truncated.png only when decoded
+  REQUIRE(ds.size() == 3);
+  REQUIRE(info.skipped.size() == 1);
+  CHECK(info.skipped[0].find("garbage.jpg") != std::string::npos);
+  CHECK(info.files.back().find("truncated.png") != std::string::npos);
   CHECK(ds.num_classes == 2);
+  // Image 2 (truncated.png) is skipped with a warning; its place is taken by the next readable image, image 0
+  // (cyclically), so the pixels are good1.png's.
+  const Tensor two = ds.source->load(2);
+  const auto good1 = pattern(4, 4, 3, 0);
+  CHECK(std::equal(good1.begin(), good1.end(), two.data_ptr<uint8_t>()));
+  // strict, the decode failure is an error naming the file
+  ImageFolderOptions strict_decode = strict;
+  TempDir dir2("badfolder2");
+  std::filesystem::create_directories(dir2.path / "b");
+  std::filesystem::copy_file(dir / "b/truncated.png", dir2 / "b/truncated.png");
+  write_png(dir2 / "b/z.png", 4, 4, 3, 0);
+  const ImageDataset sd = open_image_folder(dir2.path.string(), strict_decode);
+  CHECK(sd.source->load(1).sizes() == Shape{4, 4, 3});
+  CHECK_THROWS_WITH_AS(sd.source->load(0), doctest::Contains("truncated.png"), Error);
 
-  CHECK_THROWS_WITH_AS(load_image_folder(dir / "missing"), doctest::Contains("does not exist"), Error);
+  CHECK_THROWS_WITH_AS(open_image_folder(dir / "missing"), doctest::Contains("does not exist"), Error);
   TempDir empty("emptyfolder");
-  CHECK_THROWS_WITH_AS(load_image_folder(empty.path.string()), doctest::Contains("no class subdirectories"), Error);
+  CHECK_THROWS_WITH_AS(open_image_folder(empty.path.string()), doctest::Contains("no class subdirectories"), Error);
   std::filesystem::create_directories(empty.path / "cls");
   write_bytes(empty / "cls/readme.txt", {1});
-  CHECK_THROWS_WITH_AS(load_image_folder(empty.path.string()), doctest::Contains("no images"), Error);
+  CHECK_THROWS_WITH_AS(open_image_folder(empty.path.string()), doctest::Contains("no images"), Error);
   TempDir allbad("allbad");
   write_bytes(allbad / "c/x.png", {1, 2, 3});
-  CHECK_THROWS_WITH_AS(load_image_folder(allbad.path.string(), skip), doctest::Contains("none of the 1 files"), Error);
-  ImageFolderOptions two;
-  two.channels = 2;
-  CHECK_THROWS_WITH_AS(load_image_folder(dir.path.string(), two), doctest::Contains("channels must be 1 or 3"), Error);
+  CHECK_THROWS_WITH_AS(open_image_folder(allbad.path.string(), skip), doctest::Contains("none of the 1 files"), Error);
+  ImageFolderOptions two_channels;
+  two_channels.channels = 2;
+  CHECK_THROWS_WITH_AS(open_image_folder(dir.path.string(), two_channels), doctest::Contains("channels must be 1 or 3"),
+                       Error);
 }

@@ -16,6 +16,7 @@
 #include "engine/core/check.h"
 #include "engine/data/cifar.h"
 #include "engine/data/idx.h"
+#include "engine/data/augment.h"
 #include "engine/data/image_folder.h"
 #include "engine/data/stl10.h"
 #include "engine/io/checkpoint.h"
@@ -137,20 +138,28 @@ void run_stl10(const uint8_t* data, size_t size) {
   for (int64_t i = 0; i < ds.size(); ++i) expect(lab[i] >= -1 && lab[i] < 10, "stl10 label range");
 }
 
-// One image file (stb detects the format from the bytes) in a one-class image folder: decoded as RGB at its
-// own size, then as grey resized to 7x5.
+// One image file (stb detects the format from the bytes) in a one-class image folder, opened strict (an
+// unreadable file is an Error): decoded as RGB at its own size, then as grey, whose views (a SimCLR crop of
+// the original's size, and the evaluation's short-side resize and centre crop) are made at 12 x 12.
 void run_image(const uint8_t* data, size_t size) {
   const fs::path root = scratch() / "folder";
   write_file(root / "c" / "img.png", data, size);
-  ImageFolderInfo info;
-  ImageDataset ds = load_image_folder(root.string(), {}, &info);
-  expect(ds.size() == 1 && ds.images.size(3) == 3, "image folder: one RGB image");
-  ImageFolderOptions grey;
-  grey.channels = 1;
-  grey.resize_h = 7;
-  grey.resize_w = 5;
-  ds = load_image_folder(root.string(), grey, &info);
-  expect(ds.images.sizes() == Shape{1, 7, 5, 1}, "image folder: resized grey image");
+  ImageFolderOptions opt;
+  opt.strict = true;
+  ImageDataset ds = open_image_folder(root.string(), opt);
+  expect(ds.size() == 1 && ds.channels() == 3, "image folder: one RGB image");
+  const Tensor rgb = ds.source->load(0);
+  expect(rgb.dim() == 3 && rgb.size(2) == 3 && rgb.size(0) * rgb.size(1) <= kMaxImagePixels,
+         "image folder: an RGB image within the pixel limit");
+  opt.channels = 1;
+  ds = open_image_folder(root.string(), opt);
+  const std::vector<Tensor> grey{ds.source->load(0)};
+  expect(grey[0].size(0) == rgb.size(0) && grey[0].size(1) == rgb.size(1), "image folder: grey and RGB sizes agree");
+  const Tensor ids = Tensor::from_vector(std::vector<int64_t>{0}, {1});
+  const std::vector<Tensor> views = augment_views_each(grey, ids, make_recipe("gray", 12, 1), 0, 0, 1, 1);
+  expect(views[0].sizes() == Shape{1, 1, 12, 12}, "image folder: a 12 x 12 view");
+  expect(eval_views_each(grey, make_recipe("eval", 12, 1), 1).sizes() == Shape{1, 1, 12, 12},
+         "image folder: a 12 x 12 evaluation crop");
 }
 
 // safetensors from memory and from a file (both must agree), then the same file as a training checkpoint

@@ -80,15 +80,19 @@ TEST_CASE("image folder: a PNG header claiming 16384x16384 pixels, and non-PNG/J
   put_be32(png, 0);
   write(dir.path / "c" / "huge.png", png);
   // strict: the refusal is the error; by default the file would be skipped (with this reason) instead.
+  // Opening reads the headers (size, format); the JPEG table and BMP row checks run when an image is decoded.
   selfsup::ImageFolderOptions strict;
   strict.strict = true;
-  std::string msg = error_of([&] { selfsup::load_image_folder(dir.path.string(), strict); });
+  auto open_and_decode = [&](const selfsup::ImageFolderOptions& o) {
+    selfsup::open_image_folder(dir.path.string(), o).source->load(0);
+  };
+  std::string msg = error_of([&] { open_and_decode(strict); });
   CHECK(msg.find("huge.png") != std::string::npos);
   CHECK(msg.find("16384x16384 pixels, more than the reader's limit of 67108864") != std::string::npos);
 
   fs::remove(dir.path / "c" / "huge.png");
   write(dir.path / "c" / "gif.png", {'G', 'I', 'F', '8', '9', 'a', 1, 0, 1, 0, 0, 0, 0, ';'});
-  msg = error_of([&] { selfsup::load_image_folder(dir.path.string(), strict); });
+  msg = error_of([&] { open_and_decode(strict); });
   CHECK(msg.find("gif.png") != std::string::npos);
   CHECK(msg.find("not a PNG, JPEG or BMP file") != std::string::npos);
   // A JPEG whose scan decodes with a Huffman table no DHT defined (stb would read its uninitialised table and
@@ -96,19 +100,41 @@ TEST_CASE("image folder: a PNG header claiming 16384x16384 pixels, and non-PNG/J
   fs::remove(dir.path / "c" / "gif.png");
   fs::copy_file(std::string(SELFSUP_SOURCE_DIR) + "/tests/fuzz/regressions/image/jpeg-undefined-huffman-table.jpg",
                 dir.path / "c" / "x.jpg");
-  msg = error_of([&] { selfsup::load_image_folder(dir.path.string(), strict); });
+  msg = error_of([&] { open_and_decode(strict); });
   CHECK(msg.find("x.jpg") != std::string::npos);
   CHECK(msg.find("decodes with AC Huffman table 0, which no DHT defines") != std::string::npos);
   // A 154-byte BMP whose header claims 4 x 11,798,016 pixels: refused before stb allocates 141 MB for its rows.
   fs::remove(dir.path / "c" / "x.jpg");
   fs::copy_file(std::string(SELFSUP_SOURCE_DIR) + "/tests/fuzz/regressions/image/bmp-rows-past-end.bmp",
                 dir.path / "c" / "x.bmp");
-  msg = error_of([&] { selfsup::load_image_folder(dir.path.string(), strict); });
+  msg = error_of([&] { open_and_decode(strict); });
   CHECK(msg.find("x.bmp") != std::string::npos);
   CHECK(msg.find("but the file has 154 bytes: truncated or corrupt") != std::string::npos);
+  // A 716-byte JPEG claiming 1542 x 8445 pixels (stb decoded 13 million pixels of garbage from it): refused
+  // when the folder is opened, from its header and the file's size.
+  fs::remove(dir.path / "c" / "x.bmp");
+  fs::copy_file(std::string(SELFSUP_SOURCE_DIR) + "/tests/fuzz/regressions/image/jpeg-13mp-in-716-bytes.jpg",
+                dir.path / "c" / "big.jpg");
+  msg = error_of([&] { selfsup::open_image_folder(dir.path.string(), strict); });
+  CHECK(msg.find("big.jpg") != std::string::npos);
+  CHECK(msg.find("1542x8445 pixels (203808 8x8 blocks, each coded in at least one bit), but the file has 716 bytes") !=
+        std::string::npos);
+  // A JPEG whose Huffman table (before any frame header) runs past the file: its header is read without stb,
+  // whose header scan builds the table and wrote past an array; there is no frame header to read. Decoded
+  // directly, the table is refused before stb sees it.
+  fs::remove(dir.path / "c" / "big.jpg");
+  fs::copy_file(std::string(SELFSUP_SOURCE_DIR) + "/tests/fuzz/regressions/image/jpeg-dht-truncated-table.jpg",
+                dir.path / "c" / "x.jpg");
+  msg = error_of([&] { selfsup::open_image_folder(dir.path.string(), strict); });
+  CHECK(msg.find("x.jpg': cannot read the image header: no frame header (SOF0, SOF1 or SOF2)") != std::string::npos);
+  msg = error_of([&] { selfsup::decode_image_file((dir.path / "c" / "x.jpg").string(), 3); });
+  CHECK(msg.find("a JPEG Huffman table at byte") != std::string::npos);
+  fs::remove(dir.path / "c" / "x.jpg");
+  fs::copy_file(std::string(SELFSUP_SOURCE_DIR) + "/tests/fuzz/regressions/image/bmp-rows-past-end.bmp",
+                dir.path / "c" / "x.bmp");
   // Skipped by default (with a warning): the folder then holds no image at all.
-  msg = error_of([&] { selfsup::load_image_folder(dir.path.string()); });
-  CHECK(msg.find("none of the 1 files under") != std::string::npos);
+  msg = error_of([&] { open_and_decode({}); });
+  CHECK(msg.find("none of the 1 images under") != std::string::npos);
 }
 
 TEST_CASE("config.json: a field's JSON type and range are checked before conversion") {
