@@ -39,6 +39,15 @@ const char* kUsage =
     "method without one, its paper defaults (train --help) at width 8 / 64 and batch 64 / 512 with the\n"
     "paper's lr scaled by batch / 256.\n";
 
+void moco_demo_preset(ssl::TrainConfig& c, bool gpu) {
+  c.width = gpu ? 64 : 8;
+  c.batch = gpu ? 512 : 64;
+  c.lr = 0.06;
+  c.crop_min = 0.3;
+  c.key_momentum = 0.99;
+  c.queue_size = 16384;  // not the whole data set: each image's own key of the previous epoch would be a negative
+}
+
 // The demo's preset of each method that has one, for the cpu and the gpu preset (applied after the method's
 // paper defaults, ssl::apply_method_preset). A method adds its row here.
 struct DemoPreset {
@@ -57,23 +66,20 @@ const DemoPreset kDemoPresets[] = {
        c.crop_min = 0.3;
        c.lr = gpu ? 0.6 : 0.075;
      }},
-    // MoCo: the committed CPU runs' settings (docs/methods.md): batch 64, lr 0.06 (the paper's 0.03 at 256
-    // is too slow for a few minutes), key momentum 0.99 (0.999 barely moves the key encoder in a short run).
-    {"moco", "width 8, batch 64, lr 0.06, m 0.99, K 16384", "width 64, batch 512, lr 0.06, m 0.99, K 65536",
+    // MoCo v1 and v2: the committed CPU runs' settings (docs/methods.md: lr from one-epoch trials; m 0.99 for
+    // a short run, where 0.999 averages over a whole epoch; K spanning 256 steps as MoCo's 65536 at batch 256).
+    {"moco", "width 8, batch 64, lr 0.06, m 0.99, K 16384", "width 64, batch 512, lr 0.06, m 0.99, K 16384",
+     moco_demo_preset},
+    {"mocov2", "width 8, batch 64, lr 0.06, m 0.99, K 16384", "width 64, batch 512, lr 0.06, m 0.99, K 16384",
+     moco_demo_preset},
+    // PIRL: the committed CPU run's settings (docs/methods.md): SimCLR's demo lr and crop, 4096 bank negatives.
+    {"pirl", "width 8, batch 64, lr 0.075, 4096 negatives", "width 64, batch 512, lr 0.6, 32000 negatives",
      [](ssl::TrainConfig& c, bool gpu) {
        c.width = gpu ? 64 : 8;
        c.batch = gpu ? 512 : 64;
-       c.lr = 0.06;
-       c.key_momentum = 0.99;
-       c.queue_size = gpu ? 65536 : 16384;
-     }},
-    {"mocov2", "width 8, batch 64, lr 0.06, m 0.99, K 16384", "width 64, batch 512, lr 0.06, m 0.99, K 65536",
-     [](ssl::TrainConfig& c, bool gpu) {
-       c.width = gpu ? 64 : 8;
-       c.batch = gpu ? 512 : 64;
-       c.lr = 0.06;
-       c.key_momentum = 0.99;
-       c.queue_size = gpu ? 65536 : 16384;
+       c.lr = gpu ? 0.6 : 0.075;
+       c.crop_min = 0.3;
+       c.bank_negatives = gpu ? 32000 : 4096;
      }},
     // Context Encoder: the method preset (AdamW 1e-3, batch 64, random-block masks) at the demo's widths.
     {"context-encoder", "width 8, batch 64, AdamW lr 1e-3, block masks", "width 64, batch 256, AdamW lr 1e-3, block masks",

@@ -23,6 +23,7 @@
 #include "ssl/methods/moco.h"
 #include "ssl/methods/registry.h"
 #include "ssl/trainer/encoder_io.h"
+#include "tests/support/cli_run.h"
 #include "tests/support/kill_resume.h"
 
 using namespace selfsup;
@@ -403,4 +404,38 @@ TEST_CASE("a moco checkpoint resumes only as moco") {
   CHECK(ck.model.at("queue").sizes() == Shape{128, 16});
   CHECK(ck.model.count("key_encoder.conv1.weight") == 1);
   CHECK(ck.method.at("queue_ptr").item() == 0);  // 2 steps of 64 keys around a queue of 128
+}
+
+TEST_CASE("the CLI: MoCo's options in --help, the queue capped with a note, bad values named") {
+  const test::CliRun help = test::run_selfsup("train --help");
+  CHECK(help.code == 0);
+  for (const char* s : {"--method simclr|moco|mocov2", "--queue-size K (65536", "--key-momentum M", "(0.999)",
+                        "--shuffle-bn-shards S", "--temperature 0.07", "--lr-schedule cosine|step"})
+    CHECK_MESSAGE(help.out.find(s) != std::string::npos, s);
+  test::require_fashion_mnist();
+  const std::string dir = test::fresh_run_dir("moco", "cli");
+  const std::string base = "train --method mocov2 --data " + test::fashion_mnist_spec() +
+                           " --device cpu --limit 256 --batch 64 --width 4 --proj-hidden 32 --steps 3 --no-knn";
+  const test::CliRun ok = test::run_selfsup(base + " --out " + dir);
+  INFO(ok.out);
+  REQUIRE(ok.code == 0);
+  CHECK(ok.out.find("note: mocov2: --queue-size 65536 capped at the 256 training images") != std::string::npos);
+  const ssl::TrainConfig stored = ssl::TrainConfig::from_json(test::read_text(dir + "/config.json"), dir);
+  CHECK(stored.queue_size == 256);
+  CHECK(stored.shuffle_bn_shards == 8);
+  CHECK(stored.temperature == 0.2);
+  CHECK(stored.recipe == "mocov2");
+  CHECK(stored.lr_schedule == "cosine");
+  const std::string never = " --out " + test::fresh_run_dir("moco", "never");
+  for (const auto& [args, says] : std::vector<std::pair<std::string, std::string>>{
+           {" --shuffle-bn-shards 65", "--shuffle-bn-shards 65 is more than the batch of 64"},
+           {" --key-momentum 1", "--key-momentum must be in [0, 1), got 1"},
+           {" --lr-schedule linear", "unknown --lr-schedule 'linear' (expected cosine or step)"}}) {
+    const test::CliRun bad = test::run_selfsup(base + args + never);
+    CHECK(bad.code != 0);
+    CHECK_MESSAGE(bad.out.find(says) != std::string::npos, bad.out);
+  }
+  const test::CliRun demo = test::run_selfsup("demo --method byol");
+  CHECK(demo.code != 0);
+  CHECK(demo.out.find("demo: unknown --method 'byol' (expected " + ssl::method_list() + ")") != std::string::npos);
 }
