@@ -29,12 +29,15 @@ const char* kUsage =
     "           --knn-k K (200)  --knn-train-limit N (10000)  --no-knn\n"
     "           --stop-after N (stop after N steps with a checkpoint, as if interrupted)\n"
     "\n"
-    "pirl (Misra & van der Maaten 2019; memory bank of --proj-dim 128 rows, NCE, Jigsaw branch; --temperature\n"
-    "           defaults to the paper's 0.07):\n"
-    "           --bank-negatives K (the paper's 32000; capped at the training images minus the batch)\n"
-    "           --pirl-lambda L (weight of the Jigsaw branch's loss, 0.5)\n"
-    "           --jigsaw-size S (the Jigsaw view is resized to S x S before it is cut into 3 x 3 cells; 0 = as is)\n"
-    "           --jigsaw-tile T (tile side inside each cell; 0 = the cell's side - 1)\n";
+    "pirl (Misra & van der Maaten 2019): memory bank of --proj-dim (128) unit rows, one per training image,\n"
+    "           NCE against bank negatives, a Jigsaw branch; --temperature defaults to the paper's 0.07\n"
+    "           --bank-negatives K (the paper's 32000, capped at the training images minus the batch; the\n"
+    "           2-core CPU run uses 4096: the loss's cost grows with K)\n"
+    "           --pirl-lambda L (weight of the Jigsaw branch's loss, the paper's 0.5)\n"
+    "           --jigsaw-size S (resize the Jigsaw view to S x S before cutting it into 3 x 3 cells; default 0 =\n"
+    "           as is: on 28x28 the 8-pixel tiles learned more, and faster, than tiles of a view resized to 48)\n"
+    "           --jigsaw-tile T (tile side inside each cell; 0 = the cell's side - 1, as the paper's 64 of 85)\n"
+    "           CPU preset (models/pretrained/pirl-*): --width 8 --batch 64 --lr 0.075 --bank-negatives 4096\n";
 
 }  // namespace
 
