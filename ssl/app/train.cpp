@@ -34,6 +34,7 @@ const char* kUsage =
     "           --bank-negatives K (the paper's 32000, capped at the training images minus the batch; the\n"
     "           2-core CPU run uses 4096: the loss's cost grows with K)\n"
     "           --pirl-lambda L (weight of the Jigsaw branch's loss, the paper's 0.5)\n"
+    "           --bank-momentum M (bank update m <- normalise(M m + (1 - M) f), the paper's 0.5)\n"
     "           --jigsaw-size S (resize the Jigsaw view to S x S before cutting it into 3 x 3 cells; default 0 =\n"
     "           as is: on 28x28 the 8-pixel tiles learned more, and faster, than tiles of a view resized to 48)\n"
     "           --jigsaw-tile T (tile side inside each cell; 0 = the cell's side - 1, as the paper's 64 of 85)\n"
@@ -69,6 +70,7 @@ int cmd_train(const std::vector<std::string>& argv) {
   c.temperature = a.number("temperature", c.temperature);
   c.bank_negatives = a.integer("bank-negatives", c.bank_negatives);
   c.pirl_lambda = a.number("pirl-lambda", c.pirl_lambda);
+  c.bank_momentum = a.number("bank-momentum", c.bank_momentum);
   c.jigsaw_size = a.integer("jigsaw-size", c.jigsaw_size);
   c.jigsaw_tile = a.integer("jigsaw-tile", c.jigsaw_tile);
   c.optimizer = a.str("optimizer", c.optimizer);

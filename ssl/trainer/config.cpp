@@ -13,7 +13,7 @@ namespace selfsup::ssl {
   X(recipe) X(crop_min) X(temperature) X(optimizer) X(lr) X(weight_decay) X(momentum) X(warmup_fraction)     \
   X(batch) X(epochs) X(minutes) X(steps) X(total_steps) X(device) X(seed) X(threads) X(out) X(log_every)     \
   X(checkpoint_minutes) X(checkpoint_every) X(knn_k) X(knn_train_limit) X(knn_test_limit) X(knn_every_epoch)  \
-  X(dataset_size) X(bank_negatives) X(pirl_lambda) X(jigsaw_size) X(jigsaw_tile)
+  X(dataset_size) X(bank_negatives) X(pirl_lambda) X(bank_momentum) X(jigsaw_size) X(jigsaw_tile)
 
 std::string TrainConfig::to_json() const {
   nlohmann::ordered_json j;

@@ -33,6 +33,7 @@ struct TrainConfig {
   // PIRL (ssl/methods/pirl.h)
   int64_t bank_negatives = 32000;  // memory-bank rows drawn as negatives per step (capped: dataset_size - batch)
   double pirl_lambda = 0.5;        // weight of the Jigsaw branch's loss
+  double bank_momentum = 0.5;      // m_i <- normalise(bank_momentum m_i + (1 - bank_momentum) f_i)
   int64_t jigsaw_size = 0;         // the Jigsaw view is resized to this size before it is cut (0 = as is)
   int64_t jigsaw_tile = 0;         // tile side in each cell of the Jigsaw view (0 = the cell's side - 1)
   // length: exactly one of epochs / minutes / steps decides total_steps (minutes: after timing a few steps)

@@ -355,11 +355,27 @@ TEST_CASE("pirl options: the bank has a row per training image, negatives are ca
   CHECK(o.negatives == 936);  // 32000 capped at the rows outside the batch
   CHECK(o.dim == 128);
   c.bank_negatives = 500;
+  c.bank_momentum = 0.25;
   CHECK(ssl::pirl_options(c).negatives == 500);
+  CHECK(ssl::pirl_options(c).bank_momentum == 0.25);
+  // Another update weight than the paper's 0.5: normalise(0.25 m + 0.75 f), in float64 here.
+  std::mt19937_64 rng(8);
+  Rows m = random_rows(3, 5, rng), f = random_rows(3, 5, rng);
+  for (auto& row : m) row = unit(row);
+  const Rows got = to_rows(ssl::bank_update_rows(to_tensor(m), to_tensor(f), 0.25));
+  for (size_t i = 0; i < m.size(); ++i) {
+    std::vector<double> want(5);
+    for (size_t j = 0; j < 5; ++j) want[j] = 0.25 * m[i][j] + 0.75 * f[i][j];
+    want = unit(want);
+    for (size_t j = 0; j < 5; ++j) CHECK(got[i][j] == doctest::Approx(want[j]).epsilon(1e-12));
+  }
   CHECK(ssl::make_method(c)->method_name() == "pirl");
   PIRLOptions bad = small_options();
   bad.lambda = 1.5;
   CHECK_THROWS_WITH_AS(PIRL{bad}, doctest::Contains("--pirl-lambda"), Error);
+  PIRLOptions bad_m = small_options();
+  bad_m.bank_momentum = 1.0;
+  CHECK_THROWS_WITH_AS(PIRL{bad_m}, doctest::Contains("--bank-momentum"), Error);
   PIRLOptions big_tile = small_options();
   big_tile.tile = 10;
   PIRL p(big_tile);
