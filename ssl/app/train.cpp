@@ -45,12 +45,16 @@ const char* kUsage =
     "           Scaled for a 2-core CPU (models/pretrained/fmnist-cpu-w8-b64-moco*-e12, docs/methods.md): --width 8\n"
     "           instead of ResNet-50, --batch 64, --lr 0.06, --key-momentum 0.99, --queue-size 16384, --crop-min\n"
     "           0.3, 12 epochs instead of 200\n"
-    "pirl:      Misra & van der Maaten 2019: memory bank of --proj-dim 128 rows, NCE, Jigsaw branch (preset:\n"
-    "           --temperature 0.07, the paper's)\n"
-    "           --bank-negatives K (the paper's 32000; capped at the training images minus the batch)\n"
-    "           --pirl-lambda L (weight of the Jigsaw branch's loss, 0.5)\n"
-    "           --jigsaw-size S (the Jigsaw view is resized to S x S before it is cut into 3 x 3 cells; 0 = as is)\n"
-    "           --jigsaw-tile T (tile side inside each cell; 0 = the cell's side - 1 for pirl)\n"
+    "pirl:      Misra & van der Maaten 2019: memory bank of --proj-dim (128) unit rows, one per training image,\n"
+    "           NCE against bank negatives, a Jigsaw branch (preset: --temperature 0.07, the paper's)\n"
+    "           --bank-negatives K (the paper's 32000, capped at the training images minus the batch; the\n"
+    "           2-core CPU run uses 4096: the loss's cost grows with K)\n"
+    "           --pirl-lambda L (weight of the Jigsaw branch's loss, the paper's 0.5)\n"
+    "           --bank-momentum M (bank update m <- normalise(M m + (1 - M) f), the paper's 0.5)\n"
+    "           --jigsaw-size S (resize the Jigsaw view to S x S before cutting it into 3 x 3 cells; default 0 =\n"
+    "           as is: on 28x28 the 8-pixel tiles learned more, and faster, than tiles of a view resized to 48)\n"
+    "           --jigsaw-tile T (tile side inside each cell; 0 = the cell's side - 1, as the paper's 64 of 85)\n"
+    "           CPU preset (models/pretrained/pirl-*): --width 8 --batch 64 --lr 0.075 --bank-negatives 4096\n"
     "rotnet:    each image in its 4 rotations, a 4-way classifier on the pooled features (preset: paper's\n"
     "           batch 128, lr 0.1)\n"
     "jigsaw:    --permutations P (100, the most the table holds)  --jigsaw-tile T (tile side; default\n"
@@ -105,6 +109,7 @@ int cmd_train(const std::vector<std::string>& argv) {
   c.shuffle_bn_shards = a.integer("shuffle-bn-shards", c.shuffle_bn_shards);
   c.bank_negatives = a.integer("bank-negatives", c.bank_negatives);
   c.pirl_lambda = a.number("pirl-lambda", c.pirl_lambda);
+  c.bank_momentum = a.number("bank-momentum", c.bank_momentum);
   c.jigsaw_size = a.integer("jigsaw-size", c.jigsaw_size);
   c.jigsaw_tile = a.integer("jigsaw-tile", c.jigsaw_tile);
   c.permutations = a.integer("permutations", c.permutations);

@@ -29,6 +29,7 @@ PIRLOptions pirl_options(const TrainConfig& c) {
   // the batch's own.
   o.negatives = std::min(c.bank_negatives, c.dataset_size - c.batch);
   o.lambda = c.pirl_lambda;
+  o.bank_momentum = c.bank_momentum;
   o.temperature = c.temperature;
   o.jigsaw_size = c.jigsaw_size;
   o.tile = c.jigsaw_tile;
@@ -41,6 +42,8 @@ PIRL::PIRL(const PIRLOptions& opt) : opt_(opt) {
   SELFSUP_CHECK(opt.dim >= 1 && opt.negatives >= 1, "pirl: --proj-dim and --bank-negatives must be >= 1, got ",
                 opt.dim, " and ", opt.negatives);
   SELFSUP_CHECK(opt.lambda >= 0 && opt.lambda <= 1, "pirl: --pirl-lambda must be in [0, 1], got ", opt.lambda);
+  SELFSUP_CHECK(opt.bank_momentum >= 0 && opt.bank_momentum < 1, "pirl: --bank-momentum must be in [0, 1), got ",
+                opt.bank_momentum);
   SELFSUP_CHECK(opt.temperature > 0, "pirl: --temperature must be positive, got ", opt.temperature);
   SELFSUP_CHECK(opt.jigsaw_size == 0 || opt.jigsaw_size >= 3, "pirl: --jigsaw-size must be 0 (no resize) or >= 3, got ",
                 opt.jigsaw_size);

@@ -13,7 +13,7 @@ namespace selfsup::ssl {
   X(recipe) X(crop_min) X(mask) X(adv_weight) X(temperature) X(optimizer) X(lr) X(weight_decay) X(momentum) X(warmup_fraction)     \
   X(batch) X(epochs) X(minutes) X(steps) X(total_steps) X(device) X(seed) X(threads) X(out) X(log_every)     \
   X(checkpoint_minutes) X(checkpoint_every) X(knn_k) X(knn_train_limit) X(knn_test_limit) X(knn_every_epoch) \
-  X(queue_size) X(key_momentum) X(shuffle_bn_shards) X(lr_schedule) X(dataset_size) X(bank_negatives) X(pirl_lambda) \
+  X(queue_size) X(key_momentum) X(shuffle_bn_shards) X(lr_schedule) X(dataset_size) X(bank_negatives) X(pirl_lambda) X(bank_momentum) \
   X(jigsaw_size) X(jigsaw_tile) X(permutations) X(sync_bn) X(strict)
 
 std::string TrainConfig::to_json() const {

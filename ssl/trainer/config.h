@@ -43,6 +43,7 @@ struct TrainConfig {
   // PIRL (ssl/methods/pirl.h)
   int64_t bank_negatives = 32000;  // memory-bank rows drawn as negatives per step (capped: dataset_size - batch)
   double pirl_lambda = 0.5;        // weight of the Jigsaw branch's loss
+  double bank_momentum = 0.5;      // m_i <- normalise(bank_momentum m_i + (1 - bank_momentum) f_i)
   int64_t jigsaw_size = 0;         // the Jigsaw view is resized to this size before it is cut (0 = as is)
   int64_t jigsaw_tile = 0;         // tile side in each 3x3 cell (0 = the method's own: pirl the cell's side - 1,
                                    // jigsaw floor(cell * 64 / 75), the paper's ratio)
