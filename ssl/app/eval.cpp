@@ -29,7 +29,7 @@ const char* kEvalUsage =
     "knn:    cosine kNN with temperature-weighted votes (InstDisc).  --k (200) --temperature (0.07)\n"
     "both:   --data SPEC (default: the data the checkpoint was trained on)  --train-limit N  --test-limit N\n"
     "        --threads N  --features layer4|layer3 (the trunk stage that is pooled; default layer4, the\n"
-    "        encoder's output; the pretext-task papers probe intermediate stages, see docs/methods-pretext.md)\n"
+    "        encoder's output; the pretext-task papers probe intermediate stages, see docs/methods.md)\n"
     "        --weights FILE instead of --checkpoint: torchvision-named weights, described as for `selfsup embed`\n"
     "        --label-fraction F (1): semi-supervised evaluation with only a class-balanced fraction F of the\n"
     "        training labels (0.01 and 0.1 are the literature's 1% / 10%), drawn from the first --train-limit\n"

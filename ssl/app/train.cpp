@@ -61,7 +61,7 @@ const char* kUsage =
     "           floor(cell * 64 / 75)); 3x3 tiles of the --image-size view, the trunk per tile, MLP of\n"
     "           --proj-hidden units over the 9 features (preset: paper's batch 256, lr 0.01). Fashion-MNIST:\n"
     "           the native 28x28 (cells of 9, tiles of 7) probed better than --image-size 64 (tiles of 17)\n"
-    "           (2 CPU cores: the committed pretext runs used batch 64, lr 0.1; docs/methods-pretext.md)\n"
+    "           (2 CPU cores: the committed pretext runs used batch 64, lr 0.1; docs/methods.md)\n"
     "context-encoder: Pathak et al. 2016 (preset: --optimizer adamw --lr 1e-3 --weight-decay 0 --batch 64;\n"
     "           the paper's Adam 2e-4 is for far longer runs)  --mask blocks|center (blocks: random\n"
     "           quarter-side squares, the default; center: the central half-side square; either hides 1/4 of\n"
