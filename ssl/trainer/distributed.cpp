@@ -10,6 +10,17 @@ DistributedTraining::DistributedTraining(const TrainConfig& cfg) : comm_(dist::w
   SELFSUP_CHECK(cfg.batch % w == 0, "train: --batch ", cfg.batch, " is the global batch and must be a multiple of the ",
                 w, " ranks of this ", comm_.launcher(), " job (for example --batch ",
                 lower > 0 ? str_cat(lower, " or ") : std::string(), lower + w, ")");
+  // State a rank updates from its own shard alone would drift apart across ranks and no longer be the
+  // one-process run: MoCo's key queue (and its shuffling BN, which must shuffle across ranks), PIRL's memory
+  // bank, Context Encoder's discriminator with its own optimizer. Until those are distributed, refuse.
+  const bool local_state = cfg.method == "moco" || cfg.method == "mocov2" || cfg.method == "pirl" ||
+                           cfg.method == "context-encoder";
+  SELFSUP_CHECK(w == 1 || !local_state, "train: --method ", cfg.method, " does not run data-parallel yet (its ",
+                cfg.method == "pirl"              ? "memory bank"
+                : cfg.method == "context-encoder" ? "discriminator and its optimizer"
+                                                  : "key queue and shuffling BN",
+                " would be updated by each rank from its own shard); run it in one process, or use simclr, rotnet "
+                "or jigsaw with ", comm_.launcher());
 }
 
 Device DistributedTraining::device(Device configured) const {

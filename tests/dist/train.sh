@@ -6,6 +6,8 @@
 #  3. A checkpoint of the 2-rank run resumes in one process (another world size is supported) and its
 #     next step's loss matches the one-process run's second step.
 #  4. At an epoch's end rank 0 runs the kNN monitor alone while rank 1 waits (at a barrier), and the run goes on.
+#  5. A method whose state each rank would update from its own shard (MoCo's queue, PIRL's bank, Context
+#     Encoder's discriminator) is refused with a message, not run wrongly.
 # Float32: the losses agree to 1e-5 relative (measured: 6e-8 at step 1, 1.6e-6 at step 2 after an SGD step
 # at lr 0.3 on gradients that agree to ~1e-6).
 dir=$(dirname "$0")
@@ -42,4 +44,10 @@ sh "$dir/mpirun.sh" 2 "$selfsup" train --limit 64 --batch 32 --steps 3 --width 4
   --out "$tmp/knn" >"$tmp/knn.log" 2>&1 || { echo "FAIL: the 2-rank run with the kNN monitor failed"; cat "$tmp/knn.log"; status=1; }
 [ "$(grep -c '"type": "epoch"' "$tmp/knn/metrics.jsonl" 2>/dev/null)" -eq 2 ] ||
   { echo "FAIL: the 2-rank run with the kNN monitor logged no epoch line per epoch"; status=1; }
+for m in moco pirl context-encoder; do
+  sh "$dir/mpirun.sh" 2 "$selfsup" train --method $m --limit 64 --batch 32 --steps 1 --width 4 --no-knn --threads 1 \
+    --out "$tmp/refused-$m" >"$tmp/refused-$m.log" 2>&1 && { echo "FAIL: --method $m ran data-parallel"; status=1; }
+  grep -q "method $m does not run data-parallel yet" "$tmp/refused-$m.log" ||
+    { echo "FAIL: --method $m under mpirun: no clear refusal"; cat "$tmp/refused-$m.log"; status=1; }
+done
 exit $status
