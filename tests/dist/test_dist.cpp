@@ -238,6 +238,7 @@ TEST_CASE("one SimCLR step with global batch B on N ranks: the loss and every gr
     CAPTURE(dt_name);
     Pair p = make_pair(dt);
     const auto [ref_loss, dp_loss] = forward_backward(p, 8, 0, dt);
+    double exact_loss = 0;   // the float64 one-process loss of the same weights and views
     nn::NamedTensors exact;  // the float64 one-process gradients of the same (float32-rounded) weights and views
     if (dt == DType::f32) {
       auto m = std::make_shared<ssl::SimCLR>(tiny_simclr());
@@ -245,10 +246,16 @@ TEST_CASE("one SimCLR step with global batch B on N ranks: the loss and every gr
       m->set_communicator(dist::Communicator::single_process());
       GlobalBatch g = global_batch(8, 0, dt);
       for (Tensor& v : g.views) v = v.to(DType::f64);
-      m->training_step({g.views, g.indices, 0, 1.0}).loss.backward();
+      Tensor loss64 = m->training_step({g.views, g.indices, 0, 1.0}).loss;
+      exact_loss = loss64.item();
+      loss64.backward();
       exact = m->named_parameters();
     }
-    CHECK(std::abs(dp_loss - ref_loss) <= tol(dt) * std::abs(ref_loss));
+    // The loss as the gradients: within tol, or no further than twice the one-process float32 loss's own
+    // distance from float64 (measured in the -O1 sanitizer build: 1.5e-6 relative, its own error 1.1e-6).
+    const double loss_allowed = dt == DType::f64 ? tol(dt) * std::abs(ref_loss)
+                                                 : std::max(tol(dt) * std::abs(ref_loss), 2 * std::abs(ref_loss - exact_loss));
+    CHECK(std::abs(dp_loss - ref_loss) <= loss_allowed);
     const nn::NamedTensors rp = p.ref->named_parameters(), dpp = p.dp->named_parameters();
     REQUIRE(rp.size() == dpp.size());
     double worst = 0, worst_allowed = 0, diff_all = 0, scale_all = 0, own_all = 0;

@@ -413,39 +413,39 @@ TEST_CASE("a short PIRL run on Fashion-MNIST: the loss falls, the bank moves, th
   test::require_fashion_mnist();
   const std::string dir = test::fresh_run_dir("pirl", "short");
   ssl::TrainConfig c = tiny_pirl(dir);
-  c.limit = 1024;
-  c.epochs = 10;
+  c.limit = 2048;
+  c.epochs = 40;
   c.lr = 0.075;
   const ssl::TrainSummary s = ssl::train(c, {"", 0, true});
-  CHECK(s.steps == 160);
+  CHECK(s.steps == 1280);
   // Epoch means of the logged loss: the first epoch scores against a random bank, later ones against it as
   // the EMA of f has filled it.
-  std::vector<double> epoch_loss(10, 0.0);
+  std::vector<double> epoch_loss(40, 0.0);
   std::ifstream metrics(dir + "/metrics.jsonl");
   for (std::string line; std::getline(metrics, line);) {
     const nlohmann::json j = nlohmann::json::parse(line);
-    if (j.value("type", "") == "step") epoch_loss[(j.at("step").get<int64_t>() - 1) / 16] += j.at("loss").get<double>() / 16;
+    if (j.value("type", "") == "step") epoch_loss[(j.at("step").get<int64_t>() - 1) / 32] += j.at("loss").get<double>() / 32;
   }
   MESSAGE("epoch mean losses: first " << epoch_loss.front() << ", last " << epoch_loss.back());
   CHECK(epoch_loss.back() < epoch_loss.front() - 1.0);
   // Every row was written (each image is visited every epoch) and is still a unit vector; on average it has
-  // left its random start (after 10 halvings the start's own share is 0.1%).
+  // left its random start (after 40 halvings its share is nothing).
   const Checkpoint ck = load_checkpoint(dir);
   PIRL fresh(ssl::pirl_options([&] {
     ssl::TrainConfig cc = c;
-    cc.dataset_size = 1024;
+    cc.dataset_size = 2048;
     return cc;
   }()));
   const Rows trained = to_rows(ck.model.at("bank")), init = to_rows(fresh.bank());
-  REQUIRE(trained.size() == 1024);
+  REQUIRE(trained.size() == 2048);
   int64_t moved = 0;
   double mean_cos = 0;
   for (size_t i = 0; i < trained.size(); ++i) {
     moved += trained[i] != init[i];
     CHECK(dot(trained[i], trained[i]) == doctest::Approx(1.0).epsilon(1e-5));
-    mean_cos += dot(trained[i], init[i]) / 1024.0;
+    mean_cos += dot(trained[i], init[i]) / 2048.0;
   }
-  CHECK(moved == 1024);
+  CHECK(moved == 2048);
   MESSAGE("mean cosine of the trained bank rows with their random start: " << mean_cos);
   CHECK(mean_cos < 0.2);
   // The probe against a random encoder of the same architecture and seed.
@@ -454,7 +454,10 @@ TEST_CASE("a short PIRL run on Fashion-MNIST: the loss falls, the bank moves, th
   models::ResNet random_encoder(ssl::encoder_options(c));
   const double trained_top1 = probe(*le.encoder, train, test), random_top1 = probe(random_encoder, train, test);
   MESSAGE("linear probe: PIRL " << trained_top1 << ", random encoder " << random_top1);
-  CHECK(trained_top1 > random_top1 + 0.01);
+  // 40 epochs of 2048 images: a bank refreshed once per epoch needs epochs to carry signal. At 10 epochs of
+  // 1024 the margin was 5 points in the Release build and negative in the -O1 sanitizer build (53.1% vs
+  // 54.3%); here it is 15 points (68.6% vs 53.3%).
+  CHECK(trained_top1 > random_top1 + 0.05);
 }
 
 TEST_CASE("PIRL killed with SIGKILL at random steps resumes bit-identical, memory bank included") {
