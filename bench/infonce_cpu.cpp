@@ -3,6 +3,8 @@
 // resident memory of one selfsup step at large N, which stays O(N D) because no (2N, 2N) matrix exists
 // (PyTorch's expression would need 4 (2N)^2 bytes for the similarity matrix alone, and as much again for
 // its gradient).
+// --moco K: MoCo's InfoNCE instead, B queries against their B keys and a queue of K keys (the gradient
+// reaches the queries only), next to MoCo's own expression (l_pos, q @ queue.T, cat, cross_entropy).
 #include <omp.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
@@ -19,6 +21,7 @@
 #include "bench/harness.h"
 #include "engine/core/tensor.h"
 #include "engine/ops/contrastive.h"
+#include "engine/ops/ops.h"
 
 using namespace selfsup;
 
@@ -35,6 +38,23 @@ double step_ms(int64_t rows, int runs, double* loss_out) {
       [&] {
         z.set_grad(Tensor());
         ContrastiveResult r = nt_xent(z, kTau);
+        r.loss.backward();
+        *loss_out = r.loss.item();
+      },
+      1, runs);
+}
+
+// MoCo: q (B, D) with gradient, k (B, D) and queue (K, D) constant, as ssl/methods/moco.cpp calls it.
+double moco_step_ms(int64_t batch, int64_t queue_size, int runs, double* loss_out) {
+  Generator g(0, 0);
+  Tensor q = Tensor::randn({batch, kDim}, DType::f32, &g);
+  Tensor k = normalize(Tensor::randn({batch, kDim}, DType::f32, &g), 1);
+  Tensor queue = normalize(Tensor::randn({queue_size, kDim}, DType::f32, &g), 1);
+  q.set_requires_grad(true);
+  return bench::median_ms(
+      [&] {
+        q.set_grad(Tensor());
+        ContrastiveResult r = info_nce(normalize(q, 1), k, queue, kTau);
         r.loss.backward();
         *loss_out = r.loss.item();
       },
@@ -58,10 +78,39 @@ double child_peak_rss_mib(int64_t rows) {
 
 void usage() {
   std::printf(
-      "usage: bench_infonce_cpu [--quick] [--runs N] [--no-peer] [--rss-rows R]\n"
+      "usage: bench_infonce_cpu [--quick] [--runs N] [--no-peer] [--rss-rows R] [--moco K]\n"
       "  NT-Xent (D=128, tau=0.2) forward+backward on 2 threads: selfsup vs PyTorch, then the peak memory of\n"
       "  one selfsup step at --rss-rows rows (default 65536).\n"
-      "  --quick     smaller sizes\n");
+      "  --quick     smaller sizes\n"
+      "  --moco K    MoCo's InfoNCE instead: batches 64 and 256 (--quick: 64) against a queue of K keys\n");
+}
+
+int run_moco(int64_t queue_size, bool quick, int runs, bool peer) {
+  const std::vector<int64_t> batches = quick ? std::vector<int64_t>{64} : std::vector<int64_t>{64, 256};
+  std::string args = "--runs=" + std::to_string(runs) + " --moco=" + std::to_string(queue_size);
+  for (int64_t b : batches) args += " " + std::to_string(b);
+  std::map<int64_t, std::pair<double, double>> peer_ms;
+  if (peer)
+    for (const std::string& line : bench::run_peer(bench::peer_script("torch_infonce.py"), args))
+      peer_ms[static_cast<int64_t>(bench::json_number(line, "rows"))] = {bench::json_number(line, "ms"),
+                                                                        bench::json_number(line, "loss")};
+  std::printf("MoCo InfoNCE forward+backward, D=%ld, tau=%.2f, queue K=%ld, float32, 2 threads\n", long(kDim), kTau,
+              long(queue_size));
+  std::printf("(each side draws its own random q, k and queue, so the losses agree only statistically)\n");
+  std::printf("%-10s %14s %14s %8s %12s %12s\n", "batch", "selfsup ms", "PyTorch ms", "ratio", "loss",
+              "torch loss");
+  for (int64_t b : batches) {
+    double loss = 0;
+    const double ms = moco_step_ms(b, queue_size, runs, &loss);
+    auto it = peer_ms.find(b);
+    if (it != peer_ms.end())
+      std::printf("%-10ld %14.2f %14.2f %7.2fx %12.5f %12.5f\n", long(b), ms, it->second.first,
+                  it->second.first / ms, loss, it->second.second);
+    else
+      std::printf("%-10ld %14.2f %14s %8s %12.5f\n", long(b), ms, "-", "-", loss);
+  }
+  if (peer && peer_ms.empty()) std::printf("peer: PyTorch not available\n");
+  return 0;
 }
 
 }  // namespace
@@ -70,7 +119,7 @@ int main(int argc, char** argv) {
   omp_set_num_threads(2);
   bool quick = false, peer = true;
   int runs = 5;
-  int64_t rss_rows = 65536;
+  int64_t rss_rows = 65536, moco_queue = 0;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--help" || a == "-h") {
@@ -86,6 +135,12 @@ int main(int argc, char** argv) {
       double loss;
       step_ms(std::atoll(argv[++i]), 1, &loss);
       return 0;
+    } else if (a == "--moco" && i + 1 < argc) {
+      moco_queue = std::atoll(argv[++i]);
+      if (moco_queue < 1) {
+        std::fprintf(stderr, "bench_infonce_cpu: --moco needs a queue size >= 1\n");
+        return 2;
+      }
     } else if (a == "--rss-rows" && i + 1 < argc) {
       rss_rows = std::atoll(argv[++i]);
     } else {
@@ -97,6 +152,7 @@ int main(int argc, char** argv) {
   setenv("OMP_NUM_THREADS", "2", 1);
   omp_set_num_threads(2);
   setvbuf(stdout, nullptr, _IOLBF, 0);
+  if (moco_queue > 0) return run_moco(moco_queue, quick, runs, peer);
   std::vector<int64_t> sizes = quick ? std::vector<int64_t>{1024, 4096} : std::vector<int64_t>{2048, 8192};
   if (quick) rss_rows = std::min<int64_t>(rss_rows, 16384);
   std::string args = "--runs=" + std::to_string(runs);

@@ -1,6 +1,7 @@
 // Streaming InfoNCE against the dense float64 formula (explicit logit matrix), across several tiles;
 // EMA and the key queue.
 #include <doctest/doctest.h>
+#include <omp.h>
 
 #include <algorithm>
 #include <cmath>
@@ -92,6 +93,58 @@ TEST_CASE("info_nce with a queue wider than one column tile, gradient to q and k
   Tensor k2 = leaf({n, D}, 3);
   info_nce(q, k2, queue, 0.2).loss.backward();
   CHECK(!k2.grad().defined());
+}
+
+// Fewer row blocks (128 rows each) than threads: the kernels split the columns among the threads and merge
+// partial log-sum-exps, argmaxes and dq in thread order (kernels/cpu/infonce.cpp). The thread count is set
+// here so the split runs whatever the machine has: 2 and 3 threads over 64 rows (one row block, MoCo's
+// shape) and 3 threads over 200 rows (two row blocks per chunk), 1600 queue keys in 4 column blocks. A wrong
+// merge (a chunk's sum not rescaled to the common max, a positive read from the wrong chunk, a dq partial
+// dropped) is off by far more than the 1e-12 rounding of float64.
+TEST_CASE("info_nce split over columns when rows are fewer than threads matches the dense formula") {
+  const int saved = omp_get_max_threads();
+  const int64_t K = 1600, D = 8;
+  for (auto [n, threads] : {std::pair<int64_t, int>{64, 2}, {64, 3}, {200, 3}}) {
+    CAPTURE(n);
+    CAPTURE(threads);
+    omp_set_num_threads(threads);
+    Tensor q = leaf({n, D}, 12), k = leaf({n, D}, 13);
+    Generator g(14, 0);
+    Tensor queue = Tensor::randn({K, D}, DType::f64, &g);
+    ContrastiveResult r = info_nce(q, k, queue, 0.1, /*grad_to_k=*/true);
+    r.loss.backward();
+    Tensor gq = q.grad(), gk = k.grad();
+    q.set_grad(Tensor());
+    k.set_grad(Tensor());
+    omp_set_num_threads(saved);
+    std::vector<int64_t> pos(static_cast<size_t>(n));
+    std::vector<double> mask(static_cast<size_t>(n * (n + K)), 1.0);
+    for (int64_t i = 0; i < n; ++i) {
+      pos[i] = i;
+      for (int64_t j = 0; j < n; ++j)
+        if (j != i) mask[i * (n + K) + j] = 0.0;
+    }
+    Tensor cols = cat({k, queue}, 0);
+    Tensor ref = dense_loss(q, cols, gt(Tensor::from_vector(mask, {n, n + K}), 0.5), pos, 0.1);
+    ref.backward();
+    CHECK(r.loss.item() == doctest::Approx(ref.item()).epsilon(1e-12));
+    CloseResult cq = allclose(gq, q.grad(), 1e-12, 1e-9), ck = allclose(gk, k.grad(), 1e-12, 1e-9);
+    INFO(cq.message, " ", ck.message);
+    CHECK(cq.ok);
+    CHECK(ck.ok);
+    // Accuracy: the dense argmax over the valid columns, counted by hand.
+    std::vector<double> s = matmul(q, cols.t()).detach().to_vector();
+    int64_t right = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      int64_t best = -1;
+      for (int64_t j = 0; j < n + K; ++j)
+        if (mask[i * (n + K) + j] > 0 && (best < 0 || s[i * (n + K) + j] > s[i * (n + K) + best])) best = j;
+      right += best == i;
+    }
+    CHECK(r.accuracy == doctest::Approx(static_cast<double>(right) / static_cast<double>(n)).epsilon(1e-15));
+    q.set_grad(Tensor());
+    k.set_grad(Tensor());
+  }
 }
 
 namespace {
