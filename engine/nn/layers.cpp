@@ -80,8 +80,38 @@ Tensor BatchNorm::forward(const Tensor& x) {
   // Running stats are read in eval, written in training; without tracking they are not passed at all.
   Tensor rm = opt_.track_running_stats ? running_mean : Tensor();
   Tensor rv = opt_.track_running_stats ? running_var : Tensor();
+  if (groups_ > 1 && use_batch_stats) return forward_grouped(x, rm, rv, momentum);
   if (sync_ && use_batch_stats) return dist::sync_batch_norm(x, rm, rv, weight, bias, momentum, opt_.eps, *sync_);
   return batch_norm(x, rm, rv, weight, bias, use_batch_stats, momentum, opt_.eps);
+}
+
+void BatchNorm::set_sample_groups(int64_t groups) {
+  SELFSUP_CHECK(groups >= 1, type_name(), ": sample groups must be >= 1, got ", groups);
+  SELFSUP_CHECK(groups == 1 || !sync_, type_name(), ": per-group statistics and SyncBN exclude each other");
+  groups_ = groups;
+}
+
+Tensor BatchNorm::forward_grouped(const Tensor& x, const Tensor& rm, const Tensor& rv, double momentum) {
+  const int64_t N = x.size(0), G = groups_;
+  SELFSUP_CHECK(N % G == 0, type_name(), ": a batch of ", N, " does not split into ", G, " sample groups");
+  // (N, C, ...) = (N / G, G, C, ...) in memory: group g's channel c is channel g C + c of (N / G, G C, ...).
+  Shape grouped = x.sizes();
+  grouped[0] = N / G;
+  grouped[1] = G * c_;
+  const auto tiled = [G](const Tensor& t) { return t.defined() ? cat(std::vector<Tensor>(G, t), 0) : Tensor(); };
+  Tensor rm_g, rv_g;
+  if (rm.defined()) {
+    NoGradGuard ng;
+    rm_g = tiled(rm);
+    rv_g = tiled(rv);
+  }
+  Tensor y = batch_norm(x.contiguous().reshape(grouped), rm_g, rv_g, tiled(weight), tiled(bias), true, momentum, opt_.eps);
+  if (rm.defined()) {  // each group moved its copy by momentum; their mean is the update by the mean statistic
+    NoGradGuard ng;
+    running_mean.copy_(mean(rm_g.reshape({G, c_}), {0}));
+    running_var.copy_(mean(rv_g.reshape({G, c_}), {0}));
+  }
+  return y.reshape(x.sizes());
 }
 
 // ---------------------------------------------------------------- pooling

@@ -82,10 +82,18 @@ class BatchNorm : public Module {
   // process's batch only. dist::convert_sync_batch_norm sets it on every BatchNorm of a model.
   void set_sync(dist::Communicator* comm) { sync_ = comm; }
   dist::Communicator* sync() const { return sync_; }
+  // Training batch statistics per group of samples instead of over the whole batch (MoCo's shuffling BN
+  // in one process, ssl/methods/moco.cpp): sample i belongs to group i mod G, so an (N, C, ...) input is
+  // viewed without a copy as (N / G, G C, ...) and normalised as G C channels. The running statistics move
+  // by the mean of the groups' statistics. 1 = off; N must be a multiple of G.
+  void set_sample_groups(int64_t groups);
+  int64_t sample_groups() const { return groups_; }
   Tensor weight, bias, running_mean, running_var, num_batches_tracked;
 
  private:
+  Tensor forward_grouped(const Tensor& x, const Tensor& rm, const Tensor& rv, double momentum);
   dist::Communicator* sync_ = nullptr;
+  int64_t groups_ = 1;
   int64_t c_;
   int spatial_dims_;
   BatchNormOptions opt_;

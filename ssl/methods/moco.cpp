@@ -29,12 +29,39 @@ ContrastiveResult moco_info_nce(const Tensor& q, const Tensor& k, const Tensor& 
   return info_nce(normalize(q, 1), normalize(k.detach(), 1), queue, temperature, /*grad_to_k=*/false);
 }
 
-Tensor shuffled_shard_forward(const std::function<Tensor(const Tensor&)>& net, const Tensor& x,
-                              const std::vector<int64_t>& perm, int64_t shards) {
+namespace {
+
+// Sets every BatchNorm under `modules` to per-group statistics for its lifetime, and back to 1 after (also
+// when net throws).
+class SampleGroupsGuard {
+ public:
+  SampleGroupsGuard(const std::vector<nn::Module*>& modules, int64_t groups) {
+    for (nn::Module* root : modules)
+      for (auto& [name, m] : root->named_modules())
+        if (auto* bn = dynamic_cast<nn::BatchNorm*>(m)) {
+          bn->set_sample_groups(groups);
+          bns_.push_back(bn);
+        }
+  }
+  ~SampleGroupsGuard() {
+    for (nn::BatchNorm* bn : bns_) bn->set_sample_groups(1);
+  }
+  SampleGroupsGuard(const SampleGroupsGuard&) = delete;
+  SampleGroupsGuard& operator=(const SampleGroupsGuard&) = delete;
+
+ private:
+  std::vector<nn::BatchNorm*> bns_;
+};
+
+}  // namespace
+
+Tensor shuffled_shard_forward(const std::vector<nn::Module*>& modules, const std::function<Tensor(const Tensor&)>& net,
+                              const Tensor& x, const std::vector<int64_t>& perm, int64_t shards) {
   const int64_t B = x.size(0);
   SELFSUP_CHECK(static_cast<int64_t>(perm.size()) == B, "shuffled_shard_forward: permutation of ", perm.size(),
                 " rows for a batch of ", B);
-  SELFSUP_CHECK(shards >= 1 && shards <= B, "shuffled_shard_forward: ", shards, " shards for a batch of ", B);
+  SELFSUP_CHECK(shards >= 1 && shards <= B && B % shards == 0, "shuffled_shard_forward: ", shards,
+                " shards do not divide a batch of ", B);
   std::vector<int64_t> inverse(static_cast<size_t>(B), -1);
   for (int64_t j = 0; j < B; ++j) {
     SELFSUP_CHECK(perm[j] >= 0 && perm[j] < B && inverse[perm[j]] < 0, "shuffled_shard_forward: not a permutation");
@@ -42,10 +69,13 @@ Tensor shuffled_shard_forward(const std::function<Tensor(const Tensor&)>& net, c
   }
   if (shards == 1) return net(x);
   Tensor shuffled = index_select(x, 0, index_on(perm, x.device()));  // row j = x[perm[j]]
-  std::vector<Tensor> outs;
-  for (const Tensor& shard : chunk(shuffled, shards, 0)) outs.push_back(net(shard.contiguous()));
+  Tensor y;
+  {
+    SampleGroupsGuard guard(modules, shards);
+    y = net(shuffled);
+  }
   // y[j] belongs to x row perm[j]; the row of x's sample i is y[inverse[i]].
-  return index_select(cat(outs, 0), 0, index_on(inverse, x.device()));
+  return index_select(y, 0, index_on(inverse, x.device()));
 }
 
 MoCo::MoCo(const MoCoOptions& opt) : opt_(opt) {
@@ -94,7 +124,8 @@ Tensor MoCo::keys(const Tensor& key_view, int64_t step) {
   const int64_t B = key_view.size(0);
   const int64_t shards = std::min(opt_.shuffle_bn_shards, B);
   auto key_net = [&](const Tensor& x) { return key_head_->forward(key_encoder_->forward_features(x)); };
-  Tensor k = shuffled_shard_forward(key_net, key_view, key_permutation(B, step), shards);  // (B, D)
+  Tensor k = shuffled_shard_forward({key_encoder_.get(), key_head_.get()}, key_net, key_view, key_permutation(B, step),
+                                    shards);  // (B, D)
   return normalize(k, 1);
 }
 

@@ -41,12 +41,13 @@ struct MoCoOptions {
 // target is column 0. loss = mean_i -log softmax(logits_i)_0; the gradient reaches q only.
 ContrastiveResult moco_info_nce(const Tensor& q, const Tensor& k, const Tensor& queue, double temperature);
 
-// Shuffling BN: net applied to x (B, ...) in S shards of the permuted batch. Shard s holds the rows
-// perm[s B/S .. (s+1) B/S) (chunk's split when S does not divide B), net sees each shard as its own batch, and
-// the outputs are returned in x's order: out[perm[j]] = net(shard of j)[j's row in it]. perm: int64 (B),
-// a permutation of 0..B-1.
-Tensor shuffled_shard_forward(const std::function<Tensor(const Tensor&)>& net, const Tensor& x,
-                              const std::vector<int64_t>& perm, int64_t shards);
+// Shuffling BN: net applied once to x (B, ...) permuted (row j of its input is x[perm[j]]), with every
+// BatchNorm under `modules` taking its statistics per shard: shard s holds the permuted rows j with
+// j mod S == s (nn::BatchNorm::set_sample_groups; S must divide B). The outputs are returned in x's order.
+// One pass of B rows costs what the query's pass costs; S passes of B/S rows cost far more on a CPU (small
+// GEMMs, S times the per-layer overhead). perm: a permutation of 0..B-1.
+Tensor shuffled_shard_forward(const std::vector<nn::Module*>& modules, const std::function<Tensor(const Tensor&)>& net,
+                              const Tensor& x, const std::vector<int64_t>& perm, int64_t shards);
 
 class MoCo : public Method {
  public:

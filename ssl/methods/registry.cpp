@@ -44,8 +44,13 @@ models::ResNetOptions encoder_options(const TrainConfig& c) {
 
 namespace {
 
-// Shuffling BN's default: 8 shards (MoCo's 8 GPUs), fewer when the batch would leave a shard under 2 images.
-int64_t default_shuffle_bn_shards(int64_t batch) { return std::max<int64_t>(1, std::min<int64_t>(8, batch / 2)); }
+// Shuffling BN's default: 8 shards (MoCo's 8 GPUs), or the most shards up to 8 that divide the batch and
+// leave each at least 2 images.
+int64_t default_shuffle_bn_shards(int64_t batch) {
+  for (int64_t s = std::min<int64_t>(8, batch / 2); s > 1; --s)
+    if (batch % s == 0) return s;
+  return 1;
+}
 
 }  // namespace
 
@@ -60,11 +65,11 @@ std::vector<std::string> resolve_method_config(TrainConfig& c, int64_t train_siz
     if (c.shuffle_bn_shards == 0) {
       c.shuffle_bn_shards = default_shuffle_bn_shards(c.batch);
       if (c.shuffle_bn_shards < 8)
-        notes.push_back(str_cat(c.method, ": shuffling BN over ", c.shuffle_bn_shards, " shards (8 would leave fewer ",
-                                "than 2 of the batch's ", c.batch, " images per shard)"));
+        notes.push_back(str_cat(c.method, ": shuffling BN over ", c.shuffle_bn_shards, " shards (the most up to 8 ",
+                                "that divide the batch of ", c.batch, " with at least 2 images each)"));
     }
-    SELFSUP_CHECK(c.shuffle_bn_shards <= c.batch, "train: --shuffle-bn-shards ", c.shuffle_bn_shards,
-                  " is more than the batch of ", c.batch);
+    SELFSUP_CHECK(c.shuffle_bn_shards <= c.batch && c.batch % c.shuffle_bn_shards == 0, "train: --shuffle-bn-shards ",
+                  c.shuffle_bn_shards, " must divide the batch of ", c.batch, " (every shard the same size)");
   }
   return notes;
 }

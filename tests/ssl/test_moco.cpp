@@ -256,36 +256,43 @@ TEST_CASE("the queue is FIFO across wrap-around; the loss uses the queue before 
                        doctest::Contains("outside the queue [0, 10)"), Error);
 }
 
-TEST_CASE("shuffling BN: shards are the permuted rows, the un-permute is exact, BN statistics are per shard") {
+TEST_CASE("shuffling BN: one pass over the permuted rows, the un-permute is exact, BN statistics are per shard") {
   const int64_t B = 12, S = 3;
   Generator g(7, 1);
   const Tensor x = Tensor::randn({B, 3, 4, 4}, DType::f32, &g);
   const std::vector<int64_t> perm = {5, 0, 11, 3, 8, 1, 10, 7, 2, 9, 4, 6};
-  // An identity net that records its shards: shard s is x[perm[4 s .. 4 s + 3]], and the output is x itself.
+  // An identity net that records what it sees: one batch, x's rows in the permuted order; the output is x.
   std::vector<Tensor> seen;
-  Tensor out = ssl::shuffled_shard_forward([&](const Tensor& t) { seen.push_back(t.clone()); return t; }, x, perm, S);
+  Tensor out = ssl::shuffled_shard_forward({}, [&](const Tensor& t) { seen.push_back(t.clone()); return t; }, x, perm, S);
   CHECK(same_bits(out, x));
-  REQUIRE(seen.size() == 3);
-  for (int64_t s = 0; s < S; ++s)
-    for (int64_t r = 0; r < B / S; ++r) CHECK(same_bits(seen[s].narrow(0, r, 1), x.narrow(0, perm[s * 4 + r], 1)));
-  // BatchNorm2d in training mode: each row normalised with its shard's statistics (float64 by hand).
+  REQUIRE(seen.size() == 1);
+  for (int64_t j = 0; j < B; ++j) CHECK(same_bits(seen[0].narrow(0, j, 1), x.narrow(0, perm[j], 1)));
+  // BatchNorm2d in training mode: each row normalised with its shard's statistics (float64 by hand); shard s
+  // is the permuted rows j with j mod S == s.
   nn::BatchNorm2d bn(3);
   Tensor y;
   {
     NoGradGuard ng;
-    y = ssl::shuffled_shard_forward([&](const Tensor& t) { return bn.forward(t); }, x, perm, S);
+    y = ssl::shuffled_shard_forward({&bn}, [&](const Tensor& t) { return bn.forward(t); }, x, perm, S);
   }
+  CHECK(bn.sample_groups() == 1);  // back to whole-batch statistics after the key pass
   std::vector<std::vector<int64_t>> shards(S);
-  for (int64_t j = 0; j < B; ++j) shards[j / (B / S)].push_back(perm[j]);
+  for (int64_t j = 0; j < B; ++j) shards[j % S].push_back(perm[j]);
   // float32 BN: the normalised values are O(3), their rounding and the statistics' a few ulp of that.
   CHECK(max_abs_diff(y.to_vector(), reference_group_bn(x, shards, 1e-5)) <= 2e-6);
   // Against the whole batch's statistics the rows differ far beyond that: the statistics are the shards'.
   std::vector<int64_t> all(B);
   std::iota(all.begin(), all.end(), 0);
   CHECK(max_abs_diff(y.to_vector(), reference_group_bn(x, {all}, 1e-5)) > 0.05);
+  // And against contiguous shards of the permuted rows (the other way to cut it) as far: the grouping is j mod S.
+  std::vector<std::vector<int64_t>> blocks(S);
+  for (int64_t j = 0; j < B; ++j) blocks[j / (B / S)].push_back(perm[j]);
+  CHECK(max_abs_diff(y.to_vector(), reference_group_bn(x, blocks, 1e-5)) > 0.05);
+  CHECK_THROWS_WITH_AS(ssl::shuffled_shard_forward({&bn}, [&](const Tensor& t) { return bn.forward(t); }, x, perm, 5),
+                       doctest::Contains("5 shards do not divide a batch of 12"), Error);
 }
 
-TEST_CASE("MoCo's keys go through the key encoder shard by shard in the step's permutation") {
+TEST_CASE("MoCo's keys: the key encoder's BN takes its statistics shard by shard in the step's permutation") {
   MoCo moco(small_options(1, 16, 4));
   const Tensor v = random_views(8, 3);
   const std::vector<int64_t> p0 = moco.key_permutation(8, 0), p1 = moco.key_permutation(8, 1);
@@ -294,18 +301,22 @@ TEST_CASE("MoCo's keys go through the key encoder shard by shard in the step's p
   CHECK(sorted == std::vector<int64_t>{0, 1, 2, 3, 4, 5, 6, 7});
   CHECK(p0 != p1);                           // a new permutation every step
   CHECK(moco.key_permutation(8, 1) == p1);  // and the same one for the same step (resume)
-  const Tensor k = moco.keys(v, 1);
-  // By hand: 4 shards of 2 rows of the permuted batch through key encoder and head, rows put back, normalised.
+  const Tensor k = moco.keys(v, 1);  // one pass of 8 rows, BN statistics per shard
+  // By hand: 4 shards of 2 rows (shard s: the permuted rows s and s + 4) each through key encoder and head
+  // as a batch of its own, rows put back, normalised. A separate key encoder with the same weights, so that
+  // its BN running statistics are not moved twice.
+  MoCo twin(small_options(1, 16, 4));
   std::vector<double> want(static_cast<size_t>(8 * 6));
   {
     NoGradGuard ng;
     for (int64_t s = 0; s < 4; ++s) {
-      const Tensor shard = cat({v.narrow(0, p1[2 * s], 1), v.narrow(0, p1[2 * s + 1], 1)}, 0);
-      const std::vector<double> o = moco.key_head().forward(moco.key_encoder().forward_features(shard)).to_vector();
+      const int64_t rows[2] = {p1[s], p1[s + 4]};
+      const Tensor shard = cat({v.narrow(0, rows[0], 1), v.narrow(0, rows[1], 1)}, 0);
+      const std::vector<double> o = twin.key_head().forward(twin.key_encoder().forward_features(shard)).to_vector();
       for (int64_t r = 0; r < 2; ++r) {
         double n = 0;
         for (int64_t d = 0; d < 6; ++d) n += o[r * 6 + d] * o[r * 6 + d];
-        for (int64_t d = 0; d < 6; ++d) want[p1[2 * s + r] * 6 + d] = o[r * 6 + d] / std::sqrt(n);
+        for (int64_t d = 0; d < 6; ++d) want[rows[r] * 6 + d] = o[r * 6 + d] / std::sqrt(n);
       }
     }
   }
@@ -428,7 +439,8 @@ TEST_CASE("the CLI: MoCo's options in --help, the queue capped with a note, bad 
   CHECK(stored.lr_schedule == "cosine");
   const std::string never = " --out " + test::fresh_run_dir("moco", "never");
   for (const auto& [args, says] : std::vector<std::pair<std::string, std::string>>{
-           {" --shuffle-bn-shards 65", "--shuffle-bn-shards 65 is more than the batch of 64"},
+           {" --shuffle-bn-shards 65", "--shuffle-bn-shards 65 must divide the batch of 64"},
+           {" --shuffle-bn-shards 6", "--shuffle-bn-shards 6 must divide the batch of 64"},
            {" --key-momentum 1", "--key-momentum must be in [0, 1), got 1"},
            {" --lr-schedule linear", "unknown --lr-schedule 'linear' (expected cosine or step)"}}) {
     const test::CliRun bad = test::run_selfsup(base + args + never);
