@@ -51,9 +51,12 @@ int main(int argc, char** argv) {
     if (cmd == "inpaint") return selfsup::app::cmd_inpaint(args);
     throw selfsup::Error("unknown command '" + cmd + "' (selfsup --help lists the commands)");
   } catch (const std::exception& e) {
+    // Messages from inside a command often name it already ("train: --batch ..."): say it once.
+    std::string msg = e.what();
+    if (msg.rfind(cmd + ": ", 0) == 0) msg.erase(0, cmd.size() + 2);
     // One rank of a data-parallel job: print, then end every rank (none waits forever on this one).
-    selfsup::dist::abort_job(selfsup::str_cat(cmd, ": ", e.what()));
-    std::fprintf(stderr, "selfsup %s: error: %s\n", cmd.c_str(), e.what());
+    selfsup::dist::abort_job(selfsup::str_cat(cmd, ": ", msg));
+    std::fprintf(stderr, "selfsup %s: error: %s\n", cmd.c_str(), msg.c_str());
     return 1;
   }
 }

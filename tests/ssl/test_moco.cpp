@@ -449,5 +449,5 @@ TEST_CASE("the CLI: MoCo's options in --help, the queue capped with a note, bad 
   }
   const test::CliRun demo = test::run_selfsup("demo --method byol");
   CHECK(demo.code != 0);
-  CHECK(demo.out.find("demo: unknown --method 'byol' (expected " + ssl::method_list() + ")") != std::string::npos);
+  CHECK(demo.out.find("selfsup demo: error: unknown --method 'byol' (expected " + ssl::method_list() + ")") != std::string::npos);
 }
