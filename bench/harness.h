@@ -41,10 +41,14 @@ inline std::string json_string(const std::string& line, const char* name) {
   return line.substr(begin, line.find('"', begin) - begin);
 }
 
-// bench/peers/<name>, found from this header's own path so programs run from any directory.
+// bench/peers/<name>: SELFSUP_PEER_DIR when set, else the source tree's bench/peers (an absolute path CMake
+// compiles in, so programs run from any directory).
+#ifndef SELFSUP_BENCH_DIR
+#error "bench programs are built by CMake, which defines SELFSUP_BENCH_DIR"
+#endif
 inline std::string peer_script(const char* name) {
-  std::string here = __FILE__;
-  return here.substr(0, here.find_last_of('/') + 1) + "peers/" + name;
+  const char* dir = std::getenv("SELFSUP_PEER_DIR");
+  return std::string(dir && *dir ? dir : SELFSUP_BENCH_DIR "/peers") + "/" + name;
 }
 
 // Runs `/usr/bin/python3 script args` with 2 threads and returns its stdout lines; empty when the peer
