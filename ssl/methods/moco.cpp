@@ -1,7 +1,10 @@
 #include "ssl/methods/moco.h"
 
+#include <cmath>
+
 #include "engine/autograd/grad_mode.h"
 #include "engine/data/sampler.h"
+#include "engine/nn/layers.h"
 #include "engine/ops/ops.h"
 #include "models/heads.h"
 
@@ -21,6 +24,73 @@ std::shared_ptr<nn::Sequential> make_head(const MoCoOptions& o, int64_t in, Gene
 
 Tensor index_on(const std::vector<int64_t>& idx, const Device& device) {
   return Tensor::from_vector(idx, {static_cast<int64_t>(idx.size())}).to(device);
+}
+
+std::vector<nn::BatchNorm*> batch_norms(nn::Module& m) {
+  std::vector<nn::BatchNorm*> out;
+  for (auto& [name, mod] : m.named_modules())
+    if (auto* bn = dynamic_cast<nn::BatchNorm*>(mod); bn && bn->running_mean.defined()) out.push_back(bn);
+  return out;
+}
+
+// Shuffling BN across ranks (MoCo's batch_shuffle_ddp / batch_unshuffle_ddp). x (n, ...) is this rank's part
+// of the global batch (B = W n, rank r's rows at [r n, (r + 1) n)). Every rank gathers the batch, permutes it
+// with the same perm, runs net on shards [r S/W, (r + 1) S/W) of the permuted batch (its rows
+// [r n, (r + 1) n), each shard its own batch for BN), gathers the outputs and un-permutes them: (B, ...) in
+// the global order, every shard normalised as one process's shuffled_shard_forward normalises it.
+Tensor shuffled_shard_forward_ranks(const std::function<Tensor(const Tensor&)>& net, const Tensor& x,
+                                    const std::vector<int64_t>& perm, int64_t shards, dist::Communicator& comm) {
+  const int64_t W = comm.world_size(), n = x.size(0), B = W * n;
+  SELFSUP_CHECK(static_cast<int64_t>(perm.size()) == B, "moco: permutation of ", perm.size(), " rows for a batch of ", B);
+  SELFSUP_CHECK(shards % W == 0 && B % shards == 0, "moco: --shuffle-bn-shards ", shards, " on ", W,
+                " ranks: the key batch's shards are split over the ranks, so their number must be a multiple of ", W,
+                " and divide the global batch ", B, " (for example --shuffle-bn-shards ", W, ")");
+  std::vector<int64_t> inverse(static_cast<size_t>(B));
+  for (int64_t j = 0; j < B; ++j) inverse[perm[j]] = j;
+  Tensor global = comm.all_gather(x.contiguous());                                     // (B, ...)
+  Tensor mine = index_select(global, 0, index_on(perm, x.device())).narrow(0, comm.rank() * n, n);  // permuted rows
+  std::vector<Tensor> outs;
+  for (const Tensor& shard : chunk(mine, shards / W, 0)) outs.push_back(net(shard.contiguous()));
+  Tensor shuffled = comm.all_gather(cat(outs, 0).contiguous());  // (B, D): row j belongs to image perm[j]
+  return index_select(shuffled, 0, index_on(inverse, x.device()));
+}
+
+// Rank r ran k = S / W of the S shards, so each key BN's running statistic went through k updates
+// x <- (1 - m) x + m s from the step's start x0: x_r = a x0 + d_r with a = (1 - m)^k, d_r what r's shards
+// added. One process runs all S in order: x = a^W x0 + sum_r a^(W-1-r) d_r. One all_gather of every BN's
+// running mean and variance gives every rank that sum; num_batches_tracked counts the S updates.
+void combine_running_stats(const std::vector<nn::BatchNorm*>& bns, const std::vector<Tensor>& start, int64_t k,
+                           dist::Communicator& comm) {
+  if (bns.empty()) return;
+  const int64_t W = comm.world_size();
+  std::vector<Tensor> mine;
+  for (nn::BatchNorm* bn : bns) {
+    mine.push_back(bn->running_mean.reshape({-1}));
+    mine.push_back(bn->running_var.reshape({-1}));
+  }
+  Tensor all = comm.all_gather(cat(mine, 0).reshape({1, -1}));  // (W, sum over BNs of 2C)
+  int64_t off = 0;
+  for (size_t i = 0; i < bns.size(); ++i) {
+    nn::BatchNorm* bn = bns[i];
+    SELFSUP_CHECK(bn->options().momentum.has_value(), "moco: the key encoder's BatchNorm needs a fixed momentum "
+                  "to combine the ranks' running statistics");
+    const double a = std::pow(1 - *bn->options().momentum, static_cast<double>(k));
+    for (int j = 0; j < 2; ++j) {
+      Tensor& buf = j == 0 ? bn->running_mean : bn->running_var;
+      const Tensor& x0 = start[3 * i + j];
+      const int64_t C = buf.numel();
+      Tensor x = mul(x0, std::pow(a, static_cast<double>(W)));
+      for (int64_t r = 0; r < W; ++r)
+        x = add(x, mul(sub(all.narrow(0, r, 1).reshape({-1}).narrow(0, off, C), mul(x0, a)),
+                       std::pow(a, static_cast<double>(W - 1 - r))));
+      buf.copy_(x.reshape(buf.sizes()));
+      off += C;
+    }
+    Tensor& count = bn->num_batches_tracked;
+    if (count.defined())
+      count.copy_(Tensor::full(count.sizes(), start[3 * i + 2].item() + static_cast<double>(W * k), count.dtype(),
+                               count.device()));
+  }
 }
 
 }  // namespace
@@ -48,7 +118,7 @@ Tensor shuffled_shard_forward(const std::function<Tensor(const Tensor&)>& net, c
   return index_select(cat(outs, 0), 0, index_on(inverse, x.device()));
 }
 
-MoCo::MoCo(const MoCoOptions& opt) : opt_(opt) {
+MoCo::MoCo(const MoCoOptions& opt) : opt_(opt), comm_(&dist::world()) {
   SELFSUP_CHECK(opt.version == 1 || opt.version == 2, "moco: version must be 1 or 2, got ", opt.version);
   SELFSUP_CHECK(opt.queue_size >= 1 && opt.proj_dim >= 1, "moco: --queue-size and --proj-dim must be >= 1, got ",
                 opt.queue_size, " and ", opt.proj_dim);
@@ -89,21 +159,45 @@ std::vector<int64_t> MoCo::key_permutation(int64_t batch, int64_t step) const {
   return data::randperm(batch, gen);
 }
 
+int MoCo::keep_key_batch_norm_local() {
+  std::vector<nn::BatchNorm*> bns = batch_norms(*key_encoder_), head = batch_norms(*key_head_);
+  bns.insert(bns.end(), head.begin(), head.end());
+  for (nn::BatchNorm* bn : bns) bn->set_sync(nullptr);
+  return static_cast<int>(bns.size());
+}
+
 Tensor MoCo::keys(const Tensor& key_view, int64_t step) {
   NoGradGuard ng;
-  const int64_t B = key_view.size(0);
+  const int64_t B = key_view.size(0) * comm_->world_size();
   const int64_t shards = std::min(opt_.shuffle_bn_shards, B);
   auto key_net = [&](const Tensor& x) { return key_head_->forward(key_encoder_->forward_features(x)); };
-  Tensor k = shuffled_shard_forward(key_net, key_view, key_permutation(B, step), shards);  // (B, D)
+  if (!comm_->distributed())
+    return normalize(shuffled_shard_forward(key_net, key_view, key_permutation(B, step), shards), 1);  // (B, D)
+  std::vector<nn::BatchNorm*> bns = batch_norms(*key_encoder_), head = batch_norms(*key_head_);
+  bns.insert(bns.end(), head.begin(), head.end());
+  std::vector<Tensor> start;  // per BN: running mean, running var, num_batches_tracked before the pass
+  for (nn::BatchNorm* bn : bns) {
+    SELFSUP_CHECK(bn->sync() == nullptr, method_name(), ": the key encoder's BatchNorm is synchronised over ranks; "
+                  "shuffling BN needs each shard's own statistics (keep_key_batch_norm_local)");
+    start.push_back(bn->running_mean.clone());
+    start.push_back(bn->running_var.clone());
+    start.push_back(bn->num_batches_tracked.defined() ? bn->num_batches_tracked.clone() : Tensor());
+  }
+  Tensor k = shuffled_shard_forward_ranks(key_net, key_view, key_permutation(B, step), shards, *comm_);  // (B, D)
+  combine_running_stats(bns, start, shards / comm_->world_size(), *comm_);
   return normalize(k, 1);
 }
 
 StepResult MoCo::training_step(const StepInput& in) {
   SELFSUP_CHECK(in.views.size() == 2, method_name(), ": expects 2 views per image, got ", in.views.size());
   SELFSUP_CHECK(in.views[0].sizes() == in.views[1].sizes(), method_name(), ": the two views differ in shape");
-  pending_keys_ = keys(in.views[1], in.step);                            // (B, D), constant
-  Tensor q = head_->forward(encoder_->forward_features(in.views[0]));  // (B, D)
-  ContrastiveResult r = moco_info_nce(q, pending_keys_, queue_, opt_.temperature);
+  const int64_t n = in.views[0].size(0);
+  pending_keys_ = keys(in.views[1], in.step);                            // (B, D) global, constant
+  Tensor q = head_->forward(encoder_->forward_features(in.views[0]));  // (n, D)
+  // This rank's queries against their own keys: InfoNCE's mean over the n rows; the reducer's mean over ranks
+  // makes the gradient that of the mean over the global batch.
+  const Tensor own_keys = pending_keys_.narrow(0, comm_->rank() * n, n);
+  ContrastiveResult r = moco_info_nce(q, own_keys, queue_, opt_.temperature);
   return {r.loss, r.accuracy};
 }
 
