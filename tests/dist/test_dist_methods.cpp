@@ -169,7 +169,8 @@ TEST_CASE("MoCo's shuffle across ranks: the keys and the key encoder's statistic
   // Rank r gathers the key views, permutes them, runs shards [r S/N, (r + 1) S/N), gathers and un-permutes:
   // every key equals one process's (the same shard, the same rows, the same BN statistics): measured 0 in
   // float64 at 2 and 4 ranks (the same arithmetic on the same rows). The key BNs' running statistics are
-  // combined from the ranks' (one all_gather): measured ~1e-16; bounded at 1e-14.
+  // combined from the ranks' (one all_gather): measured 3.9e-16 (2 ranks), 5.7e-16 (4); bounded at 1e-14.
+  // Un-permuting with perm instead of its inverse (tried once) fails here with 0.73, and every MoCo check below.
   const int64_t B = 16, S = 8;
   auto ref = std::make_shared<ssl::MoCo>(tiny_moco(2, S)), dp = std::make_shared<ssl::MoCo>(tiny_moco(2, S));
   ref->to(DType::f64);
@@ -211,8 +212,11 @@ TEST_CASE("MoCo on N ranks: a shard count that does not split over the ranks is 
 }
 
 TEST_CASE("MoCo v1 and v2 on N ranks: loss, gradients, then queue, pointer and key encoder of one process") {
-  // Measured (f64, 4 ranks): step 0's gradients ~1e-14, the state after 4 steps ~1e-13 (the queue's keys, the
-  // key encoder after 4 EMA steps, its running statistics).
+  // Measured (f64, 2 and 4 ranks): step 0's gradients 5.5e-14 / 5.0e-14 (v1), 2.6e-14 / 4.6e-14 (v2); the
+  // state after 4 steps 3.7e-13 / 2.7e-13 (v1), 1.1e-13 / 1.2e-13 (v2), the worst in the queue's newest keys.
+  // With 2 rows per shard (S = 8) v1 reached 1.6e-10 after 4 steps: BN over 2 rows divides by the distance of
+  // two values and, at tau 0.07, the steps amplify rounding; 4 rows per shard keep the comparison about the
+  // data movement.
   for (int version : {1, 2}) {
     Run<ssl::MoCo> r = make_run<ssl::MoCo>(tiny_moco(version, 4), 16);  // 4 rows per shard
     check_steps(r, 16, 8, 64, 4, version == 1 ? "moco" : "mocov2");
@@ -221,7 +225,8 @@ TEST_CASE("MoCo v1 and v2 on N ranks: loss, gradients, then queue, pointer and k
 }
 
 TEST_CASE("PIRL on N ranks: loss, gradients, then the memory bank of one process") {
-  // Measured (f64, 4 ranks): step 0's gradients ~1e-14; the bank after 4 steps (32 rows written) ~1e-15.
+  // Measured (f64, 2 and 4 ranks): step 0's gradients 8.8e-14 / 8.3e-14; the state after 4 steps (32 bank rows
+  // written) 7.8e-14 / 6.9e-14, the worst in a BN bias of the encoder.
   ssl::PIRLOptions o;
   o.encoder.depth = 18;
   o.encoder.in_channels = 1;
@@ -238,7 +243,8 @@ TEST_CASE("PIRL on N ranks: loss, gradients, then the memory bank of one process
 
 TEST_CASE("Context Encoder on N ranks: loss, gradients, then the discriminator and its Adam of one process") {
   // Block masks hide different pixel counts per image, so the masked mean must divide by the global count.
-  // Measured (f64, 4 ranks): step 0's gradients ~1e-14; the discriminator and its moments after 4 steps ~1e-13.
+  // Measured (f64, 2 and 4 ranks): step 0's gradients 2.8e-14 / 3.4e-14; the state after 4 steps
+  // (discriminator, its Adam moments, the trunk and decoder) 5.6e-14 / 4.2e-14.
   ssl::ContextEncoderOptions o;
   o.encoder.depth = 18;
   o.encoder.in_channels = 1;
