@@ -28,7 +28,7 @@ void DistributedTraining::prepare(Method& method, bool sync_bn) {
   if (moco) {
     // Shuffling BN across ranks: rank r normalises shards [r S/N, (r + 1) S/N) of the permuted global batch.
     const int64_t w = world_size(), s = std::min(moco->options().shuffle_bn_shards, batch_);
-    SELFSUP_CHECK(s % w == 0 && batch_ % s == 0, "train: --shuffle-bn-shards ", s, " on ", w, " ranks: ",
+    SELFSUP_CHECK(s % w == 0 && batch_ % s == 0, "--shuffle-bn-shards ", s, " on ", w, " ranks: ",
                   method.method_name(), "'s key shards are split over the ranks, so their number must be a multiple "
                   "of ", w, " that divides --batch ", batch_, " (for example --shuffle-bn-shards ", w, ")");
   }

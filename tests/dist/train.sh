@@ -10,6 +10,7 @@
 #     global queue), PIRL (one global bank), Context Encoder (one discriminator): step 1's loss of a 2-rank
 #     run equals the one-process loss; MoCo v2's 2-rank checkpoint (queue, pointer, key encoder) resumes in
 #     one process and step 2 matches the one-process run.
+#  6. MoCo with a shard count that cannot split over the ranks (3 shards, 2 ranks) is refused with the rule.
 # Float32: the losses agree to 1e-5 relative (measured: 6e-8 at step 1, 1.6e-6 at step 2 after an SGD step
 # at lr 0.3 on gradients that agree to ~1e-6).
 dir=$(dirname "$0")
@@ -70,4 +71,8 @@ for m in mocov2 pirl context-encoder; do
     close "$a" "$b" "$m step 2 loss (resumed from the 2-rank checkpoint)"
   fi
 done
+sh "$dir/mpirun.sh" 2 "$selfsup" train --method moco --shuffle-bn-shards 3 --limit 64 --batch 32 --steps 1 --width 4 \
+  --no-knn --threads 1 --out "$tmp/shards" >"$tmp/shards.log" 2>&1 && { echo "FAIL: 3 key shards ran on 2 ranks"; status=1; }
+grep -q "shuffle-bn-shards 3 on 2 ranks: moco's key shards are split over the ranks" "$tmp/shards.log" ||
+  { echo "FAIL: 3 key shards on 2 ranks: no clear refusal"; cat "$tmp/shards.log"; status=1; }
 exit $status
