@@ -131,6 +131,29 @@ ReducerStats GradientReducer::stats() const { return state_->stats; }
 
 void GradientReducer::set_overlap(bool on) { state_->overlap = on; }
 
+void all_reduce_gradients(const std::vector<Tensor>& params, Communicator& comm) {
+  if (params.empty()) return;
+  NoGradGuard ng;
+  std::vector<Tensor> flat;
+  for (const Tensor& p : params) {
+    SELFSUP_CHECK(p.dtype() == params[0].dtype() && p.device() == params[0].device(),
+                  "all_reduce_gradients: parameters of one dtype and device, got ", p.str(), " and ", params[0].str());
+    flat.push_back(p.grad().defined() ? p.grad().reshape({-1}) : Tensor::zeros({p.numel()}, p.dtype(), p.device()));
+  }
+  Tensor all = cat(flat, 0).contiguous();  // (sum of numel)
+  comm.all_reduce(all, ReduceOp::mean);
+  int64_t off = 0;
+  for (const Tensor& p0 : params) {
+    Tensor p = p0;
+    Tensor mean = all.narrow(0, off, p.numel()).reshape(p.sizes());
+    if (p.grad().defined())
+      p.grad().copy_(mean);
+    else
+      p.set_grad(mean.clone());
+    off += p.numel();
+  }
+}
+
 void broadcast_tensors(const std::vector<Tensor>& tensors, Communicator& comm, int root) {
   NoGradGuard ng;
   for (const Tensor& t : tensors) {

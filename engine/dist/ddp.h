@@ -48,6 +48,12 @@ class GradientReducer {
   std::shared_ptr<State> state_;  // hooks hold it weakly: a hook that outlives the reducer does nothing
 };
 
+// Replaces each parameter's .grad by its mean over ranks, in one blocking all_reduce of all of them (a
+// parameter without a gradient counts as zeros and gets the mean). For a few small parameters stepped inside
+// a method (Context Encoder's discriminator, whose backward is not the trainer's): no hooks, no buckets.
+// Parameters of one dtype and device.
+void all_reduce_gradients(const std::vector<Tensor>& params, Communicator& comm);
+
 // Copies rank 0's values of `tensors` (parameters, buffers such as BN running statistics) to every rank,
 // in place: the start of a data-parallel run, so every replica begins identical.
 void broadcast_tensors(const std::vector<Tensor>& tensors, Communicator& comm, int root = 0);

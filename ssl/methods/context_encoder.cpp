@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "engine/autograd/grad_mode.h"
+#include "engine/dist/ddp.h"
 #include "engine/nn/decoder_layers.h"
 #include "engine/ops/ops.h"
 
@@ -33,7 +34,7 @@ std::vector<int64_t> decoder_sizes(int64_t from, int64_t size) {
 
 }  // namespace
 
-ContextEncoder::ContextEncoder(const ContextEncoderOptions& opt) : opt_(opt) {
+ContextEncoder::ContextEncoder(const ContextEncoderOptions& opt) : opt_(opt), comm_(&dist::world()) {
   SELFSUP_CHECK(opt.mask == "center" || opt.mask == "blocks", "context-encoder: unknown --mask '", opt.mask,
                 "' (expected center or blocks)");
   SELFSUP_CHECK(opt.adv_weight >= 0 && opt.adv_weight < 1, "context-encoder: --adv ", opt.adv_weight,
@@ -138,9 +139,12 @@ Tensor ContextEncoder::reconstruct(const Tensor& x, const Tensor& mask) {
 }
 
 Tensor ContextEncoder::masked_l2(const Tensor& x_hat, const Tensor& x, const Tensor& mask) {
-  const Tensor hidden = sum(mask);
-  SELFSUP_CHECK(hidden.item() > 0, "context-encoder: the mask hides no pixel");
-  return div(sum(mul(square(sub(x_hat, x)), mask)), mul(hidden, static_cast<double>(x.size(1))));
+  return masked_l2(x_hat, x, mask, sum(mask).item());
+}
+
+Tensor ContextEncoder::masked_l2(const Tensor& x_hat, const Tensor& x, const Tensor& mask, double hidden) {
+  SELFSUP_CHECK(hidden > 0, "context-encoder: the mask hides no pixel");
+  return div(sum(mul(square(sub(x_hat, x)), mask)), hidden * static_cast<double>(x.size(1)));
 }
 
 Tensor ContextEncoder::bce_with_logits(const Tensor& z, double target) {
@@ -154,9 +158,13 @@ StepResult ContextEncoder::training_step(const StepInput& in) {
   const Tensor& x = in.views[0];  // (B, C, s, s)
   SELFSUP_CHECK(x.size(2) == opt_.image_size && x.size(3) == opt_.image_size, "context-encoder: views of ",
                 shape_str(x.sizes()), " but the decoder paints ", opt_.image_size, "x", opt_.image_size);
-  const Tensor mask = make_mask(x.size(0), in.step).to(x.dtype()).to(x.device());
+  const int64_t n = x.size(0), W = comm_->world_size();
+  // The global batch's masks (B = W n): this rank's image i is row r n + i, the mask one process gives it.
+  const Tensor global_mask = make_mask(n * W, in.step);  // (B, 1, s, s)
+  const Tensor mask = global_mask.narrow(0, comm_->rank() * n, n).contiguous().to(x.dtype()).to(x.device());
+  const double hidden = sum(global_mask).item() / static_cast<double>(W);  // this rank's share of the count
   const Tensor x_hat = reconstruct(x, mask);
-  Tensor loss = masked_l2(x_hat, x, mask);
+  Tensor loss = masked_l2(x_hat, x, mask, hidden);
   if (disc_) {
     ensure_disc_optimizer();
     const Tensor completed = add(mul(x, sub(Tensor::ones({1}, x.dtype(), x.device()), mask)), mul(x_hat, mask));
@@ -165,6 +173,9 @@ StepResult ContextEncoder::training_step(const StepInput& in) {
     disc_optim_->zero_grad();
     Tensor d_loss = add(bce_with_logits(disc_->forward(x), 1.0), bce_with_logits(disc_->forward(completed.detach()), 0.0));
     d_loss.backward();
+    // Each rank's BCE is the mean over its n images: the mean over ranks is one process's gradient, and
+    // every rank takes the same Adam step.
+    if (comm_->distributed()) dist::all_reduce_gradients(disc_->parameters(), *comm_);
     disc_optim_->step();
     // The generator's adversarial term against the updated discriminator (non-saturating: -log D(G)). Its
     // backward also leaves gradients on the discriminator; they are dropped by the zero_grad above next step.
@@ -175,7 +186,7 @@ StepResult ContextEncoder::training_step(const StepInput& in) {
   {
     NoGradGuard ng;
     const Tensor close = lt(abs(sub(x_hat, x)), 0.1 / opt_.pixel_std).to(x.dtype());
-    within = sum(mul(close, mask)).item() / (sum(mask).item() * static_cast<double>(x.size(1)));
+    within = sum(mul(close, mask)).item() / (hidden * static_cast<double>(x.size(1)));  // mean over ranks: global
   }
   return {loss, within};
 }

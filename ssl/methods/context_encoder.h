@@ -15,10 +15,18 @@
 // The discriminator has its own Adam (the paper's optimiser, lr 2e-4 x the schedule's factor, beta1 0.5),
 // stepped inside training_step; its parameters are not the trainer's, and its optimizer state goes into
 // method_state() so a resume is exact.
+//
+// Data parallel (N ranks, n = B / N images each; docs/distributed.md, "Methods with state"): rank r's image i
+// is row r n + i of the global batch and gets that row's mask; the masked L2 divides by the global batch's
+// hidden-pixel count (known on every rank: each draws the whole batch's masks), so the mean of the ranks'
+// losses is one process's loss; the discriminator's gradients are averaged over ranks before its Adam step,
+// so it and its moments stay one process's on every rank. It has no BatchNorm (nothing to synchronise); the
+// decoder's BN is SyncBN with the trunk's.
 #pragma once
 #include <memory>
 #include <string>
 
+#include "engine/dist/communicator.h"
 #include "engine/optim/adamw.h"
 #include "ssl/methods/method.h"
 
@@ -40,6 +48,8 @@ struct ContextEncoderOptions {
 class ContextEncoder : public Method {
  public:
   explicit ContextEncoder(const ContextEncoderOptions& opt);
+  // The job whose global batch the loss and the discriminator's step span (default: dist::world()).
+  void set_communicator(dist::Communicator& comm) { comm_ = &comm; }
   StepResult training_step(const StepInput& in) override;
   int num_views() const override { return 1; }
   models::ResNet& encoder() override { return *encoder_; }
@@ -57,6 +67,9 @@ class ContextEncoder : public Method {
   Tensor reconstruct(const Tensor& x, const Tensor& mask);
   // sum(m (x_hat - x)^2) / (C sum(m)): the mean squared error over the hidden pixels only.
   static Tensor masked_l2(const Tensor& x_hat, const Tensor& x, const Tensor& mask);
+  // sum(m (x_hat - x)^2) / (C hidden): a rank's share of the global batch's masked mean (hidden: the global
+  // hidden-pixel count / N).
+  static Tensor masked_l2(const Tensor& x_hat, const Tensor& x, const Tensor& mask, double hidden);
   // mean over the batch of log(1 + exp(-z)) (target 1) or log(1 + exp(z)) (target 0), stable for any z.
   static Tensor bce_with_logits(const Tensor& z, double target);
   nn::Module& discriminator() { return *disc_; }
@@ -65,6 +78,7 @@ class ContextEncoder : public Method {
   void ensure_disc_optimizer();
 
   ContextEncoderOptions opt_;
+  dist::Communicator* comm_;
   std::shared_ptr<models::ResNet> encoder_;
   std::shared_ptr<nn::Sequential> decoder_;
   std::shared_ptr<nn::Sequential> disc_;  // null when adv_weight == 0

@@ -1,7 +1,9 @@
 #include "ssl/methods/moco.h"
 
+
 #include "engine/autograd/grad_mode.h"
 #include "engine/data/sampler.h"
+#include "engine/nn/layers.h"
 #include "engine/ops/ops.h"
 #include "models/heads.h"
 
@@ -21,6 +23,13 @@ std::shared_ptr<nn::Sequential> make_head(const MoCoOptions& o, int64_t in, Gene
 
 Tensor index_on(const std::vector<int64_t>& idx, const Device& device) {
   return Tensor::from_vector(idx, {static_cast<int64_t>(idx.size())}).to(device);
+}
+
+std::vector<nn::BatchNorm*> batch_norms(nn::Module& m) {
+  std::vector<nn::BatchNorm*> out;
+  for (auto& [name, mod] : m.named_modules())
+    if (auto* bn = dynamic_cast<nn::BatchNorm*>(mod); bn && bn->running_mean.defined()) out.push_back(bn);
+  return out;
 }
 
 }  // namespace
@@ -78,7 +87,48 @@ Tensor shuffled_shard_forward(const std::vector<nn::Module*>& modules, const std
   return index_select(y, 0, index_on(inverse, x.device()));
 }
 
-MoCo::MoCo(const MoCoOptions& opt) : opt_(opt) {
+namespace {
+
+// Shuffling BN across ranks (MoCo's batch_shuffle_ddp / batch_unshuffle_ddp). x (n, ...) is this rank's part
+// of the global batch (B = W n, rank r's rows at [r n, (r + 1) n)). Every rank gathers the batch and permutes
+// it with the same perm; rank r takes the permuted rows j with j mod W == r, which are exactly the shards
+// s with s mod W == r of one process's grouping (shard of j = j mod S, and W divides S): its local row l is
+// j = l W + r, in local group l mod (S / W) = global shard W (l mod S/W) + r. It runs them in one grouped pass
+// of S / W groups, the outputs are gathered (rank-major) and un-permuted: (B, ...) in the global order, every
+// shard normalised as in one process's shuffled_shard_forward. Each rank's key BN running statistics moved
+// by the mean of its S / W shards' statistics; their mean over the ranks is one process's update (the mean
+// over all S), so the running means and variances are averaged over the ranks after the pass.
+Tensor shuffled_shard_forward_ranks(const std::vector<nn::Module*>& modules,
+                                    const std::function<Tensor(const Tensor&)>& net, const Tensor& x,
+                                    const std::vector<int64_t>& perm, int64_t shards, dist::Communicator& comm) {
+  const int64_t W = comm.world_size(), r = comm.rank(), n = x.size(0), B = W * n;
+  SELFSUP_CHECK(static_cast<int64_t>(perm.size()) == B, "moco: permutation of ", perm.size(), " rows for a batch of ", B);
+  SELFSUP_CHECK(shards % W == 0 && B % shards == 0, "moco: --shuffle-bn-shards ", shards, " on ", W,
+                " ranks: the key batch's shards are split over the ranks, so their number must be a multiple of ", W,
+                " and divide the global batch ", B, " (for example --shuffle-bn-shards ", W, ")");
+  std::vector<int64_t> mine(static_cast<size_t>(n)), inverse(static_cast<size_t>(B));
+  for (int64_t l = 0; l < n; ++l) mine[l] = perm[l * W + r];
+  // Gathered output row r' n + l holds permuted row l W + r', image perm[l W + r'].
+  for (int64_t rr = 0; rr < W; ++rr)
+    for (int64_t l = 0; l < n; ++l) inverse[perm[l * W + rr]] = rr * n + l;
+  Tensor global = comm.all_gather(x.contiguous());  // (B, ...)
+  Tensor y;
+  {
+    SampleGroupsGuard guard(modules, shards / W);
+    y = net(index_select(global, 0, index_on(mine, x.device())));  // (n, D)
+  }
+  for (nn::Module* root : modules)
+    for (auto& [name, m] : root->named_modules())
+      if (auto* bn = dynamic_cast<nn::BatchNorm*>(m); bn && bn->running_mean.defined()) {
+        comm.all_reduce(bn->running_mean, dist::ReduceOp::mean);
+        comm.all_reduce(bn->running_var, dist::ReduceOp::mean);
+      }
+  return index_select(comm.all_gather(y.contiguous()), 0, index_on(inverse, x.device()));
+}
+
+}  // namespace
+
+MoCo::MoCo(const MoCoOptions& opt) : opt_(opt), comm_(&dist::world()) {
   SELFSUP_CHECK(opt.version == 1 || opt.version == 2, "moco: version must be 1 or 2, got ", opt.version);
   SELFSUP_CHECK(opt.queue_size >= 1 && opt.proj_dim >= 1, "moco: --queue-size and --proj-dim must be >= 1, got ",
                 opt.queue_size, " and ", opt.proj_dim);
@@ -119,22 +169,40 @@ std::vector<int64_t> MoCo::key_permutation(int64_t batch, int64_t step) const {
   return data::randperm(batch, gen);
 }
 
+int MoCo::keep_key_batch_norm_local() {
+  std::vector<nn::BatchNorm*> bns = batch_norms(*key_encoder_), head = batch_norms(*key_head_);
+  bns.insert(bns.end(), head.begin(), head.end());
+  for (nn::BatchNorm* bn : bns) bn->set_sync(nullptr);
+  return static_cast<int>(bns.size());
+}
+
 Tensor MoCo::keys(const Tensor& key_view, int64_t step) {
   NoGradGuard ng;
-  const int64_t B = key_view.size(0);
+  const int64_t B = key_view.size(0) * comm_->world_size();
   const int64_t shards = std::min(opt_.shuffle_bn_shards, B);
   auto key_net = [&](const Tensor& x) { return key_head_->forward(key_encoder_->forward_features(x)); };
-  Tensor k = shuffled_shard_forward({key_encoder_.get(), key_head_.get()}, key_net, key_view, key_permutation(B, step),
-                                    shards);  // (B, D)
+  const std::vector<nn::Module*> modules = {key_encoder_.get(), key_head_.get()};
+  for (nn::Module* root : modules)
+    for (auto& [name, m] : root->named_modules())
+      if (auto* bn = dynamic_cast<nn::BatchNorm*>(m))
+        SELFSUP_CHECK(bn->sync() == nullptr, method_name(), ": the key encoder's BatchNorm is synchronised over ranks; "
+                      "shuffling BN needs each shard's own statistics (keep_key_batch_norm_local)");
+  Tensor k = comm_->distributed()
+                 ? shuffled_shard_forward_ranks(modules, key_net, key_view, key_permutation(B, step), shards, *comm_)
+                 : shuffled_shard_forward(modules, key_net, key_view, key_permutation(B, step), shards);  // (B, D)
   return normalize(k, 1);
 }
 
 StepResult MoCo::training_step(const StepInput& in) {
   SELFSUP_CHECK(in.views.size() == 2, method_name(), ": expects 2 views per image, got ", in.views.size());
   SELFSUP_CHECK(in.views[0].sizes() == in.views[1].sizes(), method_name(), ": the two views differ in shape");
-  pending_keys_ = keys(in.views[1], in.step);                            // (B, D), constant
-  Tensor q = head_->forward(encoder_->forward_features(in.views[0]));  // (B, D)
-  ContrastiveResult r = moco_info_nce(q, pending_keys_, queue_, opt_.temperature);
+  const int64_t n = in.views[0].size(0);
+  pending_keys_ = keys(in.views[1], in.step);                            // (B, D) global, constant
+  Tensor q = head_->forward(encoder_->forward_features(in.views[0]));  // (n, D)
+  // This rank's queries against their own keys: InfoNCE's mean over the n rows; the reducer's mean over ranks
+  // makes the gradient that of the mean over the global batch.
+  const Tensor own_keys = pending_keys_.narrow(0, comm_->rank() * n, n);
+  ContrastiveResult r = moco_info_nce(q, own_keys, queue_, opt_.temperature);
   return {r.loss, r.accuracy};
 }
 

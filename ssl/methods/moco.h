@@ -13,12 +13,20 @@
 // back in the original order. The key of image i is thus normalised with statistics of a random 1/S of the
 // batch, not with those of the batch its query is normalised with. The query batch goes through f_q whole.
 //
+// Data parallel (N ranks, n = B / N images each; docs/distributed.md, "Methods with state"): the same S
+// shards of the same permutation of the global batch, rank r running shards [r S/N, (r + 1) S/N) (MoCo's
+// batch_shuffle_ddp / batch_unshuffle_ddp: gather the key views, permute, slice, gather the keys,
+// un-permute). S must be a multiple of N and divide B. Every rank enqueues the keys of the whole global
+// batch, so the queue is the one-process queue on every rank; f_q's BN is SyncBN (the trainer's --sync-bn),
+// f_k's stays local (per shard), and its running statistics are combined into the one-process ones.
+//
 // v1: a linear 128-d head, tau 0.07, the mocov1 recipe, step decay. v2: a 2-layer MLP head, tau 0.2, the
 // mocov2 recipe (blur, stronger jitter), cosine decay. Both: m = 0.999, K = 65536 (capped by the data set).
 #pragma once
 #include <functional>
 #include <memory>
 
+#include "engine/dist/communicator.h"
 #include "engine/ops/contrastive.h"
 #include "ssl/methods/method.h"
 
@@ -52,6 +60,13 @@ Tensor shuffled_shard_forward(const std::vector<nn::Module*>& modules, const std
 class MoCo : public Method {
  public:
   explicit MoCo(const MoCoOptions& opt);
+  // The job whose global batch the key pass shuffles and whose keys the queue takes (default: this
+  // process's, dist::world()); a one-process reference inside a job uses Communicator::single_process().
+  void set_communicator(dist::Communicator& comm) { comm_ = &comm; }
+  // f_k's BatchNorms normalise each shuffled shard with that shard's statistics: a data-parallel run's SyncBN
+  // conversion (which reaches every BatchNorm of the module) must leave them local. Resets their sync and
+  // returns how many there are.
+  int keep_key_batch_norm_local();
   // views[0]: the query view, views[1]: the key view, each (B, C, h, w).
   StepResult training_step(const StepInput& in) override;
   // f_k <- m f_k + (1 - m) f_q over every parameter of encoder and head (one ema_update call; f_k's BN running
@@ -69,14 +84,15 @@ class MoCo : public Method {
   std::string loss_title() const override;
   std::string accuracy_name() const override { return "acc"; }  // the positive ranked first of 1 + K
 
-  // The key pass of a step: the key view (B, C, h, w) through f_k and its head with shuffling BN, normalised;
-  // (B, D), no autograd. The permutation is a pure function of (seed, step).
+  // The key pass of a step: this rank's key views (n, C, h, w) through f_k and its head with shuffling BN,
+  // normalised; the keys of the whole global batch (B = N n, D) in one process's order (rank r's images at
+  // rows [r n, (r + 1) n)), no autograd. The permutation is a pure function of (seed, step).
   Tensor keys(const Tensor& key_view, int64_t step);
-  // The permutation of the key batch at a step.
+  // The permutation of the (global) key batch at a step.
   std::vector<int64_t> key_permutation(int64_t batch, int64_t step) const;
   const Tensor& queue() const { return queue_; }  // (K, D)
   int64_t queue_pointer() const { return queue_ptr_; }
-  const Tensor& last_keys() const { return pending_keys_; }  // the keys the next after_step enqueues, (B, D)
+  const Tensor& last_keys() const { return pending_keys_; }  // the global batch's keys after_step enqueues, (B, D)
   models::ResNet& key_encoder() { return *key_encoder_; }
   nn::Sequential& head() { return *head_; }
   nn::Sequential& key_head() { return *key_head_; }
@@ -86,11 +102,12 @@ class MoCo : public Method {
 
  private:
   MoCoOptions opt_;
+  dist::Communicator* comm_;
   std::shared_ptr<models::ResNet> encoder_, key_encoder_;
   std::shared_ptr<nn::Sequential> head_, key_head_;
   Tensor queue_;            // (K, D) float, L2-normalised rows; a registered buffer
   int64_t queue_ptr_ = 0;   // the next row to write
-  Tensor pending_keys_;     // (B, D) the keys of the last training_step, until after_step enqueues them
+  Tensor pending_keys_;     // (B, D) the global batch's keys of the last training_step, until after_step enqueues them
 };
 
 }  // namespace selfsup::ssl

@@ -36,7 +36,7 @@ PIRLOptions pirl_options(const TrainConfig& c) {
   return o;
 }
 
-PIRL::PIRL(const PIRLOptions& opt) : opt_(opt) {
+PIRL::PIRL(const PIRLOptions& opt) : opt_(opt), comm_(&dist::world()) {
   SELFSUP_CHECK(opt.bank_size >= 2, "pirl: the memory bank needs one row per training image, got bank_size ",
                 opt.bank_size);
   SELFSUP_CHECK(opt.dim >= 1 && opt.negatives >= 1, "pirl: --proj-dim and --bank-negatives must be >= 1, got ",
@@ -112,15 +112,17 @@ StepResult PIRL::training_step(const StepInput& in) {
                   opt_.bank_size, " rows");
   }
   const Device dev = in.views[0].device();
-  Tensor f = embed_image(in.views[0]);  // (B, D)
+  // The global batch's indices (B), rank r's at [r n, (r + 1) n): the negatives avoid all of them, as in one process.
+  const Tensor global_idx = comm_->all_gather(idx_cpu);
+  Tensor f = embed_image(in.views[0]);  // (n, D)
   JigsawInput jin = jigsaw_input(in.views[1], idx_cpu, in.step);
-  Tensor g = embed_jigsaw(jin.tiles.to(dev).to(in.views[1].dtype()));  // (B, D)
-  Tensor neg = draw_negatives(opt_.encoder.seed, in.step, idx_cpu, opt_.bank_size, opt_.negatives);
+  Tensor g = embed_jigsaw(jin.tiles.to(dev).to(in.views[1].dtype()));  // (n, D)
+  Tensor neg = draw_negatives(opt_.encoder.seed, in.step, global_idx, opt_.bank_size, opt_.negatives);
   PIRLLoss l = pirl_loss(f, g, bank_, idx_cpu.to(dev), neg.to(dev), opt_.lambda, opt_.temperature);
   {
     NoGradGuard ng;
-    pending_f_ = normalize(f.detach().to(DType::f32), 1);
-    pending_idx_ = idx_cpu;
+    pending_f_ = comm_->all_gather(normalize(f.detach().to(DType::f32), 1).contiguous());  // (B, D)
+    pending_idx_ = global_idx;
   }
   return {l.loss, opt_.lambda * l.accuracy_g + (1 - opt_.lambda) * l.accuracy_f};
 }

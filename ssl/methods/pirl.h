@@ -11,9 +11,15 @@
 // temperature tau; docs/infonce.md). The bank is a registered buffer, so it is checkpointed with the model
 // (model.bank) and moves to the device with it; the negatives are a pure function of (seed, step), so a
 // resumed run draws the same ones.
+//
+// Data parallel (N ranks, n = B / N images each; docs/distributed.md, "Methods with state"): one global bank.
+// Every rank gathers the global batch's dataset indices (the negatives exclude the whole batch and are drawn
+// from (seed, step) alone, so every rank draws one process's negatives) and, for after_step, their new f
+// rows, so every rank writes the same B rows in the same order and the bank stays the one-process bank.
 #pragma once
 #include <memory>
 
+#include "engine/dist/communicator.h"
 #include "ssl/methods/method.h"
 #include "ssl/trainer/config.h"
 
@@ -40,6 +46,8 @@ struct JigsawInput {
 class PIRL : public Method {
  public:
   explicit PIRL(const PIRLOptions& opt);
+  // The job whose global batch shares the bank (default: this process's, dist::world()).
+  void set_communicator(dist::Communicator& comm) { comm_ = &comm; }
   StepResult training_step(const StepInput& in) override;
   void after_step() override;
   models::ResNet& encoder() override { return *encoder_; }
@@ -54,15 +62,16 @@ class PIRL : public Method {
   Tensor embed_jigsaw(const Tensor& tiles);
   // Resizes and cuts view x (B, C, h, w) of the samples `indices` at `step` (tiles on the CPU).
   JigsawInput jigsaw_input(const Tensor& x, const Tensor& indices, int64_t step) const;
-  // The normalised f(v_I) rows and bank indices that after_step() will write (undefined before a step).
+  // The normalised f(v_I) rows of the global batch (B, dim) that after_step() will write (undefined before a step).
   const Tensor& pending_features() const { return pending_f_; }
 
  private:
   PIRLOptions opt_;
+  dist::Communicator* comm_;
   std::shared_ptr<models::ResNet> encoder_;
   std::shared_ptr<nn::Linear> head_f_, head_g_;
   Tensor bank_;
-  Tensor pending_f_, pending_idx_;  // set by training_step, consumed by after_step
+  Tensor pending_f_, pending_idx_;  // the global batch's (B, dim) and (B): set by training_step, used by after_step
 };
 
 // loss = lambda L(m_pos, normalise(g)) + (1 - lambda) L(m_pos, normalise(f)), L = memory_bank_nce against

@@ -1,26 +1,18 @@
 #include "ssl/trainer/distributed.h"
 
+#include <algorithm>
+
 #include "engine/core/cuda_context.h"
 #include "engine/dist/sync_batch_norm.h"
+#include "ssl/methods/moco.h"
 
 namespace selfsup::ssl {
 
-DistributedTraining::DistributedTraining(const TrainConfig& cfg) : comm_(dist::world()) {
+DistributedTraining::DistributedTraining(const TrainConfig& cfg) : comm_(dist::world()), batch_(cfg.batch) {
   const int64_t w = comm_.world_size(), lower = cfg.batch / w * w;
   SELFSUP_CHECK(cfg.batch % w == 0, "train: --batch ", cfg.batch, " is the global batch and must be a multiple of the ",
                 w, " ranks of this ", comm_.launcher(), " job (for example --batch ",
                 lower > 0 ? str_cat(lower, " or ") : std::string(), lower + w, ")");
-  // State a rank updates from its own shard alone would drift apart across ranks and no longer be the
-  // one-process run: MoCo's key queue (and its shuffling BN, which must shuffle across ranks), PIRL's memory
-  // bank, Context Encoder's discriminator with its own optimizer. Until those are distributed, refuse.
-  const bool local_state = cfg.method == "moco" || cfg.method == "mocov2" || cfg.method == "pirl" ||
-                           cfg.method == "context-encoder";
-  SELFSUP_CHECK(w == 1 || !local_state, "train: --method ", cfg.method, " does not run data-parallel yet (its ",
-                cfg.method == "pirl"              ? "memory bank"
-                : cfg.method == "context-encoder" ? "discriminator and its optimizer"
-                                                  : "key queue and shuffling BN",
-                " would be updated by each rank from its own shard); run it in one process, or use simclr, rotnet "
-                "or jigsaw with ", comm_.launcher());
 }
 
 Device DistributedTraining::device(Device configured) const {
@@ -32,7 +24,19 @@ Device DistributedTraining::device(Device configured) const {
 
 void DistributedTraining::prepare(Method& method, bool sync_bn) {
   if (!active()) return;
-  if (sync_bn) sync_bn_layers_ = dist::convert_sync_batch_norm(method, comm_);
+  auto* moco = dynamic_cast<MoCo*>(&method);
+  if (moco) {
+    // Shuffling BN across ranks: rank r normalises shards [r S/N, (r + 1) S/N) of the permuted global batch.
+    const int64_t w = world_size(), s = std::min(moco->options().shuffle_bn_shards, batch_);
+    SELFSUP_CHECK(s % w == 0 && batch_ % s == 0, "--shuffle-bn-shards ", s, " on ", w, " ranks: ",
+                  method.method_name(), "'s key shards are split over the ranks, so their number must be a multiple "
+                  "of ", w, " that divides --batch ", batch_, " (for example --shuffle-bn-shards ", w, ")");
+  }
+  if (sync_bn) {
+    sync_bn_layers_ = dist::convert_sync_batch_norm(method, comm_);
+    // f_k's BN normalises each shuffled shard on its own (that is what shuffling BN is); f_q's is synchronised.
+    if (moco) sync_bn_layers_ -= moco->keep_key_batch_norm_local();
+  }
   std::vector<Tensor> state;
   for (const auto& [name, t] : method.state_dict()) state.push_back(t);
   dist::broadcast_tensors(state, comm_);

@@ -7,6 +7,10 @@
 // - Rank 0's initial parameters and buffers are broadcast; BatchNorm becomes SyncBN (--sync-bn, default on);
 //   gradients are averaged in buckets overlapped with backward; SimCLR scores its rows against the global
 //   batch (engine/dist/gather.h). The logged loss and monitor are means over ranks.
+// - Methods with state keep one global copy of it on every rank, updated from the whole global batch: MoCo
+//   shuffles its keys across ranks (its key encoder's BN stays per shard, not SyncBN) and enqueues the global
+//   batch's keys, PIRL writes the global batch's bank rows, Context Encoder averages its discriminator's
+//   gradients (the methods do this through their communicator, dist::world()).
 // - Rank 0 alone writes config, logs, plots, checkpoints and prints progress.
 // - Resuming with another world size is supported: every piece of a checkpoint is global (the model and the
 //   optimizer are the same on every rank, the data position counts global batches), so a run saved by N
@@ -31,8 +35,8 @@ class DistributedTraining {
   int world_size() const { return comm_.world_size(); }
   // This rank's device: cuda:<local rank> when the configuration asks for CUDA in a multi-rank job.
   Device device(Device configured) const;
-  // After the model is on its device and before the optimizer's first step: SyncBN, broadcast from rank 0,
-  // the gradient reducer's hooks. Nothing in a single process.
+  // After the model is on its device and before the optimizer's first step: SyncBN (except MoCo's key
+  // encoder), broadcast from rank 0, the gradient reducer's hooks. Nothing in a single process.
   void prepare(Method& method, bool sync_bn);
   // After backward, before the optimizer step: every rank's gradients become their mean.
   void reduce_gradients();
@@ -47,6 +51,7 @@ class DistributedTraining {
 
  private:
   dist::Communicator& comm_;
+  int64_t batch_;  // the global batch
   std::unique_ptr<dist::GradientReducer> reducer_;
   int sync_bn_layers_ = 0;
 };

@@ -24,36 +24,12 @@
 #include "engine/ops/ops.h"
 #include "engine/optim/sgd.h"
 #include "ssl/methods/simclr.h"
+#include "tests/dist/dist_support.h"
 
 using namespace selfsup;
+using namespace selfsup::test_dist;
 
 namespace {
-
-dist::Communicator& comm() { return dist::world(); }
-
-// The same tensor on every rank: drawn from Generator(seed, stream).
-Tensor global_randn(const Shape& shape, uint64_t seed, DType dt) {
-  Generator g(seed, 0x44495354ull);  // "DIST"
-  return Tensor::randn(shape, DType::f64, &g).to(dt);
-}
-
-// Rows [r n, (r + 1) n) of a global (W n, ...) tensor: this rank's shard.
-Tensor shard(const Tensor& global) {
-  const int64_t n = global.size(0) / comm().world_size();
-  return global.narrow(0, comm().rank() * n, n).contiguous();
-}
-
-// max |a - b| / max |b|: relative error of a tensor as a whole (an elementwise ratio is meaningless at zeros).
-double rel_err(const Tensor& a, const Tensor& b) {
-  REQUIRE(a.sizes() == b.sizes());
-  const std::vector<double> va = a.to_vector(), vb = b.to_vector();
-  double num = 0, den = 0;
-  for (size_t i = 0; i < va.size(); ++i) {
-    num = std::max(num, std::abs(va[i] - vb[i]));
-    den = std::max(den, std::abs(vb[i]));
-  }
-  return den > 0 ? num / den : num;
-}
 
 double tol(DType dt) { return dt == DType::f64 ? 1e-10 : 1e-6; }
 
