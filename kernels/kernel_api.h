@@ -148,6 +148,19 @@ void batch_norm_fwd_eval_cpu(int64_t N, int64_t C, int64_t S, const T* x, const 
 template <typename T>
 void batch_norm_bwd_cpu(int64_t N, int64_t C, int64_t S, const T* dy, const T* x, const T* gamma,
                         const T* save_mean, const T* save_invstd, T* dx, T* dgamma, T* dbeta);
+// Fused training batch norm + residual add + ReLU (a ResNet block's tail): y = max(0, bn(x) + residual) in
+// one elementwise pass after the statistics; residual (N, C, S) or null (then y = max(0, bn(x))). Statistics
+// and running stats as batch_norm_fwd_train_cpu.
+template <typename T>
+void batch_norm_add_relu_fwd_train_cpu(int64_t N, int64_t C, int64_t S, const T* x, const T* residual,
+                                       const T* gamma, const T* beta, double eps, double momentum, T* y,
+                                       T* save_mean, T* save_invstd, T* running_mean, T* running_var);
+// Its backward from the forward's output y: dz = dy [y > 0], dx = batch norm's backward of dz, and
+// dresidual = dz when non-null. dgamma/dbeta may be null.
+template <typename T>
+void batch_norm_add_relu_bwd_cpu(int64_t N, int64_t C, int64_t S, const T* dy, const T* y, const T* x,
+                                 const T* gamma, const T* save_mean, const T* save_invstd, T* dx, T* dresidual,
+                                 T* dgamma, T* dbeta);
 
 // ============================ softmax and cross-entropy (kernels/cpu/softmax_xent.cpp)
 // softmax / log_softmax of a contiguous (outer, dim, inner) along dim.

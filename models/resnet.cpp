@@ -36,11 +36,13 @@ BasicBlock::BasicBlock(int64_t inplanes, int64_t planes, int64_t stride, bool ha
   if (has_downsample) downsample = register_module("downsample", make_downsample(inplanes, planes, stride, gen));
 }
 
+// Each BN + ReLU (+ residual add) is one fused op (batch_norm_add_relu): one pass over the activation
+// forward and one backward instead of three.
 Tensor BasicBlock::forward(const Tensor& x) {
-  Tensor out = relu(bn1->forward(conv1->forward(x)));  // (N, planes, H/s, W/s)
-  out = bn2->forward(conv2->forward(out));
+  Tensor out = bn1->forward_add_relu(conv1->forward(x), Tensor());  // (N, planes, H/s, W/s)
+  out = conv2->forward(out);
   Tensor identity = downsample ? downsample->forward(x) : x;
-  return relu(add(out, identity));
+  return bn2->forward_add_relu(out, identity);
 }
 
 Bottleneck::Bottleneck(int64_t inplanes, int64_t planes, int64_t stride, bool has_downsample, Generator& gen) {
@@ -55,11 +57,10 @@ Bottleneck::Bottleneck(int64_t inplanes, int64_t planes, int64_t stride, bool ha
 }
 
 Tensor Bottleneck::forward(const Tensor& x) {
-  Tensor out = relu(bn1->forward(conv1->forward(x)));  // (N, planes, H, W)
-  out = relu(bn2->forward(conv2->forward(out)));        // (N, planes, H/s, W/s)
-  out = bn3->forward(conv3->forward(out));              // (N, 4*planes, H/s, W/s)
+  Tensor out = bn1->forward_add_relu(conv1->forward(x), Tensor());    // (N, planes, H, W)
+  out = bn2->forward_add_relu(conv2->forward(out), Tensor());         // (N, planes, H/s, W/s)
   Tensor identity = downsample ? downsample->forward(x) : x;
-  return relu(add(out, identity));
+  return bn3->forward_add_relu(conv3->forward(out), identity);        // (N, 4*planes, H/s, W/s)
 }
 
 namespace {
@@ -135,8 +136,8 @@ Tensor ResNet::forward_features(const Tensor& x) {
 Tensor ResNet::forward_map(const Tensor& x) {
   SELFSUP_CHECK(x.dim() == 4 && x.size(1) == opt_.in_channels, "ResNet: expected input (N, ", opt_.in_channels,
                 ", H, W), got ", shape_str(x.sizes()));
-  Tensor y = relu(bn1->forward(conv1->forward(x)));  // (N, w, H', W'), H' = H (cifar) or H/2 (imagenet)
-  y = maxpool->forward(y);                            // imagenet: (N, w, H/4, W/4)
+  Tensor y = bn1->forward_add_relu(conv1->forward(x), Tensor());  // (N, w, H', W'), H' = H (cifar) or H/2
+  y = maxpool->forward(y);                                          // imagenet: (N, w, H/4, W/4)
   y = layer1->forward(y);
   y = layer2->forward(y);
   y = layer3->forward(y);

@@ -58,11 +58,10 @@ BatchNorm::BatchNorm(int64_t num_features, int spatial_dims, const BatchNormOpti
   }
 }
 
-Tensor BatchNorm::forward(const Tensor& x) {
+double BatchNorm::begin_forward(const Tensor& x) {
   const int64_t want = 2 + spatial_dims_;
   SELFSUP_CHECK(x.dim() == want && x.size(1) == c_, type_name(), "(", c_, "): expected input of ", want,
                 " dims with ", c_, " channels, got ", shape_str(x.sizes()));
-  const bool use_batch_stats = is_training() || !opt_.track_running_stats;
   double momentum = 0.0;
   if (is_training() && opt_.track_running_stats) {
     // num_batches_tracked counts training forwards; with momentum=None it sets the cumulative average.
@@ -77,12 +76,31 @@ Tensor BatchNorm::forward(const Tensor& x) {
       momentum = opt_.momentum ? *opt_.momentum : 1.0 / num_batches_tracked.item();
     }
   }
+  return momentum;
+}
+
+Tensor BatchNorm::forward(const Tensor& x) {
+  const double momentum = begin_forward(x);
+  const bool use_batch_stats = is_training() || !opt_.track_running_stats;
   // Running stats are read in eval, written in training; without tracking they are not passed at all.
   Tensor rm = opt_.track_running_stats ? running_mean : Tensor();
   Tensor rv = opt_.track_running_stats ? running_var : Tensor();
   if (groups_ > 1 && use_batch_stats) return forward_grouped(x, rm, rv, momentum);
   if (sync_ && use_batch_stats) return dist::sync_batch_norm(x, rm, rv, weight, bias, momentum, opt_.eps, *sync_);
   return batch_norm(x, rm, rv, weight, bias, use_batch_stats, momentum, opt_.eps);
+}
+
+Tensor BatchNorm::forward_add_relu(const Tensor& x, const Tensor& residual) {
+  const bool use_batch_stats = is_training() || !opt_.track_running_stats;
+  // Statistics across ranks or per sample group: no fused kernel for those.
+  if ((sync_ || groups_ > 1) && use_batch_stats) {
+    Tensor y = forward(x);
+    return relu(residual.defined() ? add(y, residual) : y);
+  }
+  const double momentum = begin_forward(x);
+  Tensor rm = opt_.track_running_stats ? running_mean : Tensor();
+  Tensor rv = opt_.track_running_stats ? running_var : Tensor();
+  return batch_norm_add_relu(x, residual, rm, rv, weight, bias, use_batch_stats, momentum, opt_.eps);
 }
 
 void BatchNorm::set_sample_groups(int64_t groups) {

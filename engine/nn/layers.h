@@ -75,6 +75,9 @@ class BatchNorm : public Module {
  public:
   BatchNorm(int64_t num_features, int spatial_dims, const BatchNormOptions& opt);
   Tensor forward(const Tensor& x) override;
+  // relu(forward(x) + residual) (residual undefined: relu(forward(x))) with the same state updates, through
+  // the fused batch_norm_add_relu op when this process's batch statistics are used (SyncBN composes it).
+  Tensor forward_add_relu(const Tensor& x, const Tensor& residual);
   std::string type_name() const override { return spatial_dims_ == 2 ? "BatchNorm2d" : "BatchNorm1d"; }
   int64_t num_features() const { return c_; }
   const BatchNormOptions& options() const { return opt_; }
@@ -91,6 +94,9 @@ class BatchNorm : public Module {
   Tensor weight, bias, running_mean, running_var, num_batches_tracked;
 
  private:
+  // Checks x, counts the batch in num_batches_tracked (training) and returns the momentum to use.
+  double begin_forward(const Tensor& x);
+
   Tensor forward_grouped(const Tensor& x, const Tensor& rm, const Tensor& rv, double momentum);
   dist::Communicator* sync_ = nullptr;
   int64_t groups_ = 1;

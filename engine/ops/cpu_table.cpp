@@ -168,6 +168,29 @@ void fill_cpu_table(KernelTable& t) {
                                 static_cast<T*>(dg), static_cast<T*>(db));
     });
   };
+  t.batch_norm_add_relu_fwd_train = [](DType dt, int64_t N, int64_t C, int64_t S, const void* x, const void* r,
+                                       const void* g, const void* b, double eps, double momentum, void* y,
+                                       void* mean, void* invstd, void* rm, void* rv) {
+    on_float(dt, "batch_norm_add_relu_fwd_train", [&](auto v) {
+      using T = decltype(v);
+      kn::batch_norm_add_relu_fwd_train_cpu<T>(N, C, S, static_cast<const T*>(x), static_cast<const T*>(r),
+                                               static_cast<const T*>(g), static_cast<const T*>(b), eps, momentum,
+                                               static_cast<T*>(y), static_cast<T*>(mean), static_cast<T*>(invstd),
+                                               static_cast<T*>(rm), static_cast<T*>(rv));
+    });
+  };
+  t.batch_norm_add_relu_bwd = [](DType dt, int64_t N, int64_t C, int64_t S, const void* dy, const void* y,
+                                 const void* x, const void* g, const void* mean, const void* invstd, void* dx,
+                                 void* dr, void* dg, void* db) {
+    on_float(dt, "batch_norm_add_relu_bwd", [&](auto v) {
+      using T = decltype(v);
+      kn::batch_norm_add_relu_bwd_cpu<T>(N, C, S, static_cast<const T*>(dy), static_cast<const T*>(y),
+                                         static_cast<const T*>(x), static_cast<const T*>(g),
+                                         static_cast<const T*>(mean), static_cast<const T*>(invstd),
+                                         static_cast<T*>(dx), static_cast<T*>(dr), static_cast<T*>(dg),
+                                         static_cast<T*>(db));
+    });
+  };
   t.softmax_fwd = [](DType dt, int64_t outer, int64_t n, int64_t inner, const void* x, void* y, bool log) {
     on_float(dt, "softmax_fwd", [&](auto v) {
       using T = decltype(v);

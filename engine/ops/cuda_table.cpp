@@ -228,6 +228,29 @@ void fill_cuda_table(KernelTable& t) {
                                  static_cast<T*>(dx), static_cast<F*>(dg), static_cast<F*>(db), stream());
     });
   };
+  t.batch_norm_add_relu_fwd_train = [](DType dt, int64_t N, int64_t C, int64_t S, const void* x, const void* r,
+                                       const void* g, const void* b, double eps, double momentum, void* y,
+                                       void* mean, void* invstd, void* rm, void* rv) {
+    on_f32_bf16(dt, "batch_norm_add_relu_fwd_train", [&](auto v) {
+      using T = typename decltype(v)::type;
+      kn::batch_norm_add_relu_fwd_train_cuda<T>(N, C, S, static_cast<const T*>(x), static_cast<const T*>(r),
+                                                static_cast<const F*>(g), static_cast<const F*>(b), eps, momentum,
+                                                static_cast<T*>(y), static_cast<F*>(mean), static_cast<F*>(invstd),
+                                                static_cast<F*>(rm), static_cast<F*>(rv), stream());
+    });
+  };
+  t.batch_norm_add_relu_bwd = [](DType dt, int64_t N, int64_t C, int64_t S, const void* dy, const void* y,
+                                 const void* x, const void* g, const void* mean, const void* invstd, void* dx,
+                                 void* dr, void* dg, void* db) {
+    on_f32_bf16(dt, "batch_norm_add_relu_bwd", [&](auto v) {
+      using T = typename decltype(v)::type;
+      kn::batch_norm_add_relu_bwd_cuda<T>(N, C, S, static_cast<const T*>(dy), static_cast<const T*>(y),
+                                          static_cast<const T*>(x), static_cast<const F*>(g),
+                                          static_cast<const F*>(mean), static_cast<const F*>(invstd),
+                                          static_cast<T*>(dx), static_cast<T*>(dr), static_cast<F*>(dg),
+                                          static_cast<F*>(db), stream());
+    });
+  };
   t.softmax_fwd = [](DType dt, int64_t outer, int64_t n, int64_t inner, const void* x, void* y, bool log) {
     on_f32_bf16(dt, "softmax_fwd", [&](auto v) {
       using T = typename decltype(v)::type;

@@ -1,4 +1,6 @@
 // Convolution, pooling and batch norm: fused ops with explicit backward kernels.
+#include <array>
+
 #include "engine/autograd/grad_mode.h"
 #include "engine/autograd/node.h"
 #include "engine/ops/op_utils.h"
@@ -154,27 +156,40 @@ Tensor adaptive_avg_pool2d(const Tensor& x, std::array<int64_t, 2> out) {
   return y;
 }
 
-Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& running_var, const Tensor& weight,
-                  const Tensor& bias, bool training, double momentum, double eps) {
-  check_floating(x, "batch_norm");
-  SELFSUP_CHECK(x.dim() == 2 || x.dim() == 4, "batch_norm: input must be (N, C) or (N, C, H, W), got ",
+namespace {
+
+// Shapes, dtypes and devices of batch norm's arguments, for `op`; returns (N, C, S).
+std::array<int64_t, 3> check_batch_norm_args(const Tensor& x, const Tensor& running_mean, const Tensor& running_var,
+                                             const Tensor& weight, const Tensor& bias, const char* op) {
+  check_floating(x, op);
+  SELFSUP_CHECK(x.dim() == 2 || x.dim() == 4, op, ": input must be (N, C) or (N, C, H, W), got ",
                 shape_str(x.sizes()));
   const int64_t N = x.size(0), C = x.size(1), S = x.dim() == 4 ? x.size(2) * x.size(3) : 1;
   const DType pdt = batch_norm_param_dtype(x.dtype());  // float32 for a bfloat16 input
   auto check_param = [&](const Tensor& t, const char* what) {
     if (!t.defined()) return;
-    SELFSUP_CHECK(t.dim() == 1 && t.size(0) == C && t.dtype() == pdt, "batch_norm: ", what, " of shape ",
+    SELFSUP_CHECK(t.dim() == 1 && t.size(0) == C && t.dtype() == pdt, op, ": ", what, " of shape ",
                   shape_str(t.sizes()), " and dtype ", dtype_name(t.dtype()), " must be (", C, ") of dtype ",
                   dtype_name(pdt), " for a ", dtype_name(x.dtype()), " input");
-    SELFSUP_CHECK(t.is_contiguous(), "batch_norm: ", what, " must be contiguous");
-    ops_detail::check_same_device(x, t, "batch_norm");  // kernels read these through raw pointers
+    SELFSUP_CHECK(t.is_contiguous(), op, ": ", what, " must be contiguous");
+    ops_detail::check_same_device(x, t, op);  // kernels read these through raw pointers
   };
   check_param(weight, "weight");
   check_param(bias, "bias");
   check_param(running_mean, "running_mean");
   check_param(running_var, "running_var");
-  SELFSUP_CHECK(running_mean.defined() == running_var.defined(),
-                "batch_norm: running_mean and running_var must be given together");
+  SELFSUP_CHECK(running_mean.defined() == running_var.defined(), op,
+                ": running_mean and running_var must be given together");
+  return {N, C, S};
+}
+
+}  // namespace
+
+Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& running_var, const Tensor& weight,
+                  const Tensor& bias, bool training, double momentum, double eps) {
+  const std::array<int64_t, 3> ncs = check_batch_norm_args(x, running_mean, running_var, weight, bias, "batch_norm");
+  const int64_t N = ncs[0], C = ncs[1], S = ncs[2];
+  const DType pdt = batch_norm_param_dtype(x.dtype());
   auto ptr = [](const Tensor& t) -> void* { return t.defined() ? t.raw_data() : nullptr; };
   Tensor xc = x.detach().contiguous();
   Tensor y = Tensor::empty(x.sizes(), x.dtype(), x.device());
@@ -220,6 +235,63 @@ Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& run
                            xs.dtype(), N, C, S, gy.raw_data(), xs.raw_data(), p(ws), save_mean.raw_data(),
                            save_invstd.raw_data(), dx.raw_data(), p(dw), p(db));
                        return Grads{dx, dw, db};
+                     });
+  }
+  return y;
+}
+
+Tensor batch_norm_add_relu(const Tensor& x, const Tensor& residual, const Tensor& running_mean,
+                           const Tensor& running_var, const Tensor& weight, const Tensor& bias, bool training,
+                           double momentum, double eps) {
+  const std::array<int64_t, 3> ncs =
+      check_batch_norm_args(x, running_mean, running_var, weight, bias, "batch_norm_add_relu");
+  const int64_t N = ncs[0], C = ncs[1], S = ncs[2];
+  if (residual.defined()) {
+    SELFSUP_CHECK(residual.sizes() == x.sizes() && residual.dtype() == x.dtype(), "batch_norm_add_relu: residual of shape ",
+                  shape_str(residual.sizes()), " and dtype ", dtype_name(residual.dtype()), " must match the input's ",
+                  shape_str(x.sizes()), " and ", dtype_name(x.dtype()));
+    ops_detail::check_same_device(x, residual, "batch_norm_add_relu");
+  }
+  if (!training) {  // running statistics: an elementwise affine map, composed (its backward is elementwise too)
+    Tensor out = batch_norm(x, running_mean, running_var, weight, bias, false, momentum, eps);
+    return relu(residual.defined() ? add(out, residual) : out);
+  }
+  SELFSUP_CHECK(N * S > 1, "batch_norm_add_relu: training needs more than one value per channel, got input of shape ",
+                shape_str(x.sizes()));
+  const DType pdt = batch_norm_param_dtype(x.dtype());
+  auto ptr = [](const Tensor& t) -> void* { return t.defined() ? t.raw_data() : nullptr; };
+  Tensor xc = x.detach().contiguous();
+  Tensor rc = residual.defined() ? residual.detach().contiguous() : Tensor();
+  Tensor y = Tensor::empty(x.sizes(), x.dtype(), x.device());
+  Tensor save_mean = Tensor::empty({C}, pdt, x.device()), save_invstd = Tensor::empty({C}, pdt, x.device());
+  SELFSUP_KERNEL_CALL(x.device(), batch_norm_add_relu_fwd_train)(
+      x.dtype(), N, C, S, xc.raw_data(), ptr(rc), ptr(weight), ptr(bias), eps, momentum, y.raw_data(),
+      save_mean.raw_data(), save_invstd.raw_data(), ptr(running_mean), ptr(running_var));
+  if (running_mean.defined()) {
+    running_mean.bump_version();
+    running_var.bump_version();
+  }
+  if (autograd::needs_grad({x, residual, weight, bias})) {
+    // Saved: x and the output y (its sign is the ReLU's mask), not the pre-activation: no extra tensor.
+    SavedTensor sx = xc, sy = y, sw = weight;
+    const bool affine_grad = (weight.defined() && weight.requires_grad()) || (bias.defined() && bias.requires_grad());
+    const bool need_dr = residual.defined() && residual.requires_grad();
+    const bool has_w = weight.defined(), has_b = bias.defined();
+    autograd::record("batch_norm_add_relu", {x, residual, weight, bias}, {y},
+                     [sx, sy, sw, save_mean, save_invstd, N, C, S, affine_grad, need_dr, has_w, has_b,
+                      pdt](const Grads& g) {
+                       Tensor xs = sx.unpack("batch_norm_add_relu"), ys = sy.unpack("batch_norm_add_relu");
+                       Tensor ws = sw.unpack("batch_norm_add_relu");
+                       Tensor gy = g[0].contiguous();
+                       Tensor dx = Tensor::empty(xs.sizes(), xs.dtype(), xs.device());
+                       Tensor dr = need_dr ? Tensor::empty(xs.sizes(), xs.dtype(), xs.device()) : Tensor();
+                       Tensor dw = affine_grad && has_w ? Tensor::empty({C}, pdt, xs.device()) : Tensor();
+                       Tensor db = affine_grad && has_b ? Tensor::empty({C}, pdt, xs.device()) : Tensor();
+                       auto p = [](const Tensor& t) -> void* { return t.defined() ? t.raw_data() : nullptr; };
+                       SELFSUP_KERNEL_CALL(xs.device(), batch_norm_add_relu_bwd)(
+                           xs.dtype(), N, C, S, gy.raw_data(), ys.raw_data(), xs.raw_data(), p(ws),
+                           save_mean.raw_data(), save_invstd.raw_data(), dx.raw_data(), p(dr), p(dw), p(db));
+                       return Grads{dx, dr, dw, db};
                      });
   }
   return y;

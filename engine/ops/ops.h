@@ -129,6 +129,14 @@ Tensor adaptive_avg_pool2d(const Tensor& x, std::array<int64_t, 2> output_size);
 Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& running_var, const Tensor& weight,
                   const Tensor& bias, bool training, double momentum = 0.1, double eps = 1e-5);
 
+// relu(batch_norm(x, ...) + residual) as one op (a ResNet block's tail; residual may be undefined: then
+// relu(batch_norm(x))). Training: one fused kernel forward (statistics, then normalise + add + ReLU in one
+// pass) and one backward (the ReLU mask folded into batch norm's gradient sums, dresidual written in the same
+// pass). Eval: composed from batch_norm, add and relu. residual has x's shape, dtype and device.
+Tensor batch_norm_add_relu(const Tensor& x, const Tensor& residual, const Tensor& running_mean,
+                           const Tensor& running_var, const Tensor& weight, const Tensor& bias, bool training,
+                           double momentum = 0.1, double eps = 1e-5);
+
 // The dtype of batch norm's parameters and statistics for an input dtype: the same, except that a bfloat16
 // input keeps them in float32 (the kernels compute in float; PyTorch's mixed-precision rule).
 inline DType batch_norm_param_dtype(DType input) { return input == DType::bf16 ? DType::f32 : input; }

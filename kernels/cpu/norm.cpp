@@ -25,9 +25,11 @@ constexpr int64_t kBlockElems = 1 << 14;
 
 // out (2, C) = per-channel sums over (N, S) of u = p - p_center[c] and of u (q - q_center[c]), p and q being
 // (N, C, S). Statistics use p = q = x centred on a shift; the backward p = dy (centre 0), q = x (centre mean).
-template <typename T>
+// kMask (the fused BN + ReLU backward): p is replaced by p [mask > 0], mask (N, C, S) being the ReLU's output,
+// so the masked gradient is never written to memory.
+template <bool kMask = false, typename T>
 void channel_sums(int64_t N, int64_t C, int64_t S, const T* p, const double* p_center, const T* q,
-                  const double* q_center, double* out) {
+                  const double* q_center, double* out, const T* mask = nullptr) {
   if (S >= kLongRow) {
     // Long rows: one thread owns a channel and reads its N rows, each a contiguous stream.
 #pragma omp parallel for schedule(static) if (N * C * S > kParallelMinWork)
@@ -44,18 +46,19 @@ void channel_sums(int64_t N, int64_t C, int64_t S, const T* p, const double* p_c
       for (int64_t n = 0; n < N; ++n) {
         const T* pr = p + (n * C + c) * S;
         const T* qr = q + (n * C + c) * S;
+        const T* mr = kMask ? mask + (n * C + c) * S : nullptr;
         T la[kLanes] = {}, lb[kLanes] = {};
         int64_t s = 0;
         for (; s + kLanes <= S; s += kLanes) {
 #pragma omp simd
           for (int64_t l = 0; l < kLanes; ++l) {
-            const T u = pr[s + l] - pc;
+            const T u = (kMask ? (mr[s + l] > T(0) ? pr[s + l] : T(0)) : pr[s + l]) - pc;
             la[l] += u;
             lb[l] += u * (qr[s + l] - qc);
           }
         }
         for (int64_t l = 0; s < S; ++s, ++l) {  // the tail, one element per lane
-          const T u = pr[s] - pc;
+          const T u = (kMask ? (mr[s] > T(0) ? pr[s] : T(0)) : pr[s]) - pc;
           la[l] += u;
           lb[l] += u * (qr[s] - qc);
         }
@@ -82,10 +85,11 @@ void channel_sums(int64_t N, int64_t C, int64_t S, const T* p, const double* p_c
     for (int64_t n = blk * rows_per_block; n < n_end; ++n) {
       const T* pr = p + n * C * S;  // (C, S)
       const T* qr = q + n * C * S;
+      const T* mr = kMask ? mask + n * C * S : nullptr;
       if (S == 1) {
 #pragma omp simd
         for (int64_t c = 0; c < C; ++c) {  // vectorised along C
-          const double u = static_cast<double>(pr[c]) - p_center[c];
+          const double u = static_cast<double>(kMask ? (mr[c] > T(0) ? pr[c] : T(0)) : pr[c]) - p_center[c];
           pa[c] += u;
           pb[c] += u * (static_cast<double>(qr[c]) - q_center[c]);
         }
@@ -93,7 +97,8 @@ void channel_sums(int64_t N, int64_t C, int64_t S, const T* p, const double* p_c
       }
       for (int64_t c = 0; c < C; ++c)
         for (int64_t s = 0; s < S; ++s) {
-          const double u = static_cast<double>(pr[c * S + s]) - p_center[c];
+          const T pv = kMask ? (mr[c * S + s] > T(0) ? pr[c * S + s] : T(0)) : pr[c * S + s];
+          const double u = static_cast<double>(pv) - p_center[c];
           pa[c] += u;
           pb[c] += u * (static_cast<double>(qr[c * S + s]) - q_center[c]);
         }
@@ -105,17 +110,27 @@ void channel_sums(int64_t N, int64_t C, int64_t S, const T* p, const double* p_c
 }
 
 // y = (x - center[c]) * scale[c] + shift[c] over (N, C, S); center is subtracted first so that large means
-// do not cost float precision.
-template <typename T>
+// do not cost float precision. kRelu (the fused BN + ReLU forward): y = max(0, that + residual), residual
+// (N, C, S) or null, in the same pass.
+template <bool kRelu = false, typename T>
 void center_scale_shift(int64_t N, int64_t C, int64_t S, const T* x, const T* center, const T* scale,
-                        const T* shift, T* y) {
+                        const T* shift, T* y, const T* residual = nullptr) {
+  auto out = [](T v, const T* r, int64_t i) {
+    if constexpr (kRelu) {
+      if (r) v += r[i];
+      return v > T(0) ? v : T(0);
+    } else {
+      return v;
+    }
+  };
   if (S == 1) {  // (N, C): vectorise along C
 #pragma omp parallel for schedule(static) if (N * C > kParallelMinWork)
     for (int64_t n = 0; n < N; ++n) {
       const T* xr = x + n * C;
+      const T* rr = residual ? residual + n * C : nullptr;
       T* yr = y + n * C;
 #pragma omp simd
-      for (int64_t c = 0; c < C; ++c) yr[c] = (xr[c] - center[c]) * scale[c] + shift[c];
+      for (int64_t c = 0; c < C; ++c) yr[c] = out((xr[c] - center[c]) * scale[c] + shift[c], rr, c);
     }
     return;
   }
@@ -123,20 +138,26 @@ void center_scale_shift(int64_t N, int64_t C, int64_t S, const T* x, const T* ce
   for (int64_t n = 0; n < N; ++n) {
     for (int64_t c = 0; c < C; ++c) {
       const T* xr = x + (n * C + c) * S;
+      const T* rr = residual ? residual + (n * C + c) * S : nullptr;
       T* yr = y + (n * C + c) * S;
       const T m = center[c], a = scale[c], b = shift[c];
+      if (rr) {  // the residual's branch hoisted out of the inner loop
 #pragma omp simd
-      for (int64_t s = 0; s < S; ++s) yr[s] = (xr[s] - m) * a + b;
+        for (int64_t s = 0; s < S; ++s) yr[s] = out((xr[s] - m) * a + b, rr, s);
+      } else {
+#pragma omp simd
+        for (int64_t s = 0; s < S; ++s) yr[s] = out((xr[s] - m) * a + b, nullptr, s);
+      }
     }
   }
 }
 
-}  // namespace
-
-template <typename T>
-void batch_norm_fwd_train_cpu(int64_t N, int64_t C, int64_t S, const T* x, const T* gamma, const T* beta,
-                              double eps, double momentum, T* y, T* save_mean, T* save_invstd, T* running_mean,
-                              T* running_var) {
+// The training forward: statistics (one read of x), then one elementwise pass writing y; with kRelu the
+// pass also adds the residual and applies the ReLU.
+template <bool kRelu, typename T>
+void bn_fwd_train(int64_t N, int64_t C, int64_t S, const T* x, const T* residual, const T* gamma, const T* beta,
+                  double eps, double momentum, T* y, T* save_mean, T* save_invstd, T* running_mean,
+                  T* running_var) {
   const int64_t count = N * S;
   // The unbiased variance needs two values; PyTorch refuses this case the same way.
   if (count < 2) throw std::runtime_error("batch_norm: expected more than 1 value per channel when training");
@@ -163,7 +184,109 @@ void batch_norm_fwd_train_cpu(int64_t N, int64_t C, int64_t S, const T* x, const
     scale[c] = static_cast<T>(invstd * (gamma ? static_cast<double>(gamma[c]) : 1.0));
     offset[c] = beta ? beta[c] : T(0);
   }
-  center_scale_shift(N, C, S, x, mean_t.data(), scale.data(), offset.data(), y);
+  center_scale_shift<kRelu>(N, C, S, x, mean_t.data(), scale.data(), offset.data(), y, residual);
+}
+
+// With xhat = (x - mean) invstd, g = gamma invstd and n = N*S:
+//   dbeta = sum(dy), dgamma = sum(dy xhat),
+//   dx = g (dy - mean(dy) - xhat mean(dy xhat)) = (dy - mean(dy)) g - (x - mean) k,
+//   k = g invstd^2 sum(dy (x - mean)) / n.
+// kRelu: dy is first replaced by dz = dy [y > 0] (y the fused forward's output) in both passes, and
+// dresidual = dz when asked for (non-null).
+template <bool kRelu, typename T>
+void bn_bwd(int64_t N, int64_t C, int64_t S, const T* dy, const T* y, const T* x, const T* gamma,
+            const T* save_mean, const T* save_invstd, T* dx, T* dresidual, T* dgamma, T* dbeta) {
+  if (N * S == 0) {  // no samples: zero gradients for the (C) parameters, nothing to write in dx
+    for (int64_t c = 0; c < C; ++c) {
+      if (dgamma) dgamma[c] = T(0);
+      if (dbeta) dbeta[c] = T(0);
+    }
+    return;
+  }
+  std::vector<double> sums(static_cast<size_t>(2 * C));  // (2, C): sum(dy), sum(dy (x - mean))
+  const std::vector<double> zeros(static_cast<size_t>(C), 0.0);
+  std::vector<double> mean(static_cast<size_t>(C));
+  for (int64_t c = 0; c < C; ++c) mean[c] = static_cast<double>(save_mean[c]);
+  channel_sums<kRelu>(N, C, S, dy, zeros.data(), x, mean.data(), sums.data(), y);
+
+  // Per channel: dx = (dy - mean_dy) g - (x - mean) k, computed as one pass over (N, C, S).
+  std::vector<T> mean_dy(static_cast<size_t>(C)), g(static_cast<size_t>(C)), k(static_cast<size_t>(C));
+  const double inv_count = 1.0 / static_cast<double>(N * S);
+  for (int64_t c = 0; c < C; ++c) {
+    const double invstd = static_cast<double>(save_invstd[c]);
+    const double gc = invstd * (gamma ? static_cast<double>(gamma[c]) : 1.0);
+    if (dbeta) dbeta[c] = static_cast<T>(sums[c]);
+    if (dgamma) dgamma[c] = static_cast<T>(sums[C + c] * invstd);
+    mean_dy[c] = static_cast<T>(sums[c] * inv_count);
+    g[c] = static_cast<T>(gc);
+    k[c] = static_cast<T>(gc * invstd * invstd * sums[C + c] * inv_count);
+  }
+  // The gradient reaching the BN: dy itself, or dy masked by the ReLU's output.
+  auto grad = [](const T* d, const T* yy, int64_t i) {
+    if constexpr (kRelu) {
+      return yy[i] > T(0) ? d[i] : T(0);
+    } else {
+      return d[i];
+    }
+  };
+  if (S == 1) {  // (N, C): vectorise along C
+#pragma omp parallel for schedule(static) if (N * C > kParallelMinWork)
+    for (int64_t n = 0; n < N; ++n) {
+      const T* xr = x + n * C;
+      const T* dyr = dy + n * C;
+      const T* yr = kRelu ? y + n * C : nullptr;
+      T* dxr = dx + n * C;
+      T* drr = dresidual ? dresidual + n * C : nullptr;
+#pragma omp simd
+      for (int64_t c = 0; c < C; ++c) {
+        const T dz = grad(dyr, yr, c);
+        dxr[c] = (dz - mean_dy[c]) * g[c] - (xr[c] - save_mean[c]) * k[c];
+        if (kRelu && drr) drr[c] = dz;
+      }
+    }
+    return;
+  }
+#pragma omp parallel for collapse(2) schedule(static) if (N * C * S > kParallelMinWork)
+  for (int64_t n = 0; n < N; ++n) {
+    for (int64_t c = 0; c < C; ++c) {
+      const int64_t off = (n * C + c) * S;
+      const T* xr = x + off;
+      const T* dyr = dy + off;
+      const T* yr = kRelu ? y + off : nullptr;
+      T* dxr = dx + off;
+      T* drr = dresidual ? dresidual + off : nullptr;
+      const T mdy = mean_dy[c], gc = g[c], kc = k[c], m = save_mean[c];
+      if (kRelu && drr) {
+#pragma omp simd
+        for (int64_t s = 0; s < S; ++s) {
+          const T dz = grad(dyr, yr, s);
+          dxr[s] = (dz - mdy) * gc - (xr[s] - m) * kc;
+          drr[s] = dz;
+        }
+      } else {
+#pragma omp simd
+        for (int64_t s = 0; s < S; ++s) dxr[s] = (grad(dyr, yr, s) - mdy) * gc - (xr[s] - m) * kc;
+      }
+    }
+  }
+}
+
+}  // namespace
+
+template <typename T>
+void batch_norm_fwd_train_cpu(int64_t N, int64_t C, int64_t S, const T* x, const T* gamma, const T* beta,
+                              double eps, double momentum, T* y, T* save_mean, T* save_invstd, T* running_mean,
+                              T* running_var) {
+  bn_fwd_train<false>(N, C, S, x, static_cast<const T*>(nullptr), gamma, beta, eps, momentum, y, save_mean,
+                      save_invstd, running_mean, running_var);
+}
+
+template <typename T>
+void batch_norm_add_relu_fwd_train_cpu(int64_t N, int64_t C, int64_t S, const T* x, const T* residual,
+                                       const T* gamma, const T* beta, double eps, double momentum, T* y,
+                                       T* save_mean, T* save_invstd, T* running_mean, T* running_var) {
+  bn_fwd_train<true>(N, C, S, x, residual, gamma, beta, eps, momentum, y, save_mean, save_invstd, running_mean,
+                     running_var);
 }
 
 template <typename T>
@@ -178,61 +301,18 @@ void batch_norm_fwd_eval_cpu(int64_t N, int64_t C, int64_t S, const T* x, const 
   center_scale_shift(N, C, S, x, running_mean, scale.data(), offset.data(), y);
 }
 
-// With xhat = (x - mean) invstd, g = gamma invstd and n = N*S:
-//   dbeta = sum(dy), dgamma = sum(dy xhat),
-//   dx = g (dy - mean(dy) - xhat mean(dy xhat)) = (dy - mean(dy)) g - (x - mean) k,
-//   k = g invstd^2 sum(dy (x - mean)) / n.
 template <typename T>
 void batch_norm_bwd_cpu(int64_t N, int64_t C, int64_t S, const T* dy, const T* x, const T* gamma,
                         const T* save_mean, const T* save_invstd, T* dx, T* dgamma, T* dbeta) {
-  if (N * S == 0) {  // no samples: zero gradients for the (C) parameters, nothing to write in dx
-    for (int64_t c = 0; c < C; ++c) {
-      if (dgamma) dgamma[c] = T(0);
-      if (dbeta) dbeta[c] = T(0);
-    }
-    return;
-  }
-  std::vector<double> sums(static_cast<size_t>(2 * C));  // (2, C): sum(dy), sum(dy (x - mean))
-  const std::vector<double> zeros(static_cast<size_t>(C), 0.0);
-  std::vector<double> mean(static_cast<size_t>(C));
-  for (int64_t c = 0; c < C; ++c) mean[c] = static_cast<double>(save_mean[c]);
-  channel_sums(N, C, S, dy, zeros.data(), x, mean.data(), sums.data());
+  bn_bwd<false>(N, C, S, dy, static_cast<const T*>(nullptr), x, gamma, save_mean, save_invstd, dx,
+                static_cast<T*>(nullptr), dgamma, dbeta);
+}
 
-  // Per channel: dx = (dy - mean_dy) g - (x - mean) k, computed as one pass over (N, C, S).
-  std::vector<T> mean_dy(static_cast<size_t>(C)), g(static_cast<size_t>(C)), k(static_cast<size_t>(C));
-  const double inv_count = 1.0 / static_cast<double>(N * S);
-  for (int64_t c = 0; c < C; ++c) {
-    const double invstd = static_cast<double>(save_invstd[c]);
-    const double gc = invstd * (gamma ? static_cast<double>(gamma[c]) : 1.0);
-    if (dbeta) dbeta[c] = static_cast<T>(sums[c]);
-    if (dgamma) dgamma[c] = static_cast<T>(sums[C + c] * invstd);
-    mean_dy[c] = static_cast<T>(sums[c] * inv_count);
-    g[c] = static_cast<T>(gc);
-    k[c] = static_cast<T>(gc * invstd * invstd * sums[C + c] * inv_count);
-  }
-  if (S == 1) {  // (N, C): vectorise along C
-#pragma omp parallel for schedule(static) if (N * C > kParallelMinWork)
-    for (int64_t n = 0; n < N; ++n) {
-      const T* xr = x + n * C;
-      const T* dyr = dy + n * C;
-      T* dxr = dx + n * C;
-#pragma omp simd
-      for (int64_t c = 0; c < C; ++c) dxr[c] = (dyr[c] - mean_dy[c]) * g[c] - (xr[c] - save_mean[c]) * k[c];
-    }
-    return;
-  }
-#pragma omp parallel for collapse(2) schedule(static) if (N * C * S > kParallelMinWork)
-  for (int64_t n = 0; n < N; ++n) {
-    for (int64_t c = 0; c < C; ++c) {
-      const int64_t off = (n * C + c) * S;
-      const T* xr = x + off;
-      const T* dyr = dy + off;
-      T* dxr = dx + off;
-      const T mdy = mean_dy[c], gc = g[c], kc = k[c], m = save_mean[c];
-#pragma omp simd
-      for (int64_t s = 0; s < S; ++s) dxr[s] = (dyr[s] - mdy) * gc - (xr[s] - m) * kc;
-    }
-  }
+template <typename T>
+void batch_norm_add_relu_bwd_cpu(int64_t N, int64_t C, int64_t S, const T* dy, const T* y, const T* x,
+                                 const T* gamma, const T* save_mean, const T* save_invstd, T* dx, T* dresidual,
+                                 T* dgamma, T* dbeta) {
+  bn_bwd<true>(N, C, S, dy, y, x, gamma, save_mean, save_invstd, dx, dresidual, dgamma, dbeta);
 }
 
 #define SELFSUP_INSTANTIATE_BN(T)                                                                             \
@@ -241,7 +321,11 @@ void batch_norm_bwd_cpu(int64_t N, int64_t C, int64_t S, const T* dy, const T* x
   template void batch_norm_fwd_eval_cpu<T>(int64_t, int64_t, int64_t, const T*, const T*, const T*, const T*, \
                                            const T*, double, T*);                                             \
   template void batch_norm_bwd_cpu<T>(int64_t, int64_t, int64_t, const T*, const T*, const T*, const T*,      \
-                                      const T*, T*, T*, T*);
+                                      const T*, T*, T*, T*);                                                  \
+  template void batch_norm_add_relu_fwd_train_cpu<T>(int64_t, int64_t, int64_t, const T*, const T*, const T*, \
+                                                     const T*, double, double, T*, T*, T*, T*, T*);           \
+  template void batch_norm_add_relu_bwd_cpu<T>(int64_t, int64_t, int64_t, const T*, const T*, const T*,       \
+                                               const T*, const T*, const T*, T*, T*, T*, T*);
 SELFSUP_INSTANTIATE_BN(float)
 SELFSUP_INSTANTIATE_BN(double)
 #undef SELFSUP_INSTANTIATE_BN

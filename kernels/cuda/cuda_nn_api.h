@@ -62,6 +62,17 @@ template <typename T>
 void batch_norm_bwd_cuda(int64_t N, int64_t C, int64_t S, const T* dy, const T* x, const float* gamma,
                          const float* save_mean, const float* save_invstd, T* dx, float* dgamma, float* dbeta,
                          cudaStream_t stream);
+// Fused batch norm + residual add + ReLU, the semantics of batch_norm_add_relu_*_cpu (residual and dresidual
+// may be null).
+template <typename T>
+void batch_norm_add_relu_fwd_train_cuda(int64_t N, int64_t C, int64_t S, const T* x, const T* residual,
+                                        const float* gamma, const float* beta, double eps, double momentum, T* y,
+                                        float* save_mean, float* save_invstd, float* running_mean,
+                                        float* running_var, cudaStream_t stream);
+template <typename T>
+void batch_norm_add_relu_bwd_cuda(int64_t N, int64_t C, int64_t S, const T* dy, const T* y, const T* x,
+                                  const float* gamma, const float* save_mean, const float* save_invstd, T* dx,
+                                  T* dresidual, float* dgamma, float* dbeta, cudaStream_t stream);
 
 // ============================ softmax and cross-entropy (kernels/cuda/softmax_xent.cu), T = float, bf16
 template <typename T>

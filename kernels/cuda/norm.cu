@@ -13,6 +13,9 @@
 // Statistics use sums of x - shift and (x - shift)^2 with shift = x[0, c, 0], as the CPU kernel, so the
 // one-pass variance does not cancel when |mean| >> std. Reduction order depends only on the shapes and the
 // launch configuration: results are deterministic run to run (no atomics).
+// The fused batch norm + residual add + ReLU (kAct) is the same kernels with an epilogue: the forward adds the
+// residual and clamps in the elementwise pass; the backward masks dy by the output (y > 0) in both passes and
+// also writes the residual's gradient (the masked dy).
 // Known limit: with few channels (C = 64) and long rows, one block per channel leaves SMs idle; a split
 // over N with a second combine stage is the next step if gpu_check shows it (or cuDNN's batch norm).
 #include <cmath>
@@ -61,8 +64,24 @@ __device__ __forceinline__ void bn_finalize_stats(const BnFwdArgs& a, int64_t c,
   }
 }
 
-template <typename T>
-__global__ void bn_fwd_train_long_kernel(BnFwdArgs a, const T* x, T* y) {
+// The elementwise output: the normalised value, or with kAct max(0, value + residual) (r may be null).
+template <bool kAct, typename T>
+__device__ __forceinline__ float bn_out(float v, const T* r, int64_t i) {
+  if (!kAct) return v;
+  if (r) v += to_f(r[i]);
+  return fmaxf(v, 0.0f);
+}
+
+// The gradient reaching the batch norm: dy, or with kAct dy where the fused output y is positive.
+template <bool kAct, typename T>
+__device__ __forceinline__ float bn_grad(const T* dy, const T* y, int64_t i) {
+  const float d = to_f(dy[i]);
+  if (!kAct) return d;
+  return to_f(y[i]) > 0.0f ? d : 0.0f;
+}
+
+template <typename T, bool kAct>
+__global__ void bn_fwd_train_long_kernel(BnFwdArgs a, const T* x, const T* r, T* y) {
   __shared__ float red[32];
   const int64_t c = blockIdx.x;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, n_warps = blockDim.x >> 5;
@@ -85,7 +104,7 @@ __global__ void bn_fwd_train_long_kernel(BnFwdArgs a, const T* x, T* y) {
     const int64_t n = g / segs, s = (g - n * segs) * 32 + lane;
     if (s < a.S) {
       const int64_t i = (n * a.C + c) * a.S + s;
-      y[i] = from_f<T>((to_f(x[i]) - mean) * scale + offset);
+      y[i] = from_f<T>(bn_out<kAct>((to_f(x[i]) - mean) * scale + offset, r, i));
     }
   }
 }
@@ -100,8 +119,8 @@ __device__ __forceinline__ float column_sum(float v, float (*sm)[kColX + 1]) {
   return t;
 }
 
-template <typename T>
-__global__ void bn_fwd_train_short_kernel(BnFwdArgs a, const T* x, T* y) {
+template <typename T, bool kAct>
+__global__ void bn_fwd_train_short_kernel(BnFwdArgs a, const T* x, const T* r, T* y) {
   __shared__ float sm[kColY][kColX + 1];
   const int64_t c = static_cast<int64_t>(blockIdx.x) * kColX + threadIdx.x;
   const bool live = c < a.C;
@@ -123,7 +142,7 @@ __global__ void bn_fwd_train_short_kernel(BnFwdArgs a, const T* x, T* y) {
   for (int64_t j = threadIdx.y; j < count; j += kColY) {
     const int64_t n = j / a.S, s = j - n * a.S;
     const int64_t i = (n * a.C + c) * a.S + s;
-    y[i] = from_f<T>((to_f(x[i]) - mean) * scale + offset);
+    y[i] = from_f<T>(bn_out<kAct>((to_f(x[i]) - mean) * scale + offset, r, i));
   }
 }
 
@@ -159,8 +178,8 @@ __device__ __forceinline__ void bn_bwd_finalize(const BnBwdArgs& a, int64_t c, f
   if (a.dgamma) a.dgamma[c] = sdyx * invstd;
 }
 
-template <typename T>
-__global__ void bn_bwd_long_kernel(BnBwdArgs a, const T* dy, const T* x, T* dx) {
+template <typename T, bool kAct>
+__global__ void bn_bwd_long_kernel(BnBwdArgs a, const T* dy, const T* y, const T* x, T* dx, T* dr) {
   __shared__ float red[32];
   const int64_t c = blockIdx.x;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, n_warps = blockDim.x >> 5;
@@ -171,7 +190,7 @@ __global__ void bn_bwd_long_kernel(BnBwdArgs a, const T* dy, const T* x, T* dx) 
     const int64_t n = g / segs, s = (g - n * segs) * 32 + lane;
     if (s < a.S) {
       const int64_t i = (n * a.C + c) * a.S + s;
-      const float d = to_f(dy[i]);
+      const float d = bn_grad<kAct>(dy, y, i);
       s1 += d;
       s2 += d * (to_f(x[i]) - mean);
     }
@@ -184,13 +203,15 @@ __global__ void bn_bwd_long_kernel(BnBwdArgs a, const T* dy, const T* x, T* dx) 
     const int64_t n = sg / segs, s = (sg - n * segs) * 32 + lane;
     if (s < a.S) {
       const int64_t i = (n * a.C + c) * a.S + s;
-      dx[i] = from_f<T>((to_f(dy[i]) - mean_dy) * g - (to_f(x[i]) - mean) * k);
+      const float d = bn_grad<kAct>(dy, y, i);
+      dx[i] = from_f<T>((d - mean_dy) * g - (to_f(x[i]) - mean) * k);
+      if (kAct && dr) dr[i] = from_f<T>(d);
     }
   }
 }
 
-template <typename T>
-__global__ void bn_bwd_short_kernel(BnBwdArgs a, const T* dy, const T* x, T* dx) {
+template <typename T, bool kAct>
+__global__ void bn_bwd_short_kernel(BnBwdArgs a, const T* dy, const T* y, const T* x, T* dx, T* dr) {
   __shared__ float sm[kColY][kColX + 1];
   const int64_t c = static_cast<int64_t>(blockIdx.x) * kColX + threadIdx.x;
   const bool live = c < a.C;
@@ -201,7 +222,7 @@ __global__ void bn_bwd_short_kernel(BnBwdArgs a, const T* dy, const T* x, T* dx)
     for (int64_t j = threadIdx.y; j < count; j += kColY) {
       const int64_t n = j / a.S, s = j - n * a.S;
       const int64_t i = (n * a.C + c) * a.S + s;
-      const float d = to_f(dy[i]);
+      const float d = bn_grad<kAct>(dy, y, i);
       s1 += d;
       s2 += d * (to_f(x[i]) - mean);
     }
@@ -213,8 +234,48 @@ __global__ void bn_bwd_short_kernel(BnBwdArgs a, const T* dy, const T* x, T* dx)
   for (int64_t j = threadIdx.y; j < count; j += kColY) {
     const int64_t n = j / a.S, s = j - n * a.S;
     const int64_t i = (n * a.C + c) * a.S + s;
-    dx[i] = from_f<T>((to_f(dy[i]) - mean_dy) * g - (to_f(x[i]) - mean) * k);
+    const float d = bn_grad<kAct>(dy, y, i);
+    dx[i] = from_f<T>((d - mean_dy) * g - (to_f(x[i]) - mean) * k);
+    if (kAct && dr) dr[i] = from_f<T>(d);
   }
+}
+
+// The training forward (kAct: fused with the residual add and ReLU), one kernel for either layout.
+template <bool kAct, typename T>
+void bn_fwd_train_launch(int64_t N, int64_t C, int64_t S, const T* x, const T* r, const float* gamma,
+                         const float* beta, double eps, double momentum, T* y, float* save_mean, float* save_invstd,
+                         float* running_mean, float* running_var, cudaStream_t stream) {
+  if (N * S < 2) throw std::runtime_error("batch_norm: expected more than 1 value per channel when training");
+  if (C == 0) return;
+  const BnFwdArgs a{N, C, S, gamma, beta, static_cast<float>(eps), static_cast<float>(momentum),
+                    save_mean, save_invstd, running_mean, running_var};
+  if (S >= kLongRowMin) {
+    SELFSUP_LAUNCH(static_cast<unsigned>(C), kLongThreads, 0, stream, bn_fwd_train_long_kernel<T, kAct>)(a, x, r, y);
+  } else {
+    SELFSUP_LAUNCH(static_cast<unsigned>((C + kColX - 1) / kColX), dim3(kColX, kColY), 0, stream,
+                   bn_fwd_train_short_kernel<T, kAct>)(a, x, r, y);
+  }
+  SELFSUP_LAUNCH_CHECK();
+}
+
+template <bool kAct, typename T>
+void bn_bwd_launch(int64_t N, int64_t C, int64_t S, const T* dy, const T* y, const T* x, const float* gamma,
+                   const float* save_mean, const float* save_invstd, T* dx, T* dr, float* dgamma, float* dbeta,
+                   cudaStream_t stream) {
+  if (C == 0) return;
+  if (N * S == 0) {  // no samples: zero parameter gradients, nothing to write in dx (as the CPU kernel)
+    if (dgamma) SELFSUP_CUDA_CHECK(cudaMemsetAsync(dgamma, 0, C * sizeof(float), stream));
+    if (dbeta) SELFSUP_CUDA_CHECK(cudaMemsetAsync(dbeta, 0, C * sizeof(float), stream));
+    return;
+  }
+  const BnBwdArgs a{N, C, S, gamma, save_mean, save_invstd, dgamma, dbeta};
+  if (S >= kLongRowMin) {
+    SELFSUP_LAUNCH(static_cast<unsigned>(C), kLongThreads, 0, stream, bn_bwd_long_kernel<T, kAct>)(a, dy, y, x, dx, dr);
+  } else {
+    SELFSUP_LAUNCH(static_cast<unsigned>((C + kColX - 1) / kColX), dim3(kColX, kColY), 0, stream,
+                   bn_bwd_short_kernel<T, kAct>)(a, dy, y, x, dx, dr);
+  }
+  SELFSUP_LAUNCH_CHECK();
 }
 
 }  // namespace
@@ -223,17 +284,17 @@ template <typename T>
 void batch_norm_fwd_train_cuda(int64_t N, int64_t C, int64_t S, const T* x, const float* gamma, const float* beta,
                                double eps, double momentum, T* y, float* save_mean, float* save_invstd,
                                float* running_mean, float* running_var, cudaStream_t stream) {
-  if (N * S < 2) throw std::runtime_error("batch_norm: expected more than 1 value per channel when training");
-  if (C == 0) return;
-  const BnFwdArgs a{N, C, S, gamma, beta, static_cast<float>(eps), static_cast<float>(momentum),
-                    save_mean, save_invstd, running_mean, running_var};
-  if (S >= kLongRowMin) {
-    SELFSUP_LAUNCH(static_cast<unsigned>(C), kLongThreads, 0, stream, bn_fwd_train_long_kernel<T>)(a, x, y);
-  } else {
-    SELFSUP_LAUNCH(static_cast<unsigned>((C + kColX - 1) / kColX), dim3(kColX, kColY), 0, stream, bn_fwd_train_short_kernel<T>)(
-        a, x, y);
-  }
-  SELFSUP_LAUNCH_CHECK();
+  bn_fwd_train_launch<false>(N, C, S, x, static_cast<const T*>(nullptr), gamma, beta, eps, momentum, y, save_mean,
+                             save_invstd, running_mean, running_var, stream);
+}
+
+template <typename T>
+void batch_norm_add_relu_fwd_train_cuda(int64_t N, int64_t C, int64_t S, const T* x, const T* residual,
+                                        const float* gamma, const float* beta, double eps, double momentum, T* y,
+                                        float* save_mean, float* save_invstd, float* running_mean,
+                                        float* running_var, cudaStream_t stream) {
+  bn_fwd_train_launch<true>(N, C, S, x, residual, gamma, beta, eps, momentum, y, save_mean, save_invstd,
+                            running_mean, running_var, stream);
 }
 
 template <typename T>
@@ -251,20 +312,15 @@ template <typename T>
 void batch_norm_bwd_cuda(int64_t N, int64_t C, int64_t S, const T* dy, const T* x, const float* gamma,
                          const float* save_mean, const float* save_invstd, T* dx, float* dgamma, float* dbeta,
                          cudaStream_t stream) {
-  if (C == 0) return;
-  if (N * S == 0) {  // no samples: zero parameter gradients, nothing to write in dx (as the CPU kernel)
-    if (dgamma) SELFSUP_CUDA_CHECK(cudaMemsetAsync(dgamma, 0, C * sizeof(float), stream));
-    if (dbeta) SELFSUP_CUDA_CHECK(cudaMemsetAsync(dbeta, 0, C * sizeof(float), stream));
-    return;
-  }
-  const BnBwdArgs a{N, C, S, gamma, save_mean, save_invstd, dgamma, dbeta};
-  if (S >= kLongRowMin) {
-    SELFSUP_LAUNCH(static_cast<unsigned>(C), kLongThreads, 0, stream, bn_bwd_long_kernel<T>)(a, dy, x, dx);
-  } else {
-    SELFSUP_LAUNCH(static_cast<unsigned>((C + kColX - 1) / kColX), dim3(kColX, kColY), 0, stream, bn_bwd_short_kernel<T>)(
-        a, dy, x, dx);
-  }
-  SELFSUP_LAUNCH_CHECK();
+  bn_bwd_launch<false>(N, C, S, dy, static_cast<const T*>(nullptr), x, gamma, save_mean, save_invstd, dx,
+                       static_cast<T*>(nullptr), dgamma, dbeta, stream);
+}
+
+template <typename T>
+void batch_norm_add_relu_bwd_cuda(int64_t N, int64_t C, int64_t S, const T* dy, const T* y, const T* x,
+                                  const float* gamma, const float* save_mean, const float* save_invstd, T* dx,
+                                  T* dresidual, float* dgamma, float* dbeta, cudaStream_t stream) {
+  bn_bwd_launch<true>(N, C, S, dy, y, x, gamma, save_mean, save_invstd, dx, dresidual, dgamma, dbeta, stream);
 }
 
 #define SELFSUP_INSTANTIATE_BN_CUDA(T)                                                                           \
@@ -273,7 +329,13 @@ void batch_norm_bwd_cuda(int64_t N, int64_t C, int64_t S, const T* dy, const T* 
   template void batch_norm_fwd_eval_cuda<T>(int64_t, int64_t, int64_t, const T*, const float*, const float*,     \
                                             const float*, const float*, double, T*, cudaStream_t);               \
   template void batch_norm_bwd_cuda<T>(int64_t, int64_t, int64_t, const T*, const T*, const float*, const float*, \
-                                       const float*, T*, float*, float*, cudaStream_t);
+                                       const float*, T*, float*, float*, cudaStream_t);                          \
+  template void batch_norm_add_relu_fwd_train_cuda<T>(int64_t, int64_t, int64_t, const T*, const T*, const float*, \
+                                                      const float*, double, double, T*, float*, float*, float*,   \
+                                                      float*, cudaStream_t);                                      \
+  template void batch_norm_add_relu_bwd_cuda<T>(int64_t, int64_t, int64_t, const T*, const T*, const T*,          \
+                                                const float*, const float*, const float*, T*, T*, float*, float*,  \
+                                                cudaStream_t);
 SELFSUP_INSTANTIATE_BN_CUDA(float)
 SELFSUP_INSTANTIATE_BN_CUDA(__nv_bfloat16)
 #undef SELFSUP_INSTANTIATE_BN_CUDA

@@ -1,7 +1,8 @@
 // The nn kernels of kernels/cuda (softmax_xent.cu, norm.cu, normalize.cu, pool.cu) on the CPU emulator
 // against their CPU kernels run in double on the same (T-rounded) inputs. Shapes pick every launch mode:
 // a warp per row (dim <= 1024, a ragged last block of rows) and a block per row (dim > 1024), the strided
-// (inner > 1) kernels, batch norm's long (S >= 32) and short (S < 32, 32 x 16 blocks) layouts.
+// (inner > 1) kernels, batch norm's long (S >= 32) and short (S < 32, 32 x 16 blocks) layouts, plain and fused
+// with the residual add and ReLU.
 #include "tests/cuda_emu/emu_test_util.h"
 
 #include <string>
@@ -109,6 +110,50 @@ void batch_norm_case(int64_t N, int64_t C, int64_t S) {
   check_close("batch norm eval", d_ye.host(), ye);
 }
 
+// The fused batch norm + residual add + ReLU against the CPU kernel in double. Data centred so that about half
+// the outputs are clamped (the mask matters); the backward gets the reference forward's y (rounded to T) and
+// statistics, so it is checked on its own.
+template <typename T>
+void batch_norm_add_relu_case(int64_t N, int64_t C, int64_t S, bool has_res) {
+  CAPTURE(N);
+  CAPTURE(C);
+  CAPTURE(S);
+  CAPTURE(has_res);
+  const size_t n = static_cast<size_t>(N * C * S);
+  std::vector<double> x = randn_d(n, 14);
+  for (size_t i = 0; i < n; ++i) x[i] = 3.0 + 2.0 * x[i];
+  x = rounded<T>(x);
+  const std::vector<double> r = rounded<T>(randn_d(n, 15)), dy = rounded<T>(randn_d(n, 16)),
+                            gamma = rounded<float>(randn_d(C, 17)), beta = rounded<float>(randn_d(C, 18));
+  std::vector<double> y(n), mean(C), invstd(C), rm(C, 0.5), rv(C, 2.0), dx(n), dr(n), dgamma(C), dbeta(C);
+  batch_norm_add_relu_fwd_train_cpu<double>(N, C, S, x.data(), has_res ? r.data() : nullptr, gamma.data(),
+                                            beta.data(), 1e-5, 0.1, y.data(), mean.data(), invstd.data(), rm.data(),
+                                            rv.data());
+  batch_norm_add_relu_bwd_cpu<double>(N, C, S, dy.data(), y.data(), x.data(), gamma.data(), mean.data(),
+                                      invstd.data(), dx.data(), has_res ? dr.data() : nullptr, dgamma.data(),
+                                      dbeta.data());
+  const DeviceArray<T> d_x(as<T>(x)), d_r(as<T>(r)), d_dy(as<T>(dy)), d_yref(as<T>(rounded<T>(y)));
+  const DeviceArray<float> d_g(as<float>(gamma)), d_b(as<float>(beta));
+  DeviceArray<float> d_mean(C), d_invstd(C), d_rm(std::vector<float>(C, 0.5f)), d_rv(std::vector<float>(C, 2.0f));
+  DeviceArray<T> d_y(n), d_dx(n), d_dr(n);
+  batch_norm_add_relu_fwd_train_cuda<T>(N, C, S, d_x.data(), has_res ? d_r.data() : nullptr, d_g.data(), d_b.data(),
+                                        1e-5, 0.1, d_y.data(), d_mean.data(), d_invstd.data(), d_rm.data(),
+                                        d_rv.data(), nullptr);
+  check_close("fused bn y", d_y.host(), y);
+  check_close_f("fused bn save_mean", d_mean.host(), mean);
+  check_close_f("fused bn save_invstd", d_invstd.host(), invstd);
+  check_close_f("fused bn running_var", d_rv.host(), rv);
+  DeviceArray<float> d_dg(C), d_db(C);
+  const DeviceArray<float> d_m64(as<float>(mean)), d_i64(as<float>(invstd));
+  batch_norm_add_relu_bwd_cuda<T>(N, C, S, d_dy.data(), d_yref.data(), d_x.data(), d_g.data(), d_m64.data(),
+                                  d_i64.data(), d_dx.data(), has_res ? d_dr.data() : nullptr, d_dg.data(),
+                                  d_db.data(), nullptr);
+  check_close("fused bn dx", d_dx.host(), dx);
+  if (has_res) check_close("fused bn dresidual", d_dr.host(), dr);
+  check_close_f("fused bn dgamma", d_dg.host(), dgamma);
+  check_close_f("fused bn dbeta", d_db.host(), dbeta);
+}
+
 template <typename T>
 void l2n_case(int64_t outer, int64_t dim, int64_t inner) {
   CAPTURE(outer);
@@ -212,6 +257,14 @@ TEST_CASE("emulated batch norm: long rows (a block per channel) and short rows (
   batch_norm_case<float>(7, 37, 4);   // S < 32, C not a multiple of 32: idle columns in the last block
   batch_norm_case<float>(20, 6, 1);   // BatchNorm1d
   batch_norm_case<__nv_bfloat16>(2, 3, 64);
+  launches_checked();
+}
+
+TEST_CASE("emulated fused batch norm + add + ReLU: long and short rows, with and without the residual") {
+  batch_norm_add_relu_case<float>(3, 5, 40, true);
+  batch_norm_add_relu_case<float>(3, 5, 40, false);
+  batch_norm_add_relu_case<float>(7, 37, 4, true);
+  batch_norm_add_relu_case<__nv_bfloat16>(2, 3, 64, true);
   launches_checked();
 }
 

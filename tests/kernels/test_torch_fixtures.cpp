@@ -1,5 +1,6 @@
-// The CPU batch norm, cross-entropy and max pool kernels against PyTorch's own float64 results
-// (tests/fixtures/*.ssfx, made by make_fixtures.py): float64 within 1e-10, float32 loosely.
+// The CPU batch norm (plain, and fused with the residual add and ReLU), cross-entropy and max pool kernels
+// against PyTorch's own float64 results (tests/fixtures/*.ssfx, made by make_fixtures.py): float64 within
+// 1e-10, float32 loosely.
 #include <doctest/doctest.h>
 
 #include "kernels/kernel_api.h"
@@ -37,6 +38,36 @@ void check_batch_norm(const Fixture& fx, const std::string& name, double tol) {
   check_close(dbeta, get("dbeta"), tol, tol, name + " dbeta");
   batch_norm_fwd_eval_cpu(N, C, S, x.data(), gamma.data(), beta.data(), rm.data(), rv.data(), eps, y_eval.data());
   check_close(y_eval, get("y_eval"), tol, tol, name + " y_eval");
+}
+
+// relu(batch_norm(x) + residual) against torch's unfused F.batch_norm, + and F.relu (residual absent in the
+// "relu" case): output, running statistics and every gradient, residual's included.
+template <typename T>
+void check_batch_norm_add_relu(const Fixture& fx, const std::string& name, double tol) {
+  auto get = [&](const std::string& t) { return fixture_tensor(fx, name + "." + t).data; };
+  const auto& shape = fixture_tensor(fx, name + ".x").shape;
+  const int64_t N = shape[0], C = shape[1];
+  int64_t S = 1;
+  for (size_t d = 2; d < shape.size(); ++d) S *= shape[d];
+  const bool has_res = fx.count(name + ".residual") > 0;
+  const double eps = get("attrs")[0], momentum = get("attrs")[1];
+  const auto x = cast_to<T>(get("x")), gamma = cast_to<T>(get("gamma")), beta = cast_to<T>(get("beta"));
+  const auto dy = cast_to<T>(get("dy"));
+  const auto res = has_res ? cast_to<T>(get("residual")) : std::vector<T>();
+  auto rm = cast_to<T>(get("running_mean_before")), rv = cast_to<T>(get("running_var_before"));
+  std::vector<T> y(x.size()), mean(C), invstd(C), dx(x.size()), dres(x.size()), dgamma(C), dbeta(C);
+
+  batch_norm_add_relu_fwd_train_cpu(N, C, S, x.data(), has_res ? res.data() : nullptr, gamma.data(), beta.data(),
+                                    eps, momentum, y.data(), mean.data(), invstd.data(), rm.data(), rv.data());
+  check_close(y, get("y"), tol, tol, name + " y");
+  check_close(rm, get("running_mean_after"), tol, tol, name + " running_mean");
+  check_close(rv, get("running_var_after"), tol, tol, name + " running_var");
+  batch_norm_add_relu_bwd_cpu(N, C, S, dy.data(), y.data(), x.data(), gamma.data(), mean.data(), invstd.data(),
+                              dx.data(), has_res ? dres.data() : nullptr, dgamma.data(), dbeta.data());
+  check_close(dx, get("dx"), tol, tol, name + " dx");
+  if (has_res) check_close(dres, get("dresidual"), tol, tol, name + " dresidual");
+  check_close(dgamma, get("dgamma"), tol, tol, name + " dgamma");
+  check_close(dbeta, get("dbeta"), tol, tol, name + " dbeta");
 }
 
 template <typename T>
@@ -86,6 +117,15 @@ TEST_CASE("batch_norm matches PyTorch (training, running stats, backward, eval)"
     CAPTURE(name);
     check_batch_norm<double>(fx, name, 1e-10);
     check_batch_norm<float>(fx, name, 1e-4);
+  }
+}
+
+TEST_CASE("batch_norm_add_relu matches PyTorch's batch_norm + add + relu (training, running stats, backward)") {
+  const Fixture fx = load_fixture("batch_norm_add_relu.ssfx");
+  for (const char* name : {"relu", "add_relu", "add_relu_short"}) {
+    CAPTURE(name);
+    check_batch_norm_add_relu<double>(fx, name, 1e-10);
+    check_batch_norm_add_relu<float>(fx, name, 1e-4);
   }
 }
 

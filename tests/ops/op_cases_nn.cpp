@@ -22,6 +22,14 @@ Tensor bn_train(const V& x, int64_t C) {
   Tensor rm = Tensor::zeros({C}, p, x[0].device()), rv = Tensor::ones({C}, p, x[0].device());
   return batch_norm(x[0], rm, rv, x[1], x[2], /*training=*/true, 0.1, 1e-5);
 }
+// relu(bn(x) + residual) fused; inputs (x, residual, weight, bias), or (x, weight, bias) without residual.
+Tensor bn_add_relu(const V& x, bool has_res, bool training = true) {
+  const int64_t C = x[0].size(1);
+  const DType p = batch_norm_param_dtype(x[0].dtype());
+  Tensor rm = Tensor::full({C}, 0.2, p, x[0].device()), rv = Tensor::full({C}, 1.5, p, x[0].device());
+  const size_t w = has_res ? 2 : 1;
+  return batch_norm_add_relu(x[0], has_res ? x[1] : Tensor(), rm, rv, x[w], x[w + 1], training, 0.1, 1e-5);
+}
 Tensor targets(std::vector<int64_t> v) { return Tensor::from_vector(v, {static_cast<int64_t>(v.size())}); }
 }  // namespace
 
@@ -41,6 +49,17 @@ SELFSUP_OP_CASES({
        const DType p = batch_norm_param_dtype(x[0].dtype());
        Tensor rm = Tensor::full({2}, 0.3, p, x[0].device()), rv = Tensor::full({2}, 1.7, p, x[0].device());
        return batch_norm(x[0], rm, rv, x[1], x[2], /*training=*/false);
+     }},
+    // The fused BN + add + ReLU: short rows (S = 6 and 1) and a long row (S = 40 >= 16, the CPU kernel's
+    // per-channel streaming path), with and without the residual, and eval (composed from running stats).
+    {"batch_norm_add_relu/relu_4d", {{4, 3, 2, 3}, {3}, {3}}, [](const V& x) { return bn_add_relu(x, false); }},
+    {"batch_norm_add_relu/add_4d", {{4, 3, 2, 3}, {4, 3, 2, 3}, {3}, {3}}, [](const V& x) { return bn_add_relu(x, true); }},
+    {"batch_norm_add_relu/add_2d", {{6, 4}, {6, 4}, {4}, {4}}, [](const V& x) { return bn_add_relu(x, true); }},
+    {"batch_norm_add_relu/add_long_rows", {{2, 3, 5, 8}, {2, 3, 5, 8}, {3}, {3}}, [](const V& x) {
+       return bn_add_relu(x, true);
+     }},
+    {"batch_norm_add_relu/eval", {{3, 2, 2, 2}, {3, 2, 2, 2}, {2}, {2}}, [](const V& x) {
+       return bn_add_relu(x, true, /*training=*/false);
      }},
     {"softmax/last", {{3, 5}}, [](const V& x) { return softmax(x[0], -1); }},
     {"softmax/middle", {{2, 4, 3}}, [](const V& x) { return softmax(x[0], 1); }},

@@ -20,7 +20,7 @@ TEST_CASE("op table: the table covers the op families") {
   std::vector<std::string> families;
   for (const OpCase& c : op_cases()) families.push_back(c.name.substr(0, c.name.find('/')));
   for (const char* f : {"add", "mul", "div", "exp", "relu", "gelu", "where", "sum", "mean", "var", "max", "logsumexp",
-                        "matmul", "linear", "conv2d", "conv_transpose2d", "upsample", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "batch_norm",
+                        "matmul", "linear", "conv2d", "conv_transpose2d", "upsample", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "batch_norm", "batch_norm_add_relu",
                         "softmax", "log_softmax", "cross_entropy", "mse_loss", "normalize", "cat", "stack", "split",
                         "index_select", "gather", "scatter_add", "permute", "slice", "expand"}) {
     std::string family = f;
