@@ -5,6 +5,9 @@
 //   --device cuda: selfsup with its views made on the GPU; PyTorch eager with torchvision augmentation in
 //   DataLoader workers (--workers, the usual PyTorch setup) and the model on the GPU. The small model is
 //   where PyTorch's per-op launch cost shows.
+// --precision bf16: both sides train twice, fp32 and mixed bf16 (selfsup's --precision bf16; PyTorch's
+// torch.autocast(device, dtype=torch.bfloat16) around the model, the NT-Xent loss in float32 as ours), and
+// print the bf16 ratio and each side's bf16-over-fp32 speedup.
 // The last line is JSON ({"bench", "value", "unit"}, as the other GPU benchmarks print) so gpu_check.sh can
 // put it in its table.
 #include <omp.h>
@@ -15,6 +18,7 @@
 #include <string>
 
 #include "bench/harness.h"
+#include "engine/autograd/autocast.h"
 #include "engine/core/check.h"
 #include "ssl/trainer/trainer.h"
 
@@ -23,13 +27,14 @@ using namespace selfsup;
 int main(int argc, char** argv) {
   int64_t width = 8, batch = 64, steps = 160, workers = 8;
   std::string device = "cpu", data_dir;
-  bool peer = true;
+  bool peer = true, bf16 = false;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--help" || a == "-h") {
       std::printf(
           "usage: bench_simclr [--device cpu|cuda] [--width W (8)] [--batch B (64)] [--steps N (160)]\n"
           "                    [--workers N (8, PyTorch's DataLoader on cuda)] [--data-dir DIR] [--no-peer]\n"
+          "                    [--precision fp32|bf16 (fp32; bf16 runs both precisions on both sides)]\n"
           "  SimCLR steps on Fashion-MNIST (ResNet-18 layout, CIFAR stem, grayscale recipe, NT-Xent, SGD),\n"
           "  selfsup vs PyTorch; on cpu both use 2 threads. --data-dir: the Fashion-MNIST .gz files (default:\n"
           "  Debian's dataset-fashion-mnist).\n");
@@ -46,6 +51,13 @@ int main(int argc, char** argv) {
       workers = std::atoll(argv[++i]);
     } else if (a == "--data-dir" && i + 1 < argc) {
       data_dir = argv[++i];
+    } else if (a == "--precision" && i + 1 < argc) {
+      try {
+        bf16 = parse_precision(argv[++i], "bench_simclr: --precision") == DType::bf16;
+      } catch (const Error& e) {
+        std::fprintf(stderr, "%s\n", e.what());
+        return 2;
+      }
     } else if (a == "--no-peer") {
       peer = false;
     } else {
@@ -61,45 +73,73 @@ int main(int argc, char** argv) {
     setenv("OMP_NUM_THREADS", "2", 1);
     omp_set_num_threads(2);
   }
-  ssl::TrainConfig c;
-  if (!data_dir.empty()) c.data = "fashion-mnist:" + data_dir;
-  c.device = device;
-  c.width = width;
-  c.batch = batch;
-  c.crop_min = 0.3;
-  c.steps = steps;
-  c.knn_every_epoch = false;
-  c.log_every = 1000000;
-  c.out = (std::filesystem::temp_directory_path() / ("selfsup_bench_simclr_" + std::to_string(getpid()))).string();
-  std::filesystem::remove_all(c.out);
-  ssl::TrainSummary s;
-  try {
-    s = ssl::train(c, {"", 0, true});
-  } catch (const Error& e) {
-    std::fprintf(stderr, "bench_simclr: %s\n", e.what());
-    return 1;
-  }
-  std::filesystem::remove_all(c.out);
-  double peer_ips = 0;
-  if (peer) {
+  // One selfsup run at `precision` (images/s; 0 after printing the error) and one PyTorch run.
+  auto ours = [&](const std::string& precision) -> double {
+    ssl::TrainConfig c;
+    if (!data_dir.empty()) c.data = "fashion-mnist:" + data_dir;
+    c.device = device;
+    c.precision = precision;
+    c.width = width;
+    c.batch = batch;
+    c.crop_min = 0.3;
+    c.steps = steps;
+    c.knn_every_epoch = false;
+    c.log_every = 1000000;
+    c.out = (std::filesystem::temp_directory_path() / ("selfsup_bench_simclr_" + std::to_string(getpid()))).string();
+    std::filesystem::remove_all(c.out);
+    try {
+      const ssl::TrainSummary s = ssl::train(c, {"", 0, true});
+      std::filesystem::remove_all(c.out);
+      return s.images_per_s;
+    } catch (const Error& e) {
+      std::fprintf(stderr, "bench_simclr: %s\n", e.what());
+      return 0;
+    }
+  };
+  auto theirs = [&](const std::string& precision) -> double {
+    if (!peer) return 0;
     std::string args = "--device " + device + " --width " + std::to_string(width) + " --batch " +
                        std::to_string(batch) + " --steps " + std::to_string(steps) + " --crop-min 0.3 --workers " +
-                       std::to_string(device == "cpu" ? 1 : workers);
+                       std::to_string(device == "cpu" ? 1 : workers) + " --precision " + precision;
     if (!data_dir.empty()) args += " --data-dir " + data_dir;
+    double ips = 0;
     for (const std::string& line : bench::run_peer(bench::peer_script("torch_simclr_fmnist.py"), args))
-      if (line.find("images_per_s") != std::string::npos) peer_ips = bench::json_number(line, "images_per_s");
-  }
+      if (line.find("images_per_s") != std::string::npos) ips = bench::json_number(line, "images_per_s");
+    return ips;
+  };
+  const double s_ips = ours("fp32");
+  if (s_ips == 0) return 1;
+  const double peer_ips = theirs("fp32");
   std::printf("SimCLR on Fashion-MNIST, ResNet-18 layout width %ld, batch %ld (2 views), %ld steps, on %s%s\n",
               long(width), long(batch), long(steps), device.c_str(), device == "cpu" ? ", 2 threads" : "");
+  if (bf16) {
+    const double s16 = ours("bf16");
+    if (s16 == 0) return 1;
+    const double p16 = theirs("bf16");
+    std::printf("%s\n", precision_description(DType::bf16, device == "cuda").c_str());
+    std::printf("%-10s %12s %12s %10s\n", "images/s", "fp32", "bf16", "speedup");
+    std::printf("%-10s %12.0f %12.0f %9.2fx   (includes its first, slower steps)\n", "selfsup", s_ips, s16,
+                s16 / s_ips);
+    if (peer_ips > 0 && p16 > 0) {
+      std::printf("%-10s %12.0f %12.0f %9.2fx   (3 warm-up steps excluded)\n", "PyTorch", peer_ips, p16,
+                  p16 / peer_ips);
+      std::printf("ratio      %12.2fx %11.2fx\n", s_ips / peer_ips, s16 / p16);
+    } else if (peer) {
+      std::printf("peer: PyTorch not available\n");
+    }
+    std::printf("{\"bench\": \"simclr_w%ld_b%ld_%s_bf16\", \"value\": %.1f, \"unit\": \"img/s\", \"peer\": %.1f}\n",
+                long(width), long(batch), device.c_str(), s16, p16);
+    return 0;
+  }
   std::printf("%-10s %12s\n", "", "images/s");
-  std::printf("%-10s %12.0f   (includes its first, slower steps)\n", "selfsup", s.images_per_s);
+  std::printf("%-10s %12.0f   (includes its first, slower steps)\n", "selfsup", s_ips);
   if (peer_ips > 0) {
     std::printf("%-10s %12.0f   (3 warm-up steps excluded)\n", "PyTorch", peer_ips);
-    std::printf("ratio      %12.2fx\n", s.images_per_s / peer_ips);
+    std::printf("ratio      %12.2fx\n", s_ips / peer_ips);
   } else if (peer) {
     std::printf("peer: PyTorch not available\n");
   }
   std::printf("{\"bench\": \"simclr_w%ld_b%ld_%s\", \"value\": %.1f, \"unit\": \"img/s\", \"peer\": %.1f}\n", long(width),
-              long(batch), device.c_str(), s.images_per_s, peer_ips);
+              long(batch), device.c_str(), s_ips, peer_ips);
   return 0;
 }

@@ -5,10 +5,11 @@ grayscale recipe: RandomResizedCrop(28, scale=(crop_min, 1)), flip, ColorJitter(
 GaussianBlur(3) p=0.5, Normalize(0.5, 0.5)), the same batch, NT-Xent (tau 0.2) and SGD (momentum 0.9,
 wd 5e-4). On the CPU: 2 threads, augmentation in 1 DataLoader worker as selfsup uses 1 loader thread. On
 cuda: the model on the GPU (eager), augmentation in --workers DataLoader workers (pinned memory), the usual
-PyTorch setup.
+PyTorch setup. --precision bf16: forward and loss under torch.autocast(device, dtype=torch.bfloat16) (the
+optimizer and the weights stay float32).
 Prints one JSON line: {"images_per_s": ..., "steps": ..., "last_loss": ...}.
    torch_simclr_fmnist.py --width 8 --batch 256 --steps 40 [--crop-min 0.3] [--device cuda --workers 8]
-                          [--data-dir DIR]"""
+                          [--data-dir DIR] [--precision fp32|bf16]"""
 import argparse
 import gzip
 import json
@@ -69,6 +70,7 @@ def main():
     p.add_argument("--device", default="cpu")
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--data-dir", default="/usr/share/datasets/fashion-mnist")
+    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     a = p.parse_args()
     dev = torch.device(a.device)
     if dev.type == "cpu":
@@ -94,8 +96,9 @@ def main():
             t0 = time.perf_counter()
         v1, v2 = next(it)
         v1, v2 = v1.to(dev, non_blocking=True), v2.to(dev, non_blocking=True)
-        z = head(encoder(torch.cat([v1, v2])).flatten(1))
-        loss = nt_xent(z, 0.2)
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=a.precision == "bf16"):
+            z = head(encoder(torch.cat([v1, v2])).flatten(1))
+        loss = nt_xent(z.float(), 0.2)  # outside autocast: the loss in float32, as selfsup's InfoNCE
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "engine/autograd/autocast.h"
 #include "engine/autograd/grad_mode.h"
 #include "engine/autograd/node.h"
 #include "engine/ops/op_utils.h"
@@ -125,6 +126,8 @@ Tensor upsample(const Tensor& x, std::array<int64_t, 2> size, UpsampleMode mode,
                 "upsample: align_corners applies to bilinear mode only (nearest has no corners to align)");
   const Tensor ah = interpolation_matrix(size[0], x.size(2), mode, align_corners).to(x.dtype()).to(x.device());
   const Tensor aw = interpolation_matrix(size[1], x.size(3), mode, align_corners).to(x.dtype()).to(x.device());
+  // An interpolation, not a learned layer: exact under autocast too (torch.autocast leaves interpolate alone).
+  AutocastGuard exact(DType::f32);
   Tensor rows = matmul(x, aw.t());  // (N, C, H, W_out)
   return matmul(rows.transpose(2, 3), ah.t()).transpose(2, 3).contiguous();  // (N, C, H_out, W_out)
 }

@@ -1,9 +1,14 @@
 // Matrix products. A transposed operand is passed to GEMM as a transpose flag with its leading dimension,
 // so a.t() costs nothing; only operands whose last two dims are both strided get a contiguous copy.
+// Under autocast (engine/autograd/autocast.h) a float32 product computes on bfloat16 operands with float32
+// accumulation, and so does its backward: on the CPU kernels/bf16_api.h's GEMM on the float32 buffers, on CUDA
+// cuBLAS's bfloat16 GEMM on cast copies.
+#include "engine/autograd/autocast.h"
 #include "engine/autograd/grad_mode.h"
 #include "engine/autograd/node.h"
 #include "engine/ops/op_utils.h"
 #include "engine/ops/ops.h"
+#include "kernels/bf16_api.h"
 
 namespace selfsup {
 
@@ -30,10 +35,17 @@ GemmOperand gemm_operand(const Tensor& x) {
 }
 
 // (B, M, K) x (B, K, N) -> (B, M, N); no autograd. Batch strides of 0 broadcast an operand.
-Tensor bmm_raw(const Tensor& a, const Tensor& b) {
+Tensor bmm_raw(const Tensor& a, const Tensor& b, bool bf16) {
+  if (bf16 && a.device().is_cuda()) return bmm_raw(a.to(DType::bf16), b.to(DType::bf16), false).to(DType::f32);
   const int64_t B = a.size(0), M = a.size(1), K = a.size(2), N = b.size(2);
   GemmOperand ga = gemm_operand(a), gb = gemm_operand(b);
   Tensor out = Tensor::empty({B, M, N}, a.dtype(), a.device());
+  if (bf16) {
+    kernels::gemm_batched_bf16_cpu(ga.trans, gb.trans, B, M, N, K, 1.0f, ga.t.data_ptr<float>(), ga.ld,
+                                   ga.batch_stride, gb.t.data_ptr<float>(), gb.ld, gb.batch_stride, 0.0f,
+                                   out.data_ptr<float>(), N, M * N);
+    return out;
+  }
   SELFSUP_KERNEL_CALL(a.device(), gemm_batched)(a.dtype(), ga.trans, gb.trans, B, M, N, K, 1.0, ga.t.raw_data(),
                                                 ga.ld, ga.batch_stride, gb.t.raw_data(), gb.ld, gb.batch_stride, 0.0,
                                                 out.raw_data(), N, M * N);
@@ -55,11 +67,14 @@ Tensor bmm(const Tensor& a, const Tensor& b) {
                 shape_str(b.sizes()));
   SELFSUP_CHECK(a.size(0) == b.size(0) && a.size(2) == b.size(1), "bmm: shapes ", shape_str(a.sizes()), " and ",
                 shape_str(b.sizes()), " cannot be multiplied (expected (B, M, K) and (B, K, N))");
-  Tensor out = bmm_raw(a, b);
+  const bool bf16 = Autocast::bf16_for(a.dtype());
+  Tensor out = bmm_raw(a, b, bf16);
   if (autograd::needs_grad({a, b})) {
     SavedTensor sa = a, sb = b;
-    autograd::record("bmm", {a, b}, {out}, [sa, sb](const Grads& g) {
+    autograd::record("bmm", {a, b}, {out}, [sa, sb, bf16](const Grads& g) {
       Tensor x = sa.unpack("bmm"), y = sb.unpack("bmm");
+      // The forward's precision, whatever autocast says when backward runs.
+      AutocastGuard same(bf16 ? DType::bf16 : DType::f32);
       return Grads{bmm(g[0], y.transpose(1, 2)), bmm(x.transpose(1, 2), g[0])};
     });
   }

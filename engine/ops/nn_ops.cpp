@@ -1,10 +1,12 @@
 // Convolution, pooling and batch norm: fused ops with explicit backward kernels.
 #include <array>
 
+#include "engine/autograd/autocast.h"
 #include "engine/autograd/grad_mode.h"
 #include "engine/autograd/node.h"
 #include "engine/ops/op_utils.h"
 #include "engine/ops/ops.h"
+#include "kernels/bf16_api.h"
 
 namespace selfsup {
 
@@ -42,28 +44,50 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
   if (bias.defined())
     SELFSUP_CHECK(bias.dim() == 1 && bias.size(0) == s.K && bias.dtype() == x.dtype(), "conv2d: bias of shape ",
                   shape_str(bias.sizes()), " must be (", s.K, ") of dtype ", dtype_name(x.dtype()));
+  // Autocast (engine/autograd/autocast.h): on CUDA cuDNN's bfloat16 convolutions on cast copies, the result
+  // back in float32; on the CPU kernels/bf16_api.h's kernels on the float32 buffers, forward and both backward
+  // passes (the choice is the forward's, kept by the backward node). Those are CPU-only, so not in the table.
+  const bool bf16 = Autocast::bf16_for(x.dtype());
+  if (bf16 && x.device().is_cuda())
+    return conv2d(x.to(DType::bf16), weight.to(DType::bf16), bias.defined() ? bias.to(DType::bf16) : Tensor(), opt)
+        .to(DType::f32);
   Tensor xc = x.detach().contiguous(), wc = weight.detach().contiguous();
   Tensor bc = bias.defined() ? bias.detach().contiguous() : Tensor();
   Tensor y = Tensor::empty({s.N, s.K, s.P, s.Q}, x.dtype(), x.device());
-  SELFSUP_KERNEL_CALL(x.device(), conv2d_fwd)(x.dtype(), s, xc.raw_data(), wc.raw_data(),
-                                              bc.defined() ? bc.raw_data() : nullptr, y.raw_data());
+  if (bf16) {
+    kernels::conv2d_fwd_bf16_cpu(s, xc.data_ptr<float>(), wc.data_ptr<float>(),
+                                 bc.defined() ? bc.data_ptr<float>() : nullptr, y.data_ptr<float>());
+  } else {
+    SELFSUP_KERNEL_CALL(x.device(), conv2d_fwd)(x.dtype(), s, xc.raw_data(), wc.raw_data(),
+                                                bc.defined() ? bc.raw_data() : nullptr, y.raw_data());
+  }
   if (autograd::needs_grad({x, weight, bias})) {
     SavedTensor sx = xc, sw = wc;
     bool need_dx = x.requires_grad(), need_dw = weight.requires_grad() || (bias.defined() && bias.requires_grad());
     bool has_bias = bias.defined();
-    autograd::record("conv2d", {x, weight, bias}, {y}, [sx, sw, s, need_dx, need_dw, has_bias](const Grads& gr) {
+    autograd::record("conv2d", {x, weight, bias}, {y}, [sx, sw, s, need_dx, need_dw, has_bias, bf16](const Grads& gr) {
       Tensor gy = gr[0].contiguous();
       Tensor xs = sx.unpack("conv2d"), ws = sw.unpack("conv2d");
       Tensor dx, dw, db;
       if (need_dx) {
         dx = Tensor::empty(xs.sizes(), xs.dtype(), xs.device());
-        SELFSUP_KERNEL_CALL(xs.device(), conv2d_bwd_data)(xs.dtype(), s, gy.raw_data(), ws.raw_data(), dx.raw_data());
+        if (bf16) {
+          kernels::conv2d_bwd_data_bf16_cpu(s, gy.data_ptr<float>(), ws.data_ptr<float>(), dx.data_ptr<float>());
+        } else {
+          SELFSUP_KERNEL_CALL(xs.device(), conv2d_bwd_data)(xs.dtype(), s, gy.raw_data(), ws.raw_data(),
+                                                            dx.raw_data());
+        }
       }
       if (need_dw) {
         dw = Tensor::empty(ws.sizes(), ws.dtype(), ws.device());
         if (has_bias) db = Tensor::empty({s.K}, ws.dtype(), ws.device());
-        SELFSUP_KERNEL_CALL(xs.device(), conv2d_bwd_weight)(xs.dtype(), s, xs.raw_data(), gy.raw_data(),
-                                                            dw.raw_data(), has_bias ? db.raw_data() : nullptr);
+        if (bf16) {
+          kernels::conv2d_bwd_weight_bf16_cpu(s, xs.data_ptr<float>(), gy.data_ptr<float>(), dw.data_ptr<float>(),
+                                              has_bias ? db.data_ptr<float>() : nullptr);
+        } else {
+          SELFSUP_KERNEL_CALL(xs.device(), conv2d_bwd_weight)(xs.dtype(), s, xs.raw_data(), gy.raw_data(),
+                                                              dw.raw_data(), has_bias ? db.raw_data() : nullptr);
+        }
       }
       return Grads{dx, dw, db};
     });

@@ -13,6 +13,11 @@
 // A plan whose layouts land on a reference kernel falls back to the primitive's choice
 // (docs/cpu-dense-kernels.md).
 //
+// bf16 (autocast, kernels/bf16_api.h): where oneDNN has bfloat16 kernels (AVX512-BF16 / AMX) the plan's compute
+// descriptors are bfloat16 for the inputs and float for the output, so the reorders that already convert NCHW to
+// blocked layouts also convert the type; elsewhere the inputs are rounded to bfloat16 in float copies and the
+// float plan runs on them (same numbers, no speedup).
+//
 // double: the reference precision for gradient checks on small tensors: im2col + GEMM (OpenBLAS dgemm), simple
 // and independent of oneDNN.
 #include <array>
@@ -24,6 +29,7 @@
 #include <vector>
 
 #include "kernels/cpu/dnnl_common.h"
+#include "kernels/bf16_api.h"
 #include "kernels/kernel_api.h"
 
 namespace selfsup::kernels {
@@ -45,6 +51,8 @@ void validate(const Conv2dShape& s, const char* call) {
                                 " Q=" + std::to_string(s.Q) + ")");
 }
 
+int64_t weight_numel(const Conv2dShape& s) { return s.K * (s.C / s.groups) * s.R * s.S; }
+
 // ---------------------------------------------------------------- float: oneDNN
 using dnnl::memory;
 using Tag = memory::format_tag;
@@ -52,12 +60,13 @@ namespace du = dnnl_util;
 
 enum class Dir : int64_t { fwd, bwd_data, bwd_weight };
 
-// Everything that changes the primitive: the shape, the direction and whether there is a bias.
+// Everything that changes the primitive: the shape, the direction, whether there is a bias and whether the
+// inputs are computed in bfloat16 (native bf16).
 using ConvKey = std::array<int64_t, 17>;
 
-ConvKey conv_key(const Conv2dShape& s, Dir dir, bool bias) {
-  return {s.N,        s.C,        s.H,     s.W,     s.K,     s.R, s.S, s.stride_h, s.stride_w, s.pad_h, s.pad_w,
-          s.dil_h,    s.dil_w,    s.groups, s.P,    s.Q,     int64_t(dir) * 2 + int64_t(bias)};
+ConvKey conv_key(const Conv2dShape& s, Dir dir, bool bias, bool bf16) {
+  return {s.N,     s.C,     s.H,      s.W, s.K, s.R, s.S, s.stride_h, s.stride_w, s.pad_h, s.pad_w, s.dil_h,
+          s.dil_w, s.groups, s.P,     s.Q, int64_t(dir) * 4 + int64_t(bias) * 2 + int64_t(bf16)};
 }
 
 // One primitive argument: the caller's plain buffer (user) and, when the primitive wants another layout
@@ -134,16 +143,38 @@ struct UserDescs {
   memory::desc x, w, y, b;
 };
 
-UserDescs user_descs(const Conv2dShape& s) {
-  const auto f32 = memory::data_type::f32;
+using DataType = memory::data_type;
+
+// Element types of x, w and y: the caller's buffers are all float; a native bf16 plan computes on bfloat16
+// inputs (x and w forward, dy and w backward-data, x and dy backward-weight) and writes float outputs.
+struct ConvTypes {
+  DataType x, w, y;
+};
+
+ConvTypes compute_types(Dir dir, bool bf16) {
+  const auto f = DataType::f32, b = bf16 ? DataType::bf16 : DataType::f32;
+  if (dir == Dir::fwd) return {b, b, f};
+  if (dir == Dir::bwd_data) return {f, b, b};
+  return {b, f, b};
+}
+
+UserDescs user_descs(const Conv2dShape& s, const ConvTypes& t = {DataType::f32, DataType::f32, DataType::f32}) {
   // Grouped weights as (G, K/G, C/G, R, S): the same bytes as the caller's (K, C/G, R, S).
   const memory::dims w_dims = s.groups == 1 ? memory::dims{s.K, s.C, s.R, s.S}
                                             : memory::dims{s.groups, s.K / s.groups, s.C / s.groups, s.R, s.S};
-  return {memory::desc({s.N, s.C, s.H, s.W}, f32, Tag::nchw),
-          memory::desc(w_dims, f32, s.groups == 1 ? Tag::oihw : Tag::goihw),
-          memory::desc({s.N, s.K, s.P, s.Q}, f32, Tag::nchw), memory::desc({s.K}, f32, Tag::x)};
+  return {memory::desc({s.N, s.C, s.H, s.W}, t.x, Tag::nchw),
+          memory::desc(w_dims, t.w, s.groups == 1 ? Tag::oihw : Tag::goihw),
+          memory::desc({s.N, s.K, s.P, s.Q}, t.y, Tag::nchw), memory::desc({s.K}, DataType::f32, Tag::x)};
 }
 
+// The backward primitives' forward hint of a native bf16 plan: bfloat16 throughout (the forward's output type
+// does not matter for the hint); a float tensor's layout is left to the primitive.
+memory::desc hint_desc(const memory::desc& d, bool bf16) {
+  if (!bf16 || d.data_type() == DataType::bf16) return d;
+  return memory::desc(d.dims(), DataType::bf16, Tag::any);
+}
+
+// u: the caller's float buffers; layouts: what the primitive computes on (their types are the compute types).
 ConvPlan make_plan(const Conv2dShape& s, Dir dir, bool bias, const UserDescs& u, const ConvLayouts& layouts) {
   const memory::desc &x_user = u.x, &w_user = u.w, &y_user = u.y, &b_user = u.b, no_bias;
   const memory::desc &x_any = layouts.x, &w_any = layouts.w, &y_any = layouts.y;
@@ -153,9 +184,12 @@ ConvPlan make_plan(const Conv2dShape& s, Dir dir, bool bias, const UserDescs& u,
   auto& eng = du::cpu_engine();
   const auto attr = user_scratchpad();
 
+  const bool bf16 = x_any.data_type() == DataType::bf16 || y_any.data_type() == DataType::bf16;
+  const bool hint_only = bf16 && dir != Dir::fwd;
   const dnnl::convolution_forward::primitive_desc fwd_pd(
-      dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, algo, x_any, w_any, bias ? b_user : no_bias,
-                                      y_any, strides, dil, pad, pad),
+      dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, algo, hint_desc(x_any, hint_only),
+                                      hint_desc(w_any, hint_only), bias ? b_user : no_bias,
+                                      hint_desc(y_any, hint_only), strides, dil, pad, pad),
       attr, eng);
   ConvPlan plan;
   if (dir == Dir::fwd) {
@@ -193,10 +227,11 @@ ConvPlan make_plan(const Conv2dShape& s, Dir dir, bool bias, const UserDescs& u,
 
 // The plan with the measured layout rules; should a forced layout make oneDNN fall back to a reference
 // kernel (a CPU or oneDNN version where the rule does not hold: 1000x slower), the primitive's own choice.
-ConvPlan plan_for(const Conv2dShape& s, Dir dir, bool bias) {
-  const UserDescs u = user_descs(s);
-  ConvPlan plan = make_plan(s, dir, bias, u, choose_layouts(s, dir, u.x, u.w, u.y));
-  if (plan.impl.rfind("ref", 0) == 0) plan = make_plan(s, dir, bias, u, {any(u.x), any(u.w), any(u.y)});
+// A native bf16 plan (bf16 true) has the same layout rules, on the compute types.
+ConvPlan plan_for(const Conv2dShape& s, Dir dir, bool bias, bool bf16) {
+  const UserDescs u = user_descs(s), c = user_descs(s, compute_types(dir, bf16));
+  ConvPlan plan = make_plan(s, dir, bias, u, choose_layouts(s, dir, c.x, c.w, c.y));
+  if (plan.impl.rfind("ref", 0) == 0) plan = make_plan(s, dir, bias, u, {any(c.x), any(c.w), any(c.y)});
   return plan;
 }
 
@@ -241,10 +276,18 @@ void run_plan(const ConvPlan& plan, const std::vector<void*>& ptrs) {
   stream.wait();
 }
 
-void conv_dnnl(const char* call, const Conv2dShape& s, Dir dir, bool bias, const std::vector<void*>& ptrs) {
+// ptrs as run_plan's. bf16 without native bfloat16 kernels: the two inputs (ptrs[0], ptrs[1], numel n0 and
+// n1) are replaced by bfloat16-rounded copies and the float plan runs.
+void conv_dnnl(const char* call, const Conv2dShape& s, Dir dir, bool bias, std::vector<void*> ptrs, bool bf16 = false,
+               int64_t n0 = 0, int64_t n1 = 0) {
   static du::PlanCache<ConvKey, ConvPlan> cache;
+  const bool native = bf16 && cpu_native_bf16();
+  if (bf16 && !native) {
+    ptrs[0] = const_cast<float*>(du::rounded_to_bf16(du::kRoundedSlotA, static_cast<const float*>(ptrs[0]), n0));
+    ptrs[1] = const_cast<float*>(du::rounded_to_bf16(du::kRoundedSlotB, static_cast<const float*>(ptrs[1]), n1));
+  }
   du::checked(call, [&] {
-    const auto plan = cache.get(conv_key(s, dir, bias), [&] { return plan_for(s, dir, bias); });
+    const auto plan = cache.get(conv_key(s, dir, bias, native), [&] { return plan_for(s, dir, bias, native); });
     run_plan(*plan, ptrs);
   });
 }
@@ -369,7 +412,7 @@ void conv2d_bwd_weight_cpu(const Conv2dShape& s, const T* x, const T* dy, T* dw,
   validate(s, "conv2d_bwd_weight_cpu");
   if (s.N == 0) {
     // No samples: the gradients are exactly zero (and oneDNN rejects empty tensors).
-    std::fill(dw, dw + s.K * (s.C / s.groups) * s.R * s.S, T(0));
+    std::fill(dw, dw + weight_numel(s), T(0));
     if (dbias) std::fill(dbias, dbias + s.K, T(0));
     return;
   }
@@ -388,5 +431,32 @@ template void conv2d_bwd_data_cpu<float>(const Conv2dShape&, const float*, const
 template void conv2d_bwd_data_cpu<double>(const Conv2dShape&, const double*, const double*, double*);
 template void conv2d_bwd_weight_cpu<float>(const Conv2dShape&, const float*, const float*, float*, float*);
 template void conv2d_bwd_weight_cpu<double>(const Conv2dShape&, const double*, const double*, double*, double*);
+
+// ---------------------------------------------------------------- bf16 (kernels/bf16_api.h)
+void conv2d_fwd_bf16_cpu(const Conv2dShape& s, const float* x, const float* w, const float* bias, float* y) {
+  validate(s, "conv2d_fwd_bf16_cpu");
+  if (s.N == 0) return;
+  std::vector<void*> ptrs{const_cast<float*>(x), const_cast<float*>(w)};
+  if (bias) ptrs.push_back(const_cast<float*>(bias));
+  ptrs.push_back(y);
+  conv_dnnl("conv2d_fwd_bf16_cpu", s, Dir::fwd, bias != nullptr, ptrs, true, s.N * s.C * s.H * s.W,
+            weight_numel(s));
+}
+
+void conv2d_bwd_data_bf16_cpu(const Conv2dShape& s, const float* dy, const float* w, float* dx) {
+  validate(s, "conv2d_bwd_data_bf16_cpu");
+  if (s.N == 0) return;
+  conv_dnnl("conv2d_bwd_data_bf16_cpu", s, Dir::bwd_data, false,
+            {const_cast<float*>(dy), const_cast<float*>(w), dx}, true, s.N * s.K * s.P * s.Q, weight_numel(s));
+}
+
+void conv2d_bwd_weight_bf16_cpu(const Conv2dShape& s, const float* x, const float* dy, float* dw, float* dbias) {
+  validate(s, "conv2d_bwd_weight_bf16_cpu");
+  if (s.N == 0) return conv2d_bwd_weight_cpu<float>(s, x, dy, dw, dbias);  // zeros, as the float kernel
+  std::vector<void*> ptrs{const_cast<float*>(x), const_cast<float*>(dy), dw};
+  if (dbias) ptrs.push_back(dbias);
+  conv_dnnl("conv2d_bwd_weight_bf16_cpu", s, Dir::bwd_weight, dbias != nullptr, ptrs, true, s.N * s.C * s.H * s.W,
+            s.N * s.K * s.P * s.Q);
+}
 
 }  // namespace selfsup::kernels

@@ -6,6 +6,7 @@
 #include <oneapi/dnnl/dnnl.hpp>
 
 #include <cstddef>
+#include <cstdint>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -67,5 +68,13 @@ class PlanCache {
 // for the same slot again.
 void* workspace(int slot, std::size_t bytes);
 constexpr int kWorkspaceSlots = 8;
+// Slots 6 and 7 hold the bfloat16-rounded float copies of the emulated bf16 kernels (bf16_api.h);
+// the convolution's own blocked copies and scratchpads use 0-5.
+constexpr int kRoundedSlotA = 6;
+constexpr int kRoundedSlotB = 7;
+
+// src[0, n) rounded to bfloat16 (nearest even) and widened back, in workspace `slot`: a float buffer holding
+// exactly the values a bfloat16 kernel would read.
+const float* rounded_to_bf16(int slot, const float* src, std::int64_t n);
 
 }  // namespace selfsup::kernels::dnnl_util

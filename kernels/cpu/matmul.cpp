@@ -2,6 +2,10 @@
 // OpenBLAS's sgemm on this machine (docs/cpu-dense-kernels.md), and it shares the OpenMP thread pool with the
 // oneDNN convolutions (OpenBLAS's own pthread pool, spinning beside OpenMP's, halved throughput when both ran in
 // one process). double is the reference precision for gradient checks on small tensors: OpenBLAS dgemm.
+// gemm_batched_bf16_cpu (autocast, kernels/bf16_api.h) rounds A and B to bfloat16 in float copies and runs the
+// same sgemm: products of bfloat16 values are exact in float, so this is bfloat16 inputs with float
+// accumulation. There is no native bfloat16 GEMM path: in the ResNet trainers the GEMMs are the projection
+// heads, about 1% of a step's work.
 #include <cblas.h>
 
 #include <atomic>
@@ -9,6 +13,7 @@
 #include <type_traits>
 
 #include "kernels/cpu/dnnl_common.h"
+#include "kernels/bf16_api.h"
 #include "kernels/kernel_api.h"
 
 namespace selfsup::kernels {
@@ -30,6 +35,11 @@ void dgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, double a
            int64_t lda, const double* B, int64_t ldb, double beta, double* C, int64_t ldc) {
   cblas_dgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, int(M),
               int(N), int(K), alpha, A, int(lda), B, int(ldb), beta, C, int(ldc));
+}
+
+// The elements a batch of row-major (rows, cols) matrices with leading dim ld and batch stride spans.
+int64_t span(int64_t batch, int64_t stride, int64_t rows, int64_t cols, int64_t ld) {
+  return (batch - 1) * stride + (rows - 1) * ld + cols;
 }
 
 }  // namespace
@@ -80,5 +90,19 @@ template void gemm_batched_cpu<float>(bool, bool, int64_t, int64_t, int64_t, int
 template void gemm_batched_cpu<double>(bool, bool, int64_t, int64_t, int64_t, int64_t, double, const double*,
                                        int64_t, int64_t, const double*, int64_t, int64_t, double, double*, int64_t,
                                        int64_t);
+
+void gemm_batched_bf16_cpu(bool trans_a, bool trans_b, int64_t batch, int64_t M, int64_t N, int64_t K, float alpha,
+                           const float* A, int64_t lda, int64_t stride_a, const float* B, int64_t ldb,
+                           int64_t stride_b, float beta, float* C, int64_t ldc, int64_t stride_c) {
+  if (batch > 0 && M > 0 && N > 0 && K > 0) {
+    // Every batch's operands rounded at once (the gaps between them too, harmlessly: nothing reads them).
+    A = dnnl_util::rounded_to_bf16(dnnl_util::kRoundedSlotA, A,
+                                   span(batch, stride_a, trans_a ? K : M, trans_a ? M : K, lda));
+    B = dnnl_util::rounded_to_bf16(dnnl_util::kRoundedSlotB, B,
+                                   span(batch, stride_b, trans_b ? N : K, trans_b ? K : N, ldb));
+  }
+  gemm_batched_cpu<float>(trans_a, trans_b, batch, M, N, K, alpha, A, lda, stride_a, B, ldb, stride_b, beta, C, ldc,
+                          stride_c);
+}
 
 }  // namespace selfsup::kernels

@@ -3,6 +3,7 @@
 
 #include <cstdio>
 
+#include "engine/autograd/autocast.h"
 #include "engine/data/spec.h"
 #include "engine/io/npy.h"
 #include "ssl/app/args.h"
@@ -36,6 +37,8 @@ const char* kEvalUsage =
     "        images by --label-seed (0); its indices go to --out DIR (runs/eval) as label-subset-F-seedS.npy\n"
     "        --record: append the result to the checkpoint DIR's evals.jsonl (what `selfsup compare` reads)\n"
     "        --strict: folder data: an unreadable image is an error (default: skipped with a warning)\n"
+    "        --precision fp32|bf16 (fp32): the encoder's features in float32 or mixed bfloat16 (autocast, as\n"
+    "        `selfsup train --precision`); the probe and kNN themselves run in float32\n"
     "        folder data: each image resized by its short side to floor(S / 0.875) and centre-cropped to S x S\n"
     "        (S: the encoder's --image-size; torchvision's ImageFolder evaluation), decoded a batch at a time\n";
 
@@ -86,6 +89,7 @@ int cmd_eval(const std::vector<std::string>& argv) {
   const bool record = a.flag("record");
   const eval::FeatureLayer layer = eval::parse_feature_layer(a.str("features", "layer4"), "eval " + mode);
   const bool strict = a.flag("strict");
+  const DType precision = parse_precision(a.str("precision", "fp32"), ("eval " + mode + ": --precision").c_str());
   a.finish();
   // A record is the protocol's number: over the whole test split, from the whole (or a label fraction of the)
   // training split, so that `selfsup compare` can set records of different encoders side by side.
@@ -104,9 +108,14 @@ int cmd_eval(const std::vector<std::string>& argv) {
   std::printf("eval %s: %s on %s (%s width %ld)\n", mode.c_str(), ckpt.c_str(), spec.c_str(), le.config.arch.c_str(),
               long(le.config.width));
   if (fraction < 1.0) train = eval::labelled_subset(train, train_limit, fraction, label_seed, out_dir);
-  Tensor ftr = eval::extract_features(*le.encoder, train, le.config.image_size, le.config.recipe,
-                                      fraction < 1.0 ? 0 : train_limit, 500, layer);
-  Tensor fte = eval::extract_features(*le.encoder, test, le.config.image_size, le.config.recipe, test_limit, 500, layer);
+  std::printf("%s\n", precision_description(precision, le.encoder->parameters().front().device().is_cuda()).c_str());
+  Tensor ftr, fte;
+  {
+    AutocastGuard autocast(precision);  // the features only: standardisation, probe and kNN stay float32
+    ftr = eval::extract_features(*le.encoder, train, le.config.image_size, le.config.recipe,
+                                 fraction < 1.0 ? 0 : train_limit, 500, layer);
+    fte = eval::extract_features(*le.encoder, test, le.config.image_size, le.config.recipe, test_limit, 500, layer);
+  }
   // A record of layer3 features says so; layer4's records read as before.
   const std::string at_layer = layer == eval::FeatureLayer::layer3 ? " features=layer3" : "";
   Tensor ytr = train.labels.narrow(0, 0, ftr.size(0)), yte = test.labels.narrow(0, 0, fte.size(0));

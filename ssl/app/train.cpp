@@ -68,6 +68,8 @@ const char* kUsage =
     "           the pixels)  --adv A (lambda_adv, 0.001 as the paper; 0 = masked L2 only)\n"
     "length:    --epochs E | --minutes M (sized after timing the first steps) | --steps N (default --epochs 10)\n"
     "run:       --out DIR (runs/simclr)  --resume DIR  --seed S  --threads N  --device auto|cpu|cuda\n"
+    "           --precision fp32|bf16 (fp32; bf16: conv/linear/matmul in bfloat16 with float32 accumulation,\n"
+    "           BN, losses, optimizer and weights in float32; emulated, with a note, on a CPU without AVX512-BF16)\n"
     "           --log-every N (10)  --checkpoint-minutes M (5)  --checkpoint-every N (steps; 0 = by time only)\n"
     "           --knn-k K (200)  --knn-train-limit N (10000)  --no-knn\n"
     "parallel:  mpirun -np N selfsup train ... (or srun): --batch is the global batch, split over the ranks;\n"
@@ -125,6 +127,7 @@ int cmd_train(const std::vector<std::string>& argv) {
   c.steps = a.integer("steps", 0);
   if (c.epochs == 0 && c.minutes == 0 && c.steps == 0) c.epochs = 10;
   c.device = a.str("device", c.device);
+  c.precision = a.str("precision", c.precision);
   c.seed = static_cast<uint64_t>(a.integer("seed", 0));
   c.threads = static_cast<int>(a.integer("threads", 0));
   c.out = a.str("out", c.out);

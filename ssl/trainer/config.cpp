@@ -14,7 +14,7 @@ namespace selfsup::ssl {
   X(batch) X(epochs) X(minutes) X(steps) X(total_steps) X(device) X(seed) X(threads) X(out) X(log_every)     \
   X(checkpoint_minutes) X(checkpoint_every) X(knn_k) X(knn_train_limit) X(knn_test_limit) X(knn_every_epoch) \
   X(queue_size) X(key_momentum) X(shuffle_bn_shards) X(lr_schedule) X(dataset_size) X(bank_negatives) X(pirl_lambda) X(bank_momentum) \
-  X(jigsaw_size) X(jigsaw_tile) X(permutations) X(sync_bn) X(strict)
+  X(jigsaw_size) X(jigsaw_tile) X(permutations) X(sync_bn) X(strict) X(precision)
 
 std::string TrainConfig::to_json() const {
   nlohmann::ordered_json j;

@@ -55,6 +55,7 @@ struct TrainConfig {
   int64_t dataset_size = 0;  // training images used (after --limit): resolved at the start, sizes a memory bank
   // run
   std::string device = "auto";
+  std::string precision = "fp32";  // fp32 | bf16 (autocast: engine/autograd/autocast.h)
   uint64_t seed = 0;
   int threads = 0;  // 0 = OpenMP default
   std::string out = "runs/simclr";

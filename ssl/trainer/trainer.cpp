@@ -15,6 +15,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "engine/autograd/autocast.h"
 #include "engine/autograd/grad_mode.h"
 #include "engine/core/cuda_context.h"
 #include "engine/data/augment.h"
@@ -46,6 +47,7 @@ double seconds_since(Clock::time_point t0) { return std::chrono::duration<double
 
 void validate(const TrainConfig& c) {
   SELFSUP_CHECK(is_known_method(c.method), "train: unknown --method '", c.method, "' (expected ", method_list(), ")");
+  parse_precision(c.precision, "train: --precision");
   SELFSUP_CHECK(c.arch == "resnet18" || c.arch == "resnet34" || c.arch == "resnet50", "train: unknown --arch '",
                 c.arch, "' (expected resnet18, resnet34 or resnet50)");
   SELFSUP_CHECK(c.stem == "cifar" || c.stem == "imagenet", "train: unknown --stem '", c.stem,
@@ -289,7 +291,10 @@ TrainSummary train(TrainConfig cfg, const TrainControl& control) {
                 long(cfg.width), long(method->num_parameters()), device.str().c_str());
     if (resuming) std::printf("resumed at step %ld of %ld\n", long(step), long(cfg.total_steps));
     if (dp.active()) std::printf("%s\n", dp.describe().c_str());
+    std::printf("%s\n", precision_description(parse_precision(cfg.precision, "train: --precision"), device.is_cuda()).c_str());
   }
+  // Mixed precision for the whole loop: the methods' forward and backward, and the kNN monitor's features.
+  AutocastGuard autocast(parse_precision(cfg.precision, "train: --precision"));
 
   // On the GPU path the next batch is taken from the loader one step early (its upload overlaps this
   // step), so the data position of a checkpoint is that held batch's, not the loader's.
@@ -336,6 +341,7 @@ TrainSummary train(TrainConfig cfg, const TrainControl& control) {
     Tensor fte = eval::extract_features(method->encoder(), knn_test, cfg.image_size, cfg.recipe);
     eval::KnnOptions ko;
     ko.k = cfg.knn_k;
+    AutocastGuard exact(DType::f32);  // the similarity search itself in float32
     summary.knn_top1 = eval::knn_accuracy(ftr, knn_train.labels, fte, knn_test.labels, knn_test.num_classes, ko);
     metrics->line(str_cat("{\"type\": \"epoch\", \"epoch\": ", epoch, ", \"step\": ", step, ", \"knn_top1\": ",
                           num(summary.knn_top1), "}"));
