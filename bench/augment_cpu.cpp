@@ -104,6 +104,7 @@ int main(int argc, char** argv) {
   }
   if (quick) n = std::min<int64_t>(n, 2048), rounds = 1;
   if (!std::getenv("OMP_NUM_THREADS")) omp_set_num_threads(2);
+  std::printf("%s\n", bench::cpu_description().c_str());
   std::printf("selfsup threads: %d, torchvision: 2 worker processes x 1 thread\n", omp_get_max_threads());
   const std::vector<Shape3> shapes = {{28, 28, 1}, {32, 32, 3}, {96, 96, 3}};
   const int64_t peer_n = std::max<int64_t>(256, n / 8);

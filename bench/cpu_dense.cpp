@@ -194,6 +194,7 @@ int main(int argc, char** argv) {
   }
   // Two threads like the peer, unless the caller chose otherwise (libgomp read OMP_NUM_THREADS at load).
   if (!std::getenv("OMP_NUM_THREADS")) omp_set_num_threads(2);
+  std::printf("%s\n", bench::cpu_description().c_str());
   std::printf("selfsup threads: %d\n", omp_get_max_threads());
 
   std::vector<Case> cases;

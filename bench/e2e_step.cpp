@@ -108,6 +108,7 @@ int main(int argc, char** argv) {
           bench::json_number(line, "ms");
   }
   if (bf16) {
+    std::printf("%s\n", bench::cpu_description().c_str());
     std::printf("ResNet-18 (CIFAR stem) training step: forward, backward, SGD; batch %ld, fp32 and bf16 (autocast), "
                 "2 threads\n%s\n", long(batch), precision_description(DType::bf16, false).c_str());
     std::printf("%-6s %-9s %10s %10s %8s %10s %10s %8s %10s\n", "width", "input", "ours fp32", "ours bf16", "speedup",
@@ -124,6 +125,7 @@ int main(int argc, char** argv) {
     if (peer && peer_ms.empty()) std::printf("peer: PyTorch not available\n");
     return 0;
   }
+  std::printf("%s\n", bench::cpu_description().c_str());
   std::printf("ResNet-18 (CIFAR stem) training step: forward, backward, SGD; batch %ld, float32, 2 threads\n",
               long(batch));
   std::printf("%-8s %-10s %12s %12s %12s %12s %8s\n", "width", "input", "selfsup ms", "img/s", "PyTorch ms", "img/s",

@@ -8,11 +8,32 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <functional>
+#include <sstream>
 #include <string>
 #include <vector>
 
 namespace selfsup::bench {
+
+// One line naming the CPU this runs on: model, logical CPUs, and the vector/matrix extensions that decide
+// which kernels oneDNN and the compiler pick (results from different machines are not comparable; the
+// same build directory has run on an AVX-512/AMX Xeon and on an AVX2-only EPYC).
+inline std::string cpu_description() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line, model = "unknown CPU", flags;
+  while (std::getline(in, line)) {
+    const auto value = [&] { return line.substr(line.find(':') + 2); };
+    if (line.rfind("model name", 0) == 0 && model == "unknown CPU") model = value();
+    if (line.rfind("flags", 0) == 0 && flags.empty()) flags = " " + value() + " ";
+  }
+  std::string isa;
+  for (const char* f : {"avx2", "avx512f", "avx512_bf16", "amx_bf16"})
+    if (flags.find(std::string(" ") + f + " ") != std::string::npos) isa += std::string(isa.empty() ? "" : " ") + f;
+  std::ostringstream os;
+  os << "cpu: " << model << ", " << sysconf(_SC_NPROCESSORS_ONLN) << " logical CPUs, " << (isa.empty() ? "no AVX2" : isa);
+  return os.str();
+}
 
 // Median wall time in milliseconds of `runs` calls after `warmup` untimed ones.
 inline double median_ms(const std::function<void()>& fn, int warmup, int runs) {

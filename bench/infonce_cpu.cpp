@@ -94,6 +94,7 @@ int run_moco(int64_t queue_size, bool quick, int runs, bool peer) {
     for (const std::string& line : bench::run_peer(bench::peer_script("torch_infonce.py"), args))
       peer_ms[static_cast<int64_t>(bench::json_number(line, "rows"))] = {bench::json_number(line, "ms"),
                                                                         bench::json_number(line, "loss")};
+  std::printf("%s\n", bench::cpu_description().c_str());
   std::printf("MoCo InfoNCE forward+backward, D=%ld, tau=%.2f, queue K=%ld, float32, 2 threads\n", long(kDim), kTau,
               long(queue_size));
   std::printf("(each side draws its own random q, k and queue, so the losses agree only statistically)\n");
@@ -162,6 +163,7 @@ int main(int argc, char** argv) {
     for (const std::string& line : bench::run_peer(bench::peer_script("torch_infonce.py"), args))
       peer_ms[static_cast<int64_t>(bench::json_number(line, "rows"))] = {bench::json_number(line, "ms"),
                                                                         bench::json_number(line, "loss")};
+  std::printf("%s\n", bench::cpu_description().c_str());
   std::printf("NT-Xent forward+backward, D=%ld, tau=%.2f, float32, 2 threads\n", long(kDim), kTau);
   std::printf("(each side draws its own random z, so the losses agree only statistically)\n");
   std::printf("%-10s %14s %14s %8s %12s %12s\n", "rows (2N)", "selfsup ms", "PyTorch ms", "ratio", "loss", "torch loss");

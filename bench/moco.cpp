@@ -95,6 +95,7 @@ int main(int argc, char** argv) {
     for (const std::string& line : bench::run_peer(bench::peer_script("torch_moco_fmnist.py"), args))
       if (line.find("images_per_s") != std::string::npos) peer_ips = bench::json_number(line, "images_per_s");
   }
+  std::printf("%s\n", bench::cpu_description().c_str());
   std::printf("MoCo v2 on Fashion-MNIST, ResNet-18 layout width %ld, batch %ld, K %ld, %ld steps, on %s%s\n",
               long(width), long(batch), long(queue), long(steps), device.c_str(), device == "cpu" ? ", 2 threads" : "");
   std::printf("%-10s %12s\n", "", "images/s");

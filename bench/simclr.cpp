@@ -110,6 +110,7 @@ int main(int argc, char** argv) {
   const double s_ips = ours("fp32");
   if (s_ips == 0) return 1;
   const double peer_ips = theirs("fp32");
+  std::printf("%s\n", bench::cpu_description().c_str());
   std::printf("SimCLR on Fashion-MNIST, ResNet-18 layout width %ld, batch %ld (2 views), %ld steps, on %s%s\n",
               long(width), long(batch), long(steps), device.c_str(), device == "cpu" ? ", 2 threads" : "");
   if (bf16) {
