@@ -112,16 +112,16 @@ TEST_CASE("the CLI: --precision in --help, bad values named, checkpoints evaluat
     const char* says;
   } bad[] = {
       {"train --precision fp16 --steps 1 --out /tmp/selfsup_precision_never",
-       "train: --precision: expected fp32 or bf16, got 'fp16'"},
+       "selfsup train: error: --precision: expected fp32 or bf16, got 'fp16'"},
       {"eval knn --checkpoint /nonexistent --precision half", "eval knn: --precision: expected fp32 or bf16, got 'half'"},
       {"demo --precision tf32 --out /tmp/selfsup_precision_never",
-       "demo: --precision (auto, fp32 or bf16): expected fp32 or bf16, got 'tf32'"},
+       "selfsup demo: error: --precision (auto, fp32 or bf16): expected fp32 or bf16, got 'tf32'"},
   };
   for (const Bad& b : bad) {
     CAPTURE(b.args);
     const test::CliRun r = run(b.args);
     CHECK(r.code != 0);
-    CHECK(r.out.find(b.says) != std::string::npos);
+    CHECK_MESSAGE(r.out.find(b.says) != std::string::npos, r.out);
   }
   test::require_fashion_mnist();
   const std::string data = test::fashion_mnist_spec();
