@@ -25,10 +25,12 @@ Tensor index_on(const std::vector<int64_t>& idx, const Device& device) {
   return Tensor::from_vector(idx, {static_cast<int64_t>(idx.size())}).to(device);
 }
 
-std::vector<nn::BatchNorm*> batch_norms(nn::Module& m) {
+// Every BatchNorm under the given modules (the key encoder and head: shuffling BN, its guard, SyncBN's reset).
+std::vector<nn::BatchNorm*> batch_norms(const std::vector<nn::Module*>& modules) {
   std::vector<nn::BatchNorm*> out;
-  for (auto& [name, mod] : m.named_modules())
-    if (auto* bn = dynamic_cast<nn::BatchNorm*>(mod); bn && bn->running_mean.defined()) out.push_back(bn);
+  for (nn::Module* root : modules)
+    for (auto& [name, mod] : root->named_modules())
+      if (auto* bn = dynamic_cast<nn::BatchNorm*>(mod)) out.push_back(bn);
   return out;
 }
 
@@ -44,13 +46,8 @@ namespace {
 // when net throws).
 class SampleGroupsGuard {
  public:
-  SampleGroupsGuard(const std::vector<nn::Module*>& modules, int64_t groups) {
-    for (nn::Module* root : modules)
-      for (auto& [name, m] : root->named_modules())
-        if (auto* bn = dynamic_cast<nn::BatchNorm*>(m)) {
-          bn->set_sample_groups(groups);
-          bns_.push_back(bn);
-        }
+  SampleGroupsGuard(const std::vector<nn::Module*>& modules, int64_t groups) : bns_(batch_norms(modules)) {
+    for (nn::BatchNorm* bn : bns_) bn->set_sample_groups(groups);
   }
   ~SampleGroupsGuard() {
     for (nn::BatchNorm* bn : bns_) bn->set_sample_groups(1);
@@ -117,12 +114,11 @@ Tensor shuffled_shard_forward_ranks(const std::vector<nn::Module*>& modules,
     SampleGroupsGuard guard(modules, shards / W);
     y = net(index_select(global, 0, index_on(mine, x.device())));  // (n, D)
   }
-  for (nn::Module* root : modules)
-    for (auto& [name, m] : root->named_modules())
-      if (auto* bn = dynamic_cast<nn::BatchNorm*>(m); bn && bn->running_mean.defined()) {
-        comm.all_reduce(bn->running_mean, dist::ReduceOp::mean);
-        comm.all_reduce(bn->running_var, dist::ReduceOp::mean);
-      }
+  for (nn::BatchNorm* bn : batch_norms(modules))
+    if (bn->running_mean.defined()) {
+      comm.all_reduce(bn->running_mean, dist::ReduceOp::mean);
+      comm.all_reduce(bn->running_var, dist::ReduceOp::mean);
+    }
   return index_select(comm.all_gather(y.contiguous()), 0, index_on(inverse, x.device()));
 }
 
@@ -170,8 +166,7 @@ std::vector<int64_t> MoCo::key_permutation(int64_t batch, int64_t step) const {
 }
 
 int MoCo::keep_key_batch_norm_local() {
-  std::vector<nn::BatchNorm*> bns = batch_norms(*key_encoder_), head = batch_norms(*key_head_);
-  bns.insert(bns.end(), head.begin(), head.end());
+  const std::vector<nn::BatchNorm*> bns = batch_norms({key_encoder_.get(), key_head_.get()});
   for (nn::BatchNorm* bn : bns) bn->set_sync(nullptr);
   return static_cast<int>(bns.size());
 }
@@ -182,11 +177,9 @@ Tensor MoCo::keys(const Tensor& key_view, int64_t step) {
   const int64_t shards = std::min(opt_.shuffle_bn_shards, B);
   auto key_net = [&](const Tensor& x) { return key_head_->forward(key_encoder_->forward_features(x)); };
   const std::vector<nn::Module*> modules = {key_encoder_.get(), key_head_.get()};
-  for (nn::Module* root : modules)
-    for (auto& [name, m] : root->named_modules())
-      if (auto* bn = dynamic_cast<nn::BatchNorm*>(m))
-        SELFSUP_CHECK(bn->sync() == nullptr, method_name(), ": the key encoder's BatchNorm is synchronised over ranks; "
-                      "shuffling BN needs each shard's own statistics (keep_key_batch_norm_local)");
+  for (nn::BatchNorm* bn : batch_norms(modules))
+    SELFSUP_CHECK(bn->sync() == nullptr, method_name(), ": the key encoder's BatchNorm is synchronised over ranks; "
+                  "shuffling BN needs each shard's own statistics (keep_key_batch_norm_local)");
   Tensor k = comm_->distributed()
                  ? shuffled_shard_forward_ranks(modules, key_net, key_view, key_permutation(B, step), shards, *comm_)
                  : shuffled_shard_forward(modules, key_net, key_view, key_permutation(B, step), shards);  // (B, D)
