@@ -159,7 +159,8 @@ TEST_CASE("context-encoder adversarial terms: the discriminator steps itself, th
   CHECK(l2_only.trainable_parameters().size() == l2_only.parameters().size());
 }
 
-TEST_CASE("context-encoder: a short CPU run's masked L2 falls and its probe beats the random encoder") {
+TEST_CASE("context-encoder: a short CPU run's masked L2 falls and its probe beats the random encoder"
+          * doctest::test_suite("learning")) {
   ssl::TrainConfig c = test::tiny_train_config(test::fresh_run_dir("ce", "learn"));
   c.method = "context-encoder";
   ssl::apply_method_preset(c);

@@ -347,7 +347,8 @@ double probe_top1(models::ResNet& encoder, const ssl::TrainConfig& c) {
 
 }  // namespace
 
-TEST_CASE("a short MoCo v2 run on Fashion-MNIST: the loss falls and the probe beats the untrained encoder") {
+TEST_CASE("a short MoCo v2 run on Fashion-MNIST: the loss falls and the probe beats the untrained encoder"
+          * doctest::test_suite("learning")) {
   test::require_fashion_mnist();
   const std::string dir = test::fresh_run_dir("moco", "short");
   ssl::TrainConfig c = test::tiny_train_config(dir);

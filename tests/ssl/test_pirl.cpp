@@ -409,7 +409,8 @@ double probe(models::ResNet& encoder, const ImageDataset& train, const ImageData
 
 }  // namespace
 
-TEST_CASE("a short PIRL run on Fashion-MNIST: the loss falls, the bank moves, the probe beats the random encoder") {
+TEST_CASE("a short PIRL run on Fashion-MNIST: the loss falls, the bank moves, the probe beats the random encoder"
+          * doctest::test_suite("learning")) {
   test::require_fashion_mnist();
   const std::string dir = test::fresh_run_dir("pirl", "short");
   ssl::TrainConfig c = tiny_pirl(dir);

@@ -51,7 +51,8 @@ test::CliRun run(const std::string& args) { return test::run_selfsup(args); }
 
 }  // namespace
 
-TEST_CASE("a short SimCLR run with --precision bf16: the loss falls, the probe beats the untrained encoder") {
+TEST_CASE("a short SimCLR run with --precision bf16: the loss falls, the probe beats the untrained encoder"
+          * doctest::test_suite("learning")) {
   test::require_fashion_mnist();
   const std::string dir = test::fresh_run_dir("precision", "short");
   ssl::TrainConfig c = test::tiny_train_config(dir);

@@ -211,7 +211,8 @@ TEST_CASE("jigsaw: the permutation set is the generator's, P rows of it, min Ham
                        Error);
 }
 
-TEST_CASE("rotnet: a short CPU run lowers the loss, predicts the rotations of unseen images, beats its init") {
+TEST_CASE("rotnet: a short CPU run lowers the loss, predicts the rotations of unseen images, beats its init"
+          * doctest::test_suite("learning")) {
   test::require_fashion_mnist();
   ssl::TrainConfig c = pretext_config("rotnet", test::fresh_run_dir("pretext", "rotnet"));
   c.limit = 2048;
@@ -253,7 +254,8 @@ TEST_CASE("rotnet: a short CPU run lowers the loss, predicts the rotations of un
   CHECK(acc > 0.5);
 }
 
-TEST_CASE("jigsaw: a short CPU run lowers the loss and beats its init through the probe") {
+TEST_CASE("jigsaw: a short CPU run lowers the loss and beats its init through the probe"
+          * doctest::test_suite("learning")) {
   test::require_fashion_mnist();
   ssl::TrainConfig c = pretext_config("jigsaw", test::fresh_run_dir("pretext", "jigsaw"));
   c.limit = 2048;

@@ -121,7 +121,8 @@ TEST_CASE("eval --label-fraction outside (0, 1] is a one-line error") {
   }
 }
 
-TEST_CASE("eval finetune at 1% labels: the committed encoder fine-tuned beats the same network from scratch") {
+TEST_CASE("eval finetune at 1% labels: the committed encoder fine-tuned beats the same network from scratch"
+          * doctest::test_suite("learning")) {
   require_fashion_mnist();
   const std::string out = temp_dir("finetune");
   const Run r = run(eval_cmd("finetune") + " --label-fraction 0.01 --epochs 20 --test-limit 1000 "
