@@ -9,7 +9,9 @@
 // channels (the RGB stem), where blocking C=3 to 16 wastes most of the work; those keep NCHW. Activations whose
 // channel count is a multiple of 8 but not of 16 (a width-8 ResNet) are blocked by 8 (nChw8c, AVX2 kernels)
 // rather than padded to 16: padding halves the useful work and makes the reorders 2-3x slower. The forward
-// with fewer than 16 input channels reads NCHW directly (oneDNN's first-layer kernels, no input reorder).
+// with fewer than 16 input channels reads NCHW directly (oneDNN's first-layer kernels, no input reorder) where
+// oneDNN has such a kernel for the channel count; where it would fall to im2col + GEMM instead (8 channels on
+// AVX2), the input is blocked by 8.
 // A plan whose layouts land on a reference kernel falls back to the primitive's choice
 // (docs/cpu-dense-kernels.md).
 //
@@ -103,8 +105,9 @@ struct ConvLayouts {
 // The same tensor, layout left to the primitive.
 memory::desc any(const memory::desc& d) { return memory::desc(d.dims(), d.data_type(), Tag::any); }
 
+// first_layer: whether a forward with fewer than 16 input channels reads the plain input (see plan_for).
 ConvLayouts choose_layouts(const Conv2dShape& s, Dir dir, const memory::desc& x_user, const memory::desc& w_user,
-                           const memory::desc& y_user) {
+                           const memory::desc& y_user, bool first_layer = true) {
   // nChw8c for 8, 24, 40, ... channels, which the AVX-512 kernels would pad to 16-wide blocks.
   const auto blocked = [&](const memory::desc& d, int64_t channels) {
     const bool by8 = kEightWideBlocks && channels % 16 != 0 && channels % 8 == 0;
@@ -115,7 +118,7 @@ ConvLayouts choose_layouts(const Conv2dShape& s, Dir dir, const memory::desc& x_
   if (pointwise || (dir == Dir::bwd_data && s.groups == 1 && s.C < 8)) return {x_user, w_user, y_user};
   // Forward with few input channels: oneDNN's first-layer kernels read plain NCHW input directly (no input
   // reorder) and write 16-wide blocks. Forcing 8-wide output blocks here selects a reference kernel.
-  if (dir == Dir::fwd && s.groups == 1 && s.C < 16) return {x_user, any(w_user), any(y_user)};
+  if (first_layer && dir == Dir::fwd && s.groups == 1 && s.C < 16) return {x_user, any(w_user), any(y_user)};
   return {blocked(x_user, s.C), any(w_user), blocked(y_user, s.K)};
 }
 
@@ -231,6 +234,13 @@ ConvPlan make_plan(const Conv2dShape& s, Dir dir, bool bias, const UserDescs& u,
 ConvPlan plan_for(const Conv2dShape& s, Dir dir, bool bias, bool bf16) {
   const UserDescs u = user_descs(s), c = user_descs(s, compute_types(dir, bf16));
   ConvPlan plan = make_plan(s, dir, bias, u, choose_layouts(s, dir, c.x, c.w, c.y));
+  // oneDNN's first-layer kernels take plain input only below one vector of channels: 16 with AVX-512, 8 with
+  // AVX2. With 8 channels on AVX2 (a width-8 ResNet's layer1) the plain-input plan lands on im2col + GEMM,
+  // which measured 3-4x slower than the blocked kernel with its input reorder.
+  if (dir == Dir::fwd && s.C % 8 == 0 && plan.impl.find("gemm") != std::string::npos) {
+    ConvPlan blocked = make_plan(s, dir, bias, u, choose_layouts(s, dir, c.x, c.w, c.y, false));
+    if (blocked.impl.rfind("jit", 0) == 0) plan = std::move(blocked);
+  }
   if (plan.impl.rfind("ref", 0) == 0) plan = make_plan(s, dir, bias, u, {any(c.x), any(c.w), any(c.y)});
   return plan;
 }

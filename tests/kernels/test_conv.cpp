@@ -78,7 +78,7 @@ const std::initializer_list<int64_t> kShapes[] = {
     {1, 16, 8, 8, 16, 5, 5, 1, 1, 2, 2, 1, 1, 1},      // 5x5 pad 2
     {2, 32, 4, 4, 64, 3, 3, 1, 1, 1, 1, 1, 1, 4},      // groups 4, blocked
     {2, 3, 4, 4, 2, 3, 3, 1, 1, 0, 0, 1, 1, 1},        // no padding, 2x2 output
-    {2, 8, 9, 9, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1},        // 8 channels (width-8 ResNet): NCHW-in fwd, nChw8c bwd
+    {2, 8, 9, 9, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1},        // 8 channels (width 8): fwd NCHW-in (AVX-512), nChw8c (AVX2)
     {2, 8, 9, 9, 16, 3, 3, 2, 2, 1, 1, 1, 1, 1},       // 8 -> 16 channels, stride 2
     {2, 24, 6, 6, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1},       // 24 = 16 + 8 channels: nChw8c
     {3, 1, 10, 10, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1},      // grey CIFAR stem into 8 channels

@@ -13,14 +13,13 @@
 #include "engine/data/spec.h"
 #include "engine/io/checkpoint.h"
 #include "engine/ops/ops.h"
-#include "ssl/eval/features.h"
-#include "ssl/eval/linear_probe.h"
 #include "ssl/methods/context_encoder.h"
 #include "ssl/methods/registry.h"
 #include "ssl/trainer/encoder_io.h"
 #include "ssl/trainer/trainer.h"
 #include "tests/support/cli_run.h"
 #include "tests/support/kill_resume.h"
+#include "tests/support/probe.h"
 #include "tests/support/trainer_fixture.h"
 
 using namespace selfsup;
@@ -185,19 +184,9 @@ TEST_CASE("context-encoder: a short CPU run's masked L2 falls and its probe beat
   const double last = (losses[44] + losses[45] + losses[46] + losses[47]) / 4;
   MESSAGE("masked L2 + adversarial: first ", first, ", last ", last);
   CHECK(last < 0.8 * first);
-  const ImageDataset train = data::load_dataset(c.data, "train"), test = data::load_dataset(c.data, "test");
-  ImageDataset tr = train, te = test;
-  tr.images = train.images.narrow(0, 0, 2000), tr.labels = train.labels.narrow(0, 0, 2000);
-  te.images = test.images.narrow(0, 0, 1000), te.labels = test.labels.narrow(0, 0, 1000);
-  auto probe = [&](models::ResNet& enc) {
-    const Tensor ftr = eval::extract_features(enc, tr, 28, c.recipe), fte = eval::extract_features(enc, te, 28, c.recipe);
-    eval::LinearProbeOptions po;
-    po.epochs = 20;
-    return eval::linear_probe(ftr, tr.labels, fte, te.labels, 10, po).test_top1;
-  };
   LoadedEncoder trained = load_encoder_from_checkpoint(c.out);
-  const double t = probe(*trained.encoder);
-  const double r = probe(*build_encoder(trained.config, 0));
+  const double t = test::probe_top1(*trained.encoder, c, 2000, 1000);
+  const double r = test::probe_top1(*build_encoder(trained.config, 0), c, 2000, 1000);
   MESSAGE("probe top-1: trained ", t, ", random ", r);
   CHECK(t > r);
 

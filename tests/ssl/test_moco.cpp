@@ -18,13 +18,12 @@
 #include "engine/nn/layers.h"
 #include "engine/ops/ops.h"
 #include "engine/optim/sgd.h"
-#include "ssl/eval/features.h"
-#include "ssl/eval/linear_probe.h"
 #include "ssl/methods/moco.h"
 #include "ssl/methods/registry.h"
 #include "ssl/trainer/encoder_io.h"
 #include "tests/support/cli_run.h"
 #include "tests/support/kill_resume.h"
+#include "tests/support/probe.h"
 
 using namespace selfsup;
 using ssl::MoCo;
@@ -326,27 +325,6 @@ TEST_CASE("MoCo's keys: the key encoder's BN takes its statistics shard by shard
   CHECK(max_abs_diff(whole.keys(v, 1).to_vector(), want) > 1e-3);
 }
 
-namespace {
-
-// The linear probe's test top-1 of an encoder's features: the first 2048 training and 1000 test images.
-double probe_top1(models::ResNet& encoder, const ssl::TrainConfig& c) {
-  ImageDataset train = data::load_dataset(c.data, "train"), test = data::load_dataset(c.data, "test");
-  auto head = [](ImageDataset d, int64_t n) {
-    d.images = d.images.narrow(0, 0, n);
-    d.labels = d.labels.narrow(0, 0, n);
-    return d;
-  };
-  train = head(train, 2048);
-  test = head(test, 1000);
-  const Tensor ftr = eval::extract_features(encoder, train, c.image_size, c.recipe);
-  const Tensor fte = eval::extract_features(encoder, test, c.image_size, c.recipe);
-  eval::LinearProbeOptions lp;
-  lp.epochs = 20;
-  return eval::linear_probe(ftr, train.labels, fte, test.labels, train.num_classes, lp).test_top1;
-}
-
-}  // namespace
-
 TEST_CASE("a short MoCo v2 run on Fashion-MNIST: the loss falls and the probe beats the untrained encoder"
           * doctest::test_suite("learning")) {
   test::require_fashion_mnist();
@@ -379,7 +357,8 @@ TEST_CASE("a short MoCo v2 run on Fashion-MNIST: the loss falls and the probe be
   CHECK(late < early - 0.1);
   ssl::LoadedEncoder trained = ssl::load_encoder_from_checkpoint(dir);
   const std::shared_ptr<ssl::Method> untrained = ssl::make_method(c);  // the same initialisation, untrained
-  const double p_trained = probe_top1(*trained.encoder, c), p_untrained = probe_top1(untrained->encoder(), c);
+  const double p_trained = test::probe_top1(*trained.encoder, c, 2048, 1000),
+               p_untrained = test::probe_top1(untrained->encoder(), c, 2048, 1000);
   MESSAGE("linear probe: trained " << p_trained << ", untrained " << p_untrained);
   CHECK(p_trained > p_untrained + 0.01);
 }

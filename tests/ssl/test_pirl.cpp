@@ -16,13 +16,12 @@
 #include "engine/io/checkpoint.h"
 #include "engine/ops/ops.h"
 #include "kernels/jigsaw_perms.h"
-#include "ssl/eval/features.h"
-#include "ssl/eval/linear_probe.h"
 #include "ssl/methods/pirl.h"
 #include "ssl/methods/registry.h"
 #include "ssl/trainer/encoder_io.h"
 #include "ssl/trainer/trainer.h"
 #include "tests/support/kill_resume.h"
+#include "tests/support/probe.h"
 #include "tests/support/trainer_fixture.h"
 
 using namespace selfsup;
@@ -396,17 +395,6 @@ ssl::TrainConfig tiny_pirl(const std::string& out) {
   return c;
 }
 
-// Linear-probe test top-1 of an encoder's features: the first 2048 training images, 2000 test images.
-double probe(models::ResNet& encoder, const ImageDataset& train, const ImageDataset& test) {
-  const Tensor ftr = eval::extract_features(encoder, train, 28, "gray", 2048);
-  const Tensor fte = eval::extract_features(encoder, test, 28, "gray", 2000);
-  eval::LinearProbeOptions po;
-  po.epochs = 20;
-  return eval::linear_probe(ftr, train.labels.narrow(0, 0, 2048), fte, test.labels.narrow(0, 0, 2000),
-                            train.num_classes, po)
-      .test_top1;
-}
-
 }  // namespace
 
 TEST_CASE("a short PIRL run on Fashion-MNIST: the loss falls, the bank moves, the probe beats the random encoder"
@@ -450,10 +438,10 @@ TEST_CASE("a short PIRL run on Fashion-MNIST: the loss falls, the bank moves, th
   MESSAGE("mean cosine of the trained bank rows with their random start: " << mean_cos);
   CHECK(mean_cos < 0.2);
   // The probe against a random encoder of the same architecture and seed.
-  const ImageDataset train = data::load_dataset(c.data, "train"), test = data::load_dataset(c.data, "test");
   ssl::LoadedEncoder le = ssl::load_encoder_from_checkpoint(dir);
   models::ResNet random_encoder(ssl::encoder_options(c));
-  const double trained_top1 = probe(*le.encoder, train, test), random_top1 = probe(random_encoder, train, test);
+  const double trained_top1 = test::probe_top1(*le.encoder, c, 2048, 2000),
+               random_top1 = test::probe_top1(random_encoder, c, 2048, 2000);
   MESSAGE("linear probe: PIRL " << trained_top1 << ", random encoder " << random_top1);
   // 40 epochs of 2048 images: a bank refreshed once per epoch needs epochs to carry signal. At 10 epochs of
   // 1024 the margin was 5 points in the Release build and negative in the -O1 sanitizer build (53.1% vs

@@ -14,38 +14,16 @@
 #include "engine/data/spec.h"
 #include "engine/io/checkpoint.h"
 #include "engine/io/safetensors.h"
-#include "ssl/eval/features.h"
-#include "ssl/eval/linear_probe.h"
 #include "ssl/methods/registry.h"
 #include "ssl/trainer/encoder_io.h"
 #include "ssl/trainer/trainer.h"
 #include "tests/support/cli_run.h"
+#include "tests/support/probe.h"
 #include "tests/support/trainer_fixture.h"
 
 using namespace selfsup;
 
 namespace {
-
-// The linear probe's test top-1 on the first 2048 training and 1000 test images, features under `precision`.
-double probe_top1(models::ResNet& encoder, const ssl::TrainConfig& c, DType precision) {
-  ImageDataset train = data::load_dataset(c.data, "train"), test = data::load_dataset(c.data, "test");
-  auto head = [](ImageDataset d, int64_t n) {
-    d.images = d.images.narrow(0, 0, n);
-    d.labels = d.labels.narrow(0, 0, n);
-    return d;
-  };
-  train = head(train, 2048);
-  test = head(test, 1000);
-  Tensor ftr, fte;
-  {
-    AutocastGuard autocast(precision);
-    ftr = eval::extract_features(encoder, train, c.image_size, c.recipe);
-    fte = eval::extract_features(encoder, test, c.image_size, c.recipe);
-  }
-  eval::LinearProbeOptions lp;
-  lp.epochs = 20;
-  return eval::linear_probe(ftr, train.labels, fte, test.labels, train.num_classes, lp).test_top1;
-}
 
 test::CliRun run(const std::string& args) { return test::run_selfsup(args); }
 
@@ -92,9 +70,9 @@ TEST_CASE("a short SimCLR run with --precision bf16: the loss falls, the probe b
   CHECK(floating > 100);  // the encoder, the head, BN statistics and the optimizer's momenta
   ssl::LoadedEncoder trained = ssl::load_encoder_from_checkpoint(dir);
   const std::shared_ptr<ssl::Method> untrained = ssl::make_method(c);  // the same initialisation, untrained
-  const double p_bf16 = probe_top1(*trained.encoder, c, DType::bf16);
-  const double p_fp32 = probe_top1(*trained.encoder, c, DType::f32);
-  const double p_untrained = probe_top1(untrained->encoder(), c, DType::bf16);
+  const double p_bf16 = test::probe_top1(*trained.encoder, c, 2048, 1000, 20, DType::bf16);
+  const double p_fp32 = test::probe_top1(*trained.encoder, c, 2048, 1000, 20, DType::f32);
+  const double p_untrained = test::probe_top1(untrained->encoder(), c, 2048, 1000, 20, DType::bf16);
   MESSAGE("linear probe: trained (bf16 features) " << p_bf16 << ", (fp32 features) " << p_fp32 << ", untrained "
                                                    << p_untrained);
   CHECK(p_bf16 > p_untrained + 0.01);

@@ -19,8 +19,6 @@
 #include "engine/data/spec.h"
 #include "engine/ops/ops.h"
 #include "kernels/jigsaw_perms.h"
-#include "ssl/eval/features.h"
-#include "ssl/eval/linear_probe.h"
 #include "ssl/methods/jigsaw.h"
 #include "ssl/methods/registry.h"
 #include "ssl/methods/rotnet.h"
@@ -28,6 +26,7 @@
 #include "ssl/trainer/encoder_io.h"
 #include "tests/support/cli_run.h"
 #include "tests/support/kill_resume.h"
+#include "tests/support/probe.h"
 #include "tests/support/trainer_fixture.h"
 
 using namespace selfsup;
@@ -78,16 +77,6 @@ std::pair<double, double> loss_ends(const std::string& dir, size_t n) {
   return {first / static_cast<double>(n), last / static_cast<double>(n)};
 }
 
-// Linear-probe test top-1 of a method's trunk (layer4) on the first 2000 training and 1000 test images.
-double probe(ssl::Method& m, const ssl::TrainConfig& c) {
-  const ImageDataset train = data::load_dataset(c.data, "train"), test = data::load_dataset(c.data, "test");
-  const Tensor ftr = eval::extract_features(m.encoder(), train, c.image_size, c.recipe, 2000);
-  const Tensor fte = eval::extract_features(m.encoder(), test, c.image_size, c.recipe, 1000);
-  return eval::linear_probe(ftr, train.labels.narrow(0, 0, 2000), fte, test.labels.narrow(0, 0, 1000),
-                            train.num_classes)
-      .test_top1;
-}
-
 // Trains `c`, then returns (probe of the untrained method, probe of the trained one, the trained method).
 struct ShortRun {
   double untrained, trained;
@@ -99,7 +88,9 @@ ShortRun short_run(const ssl::TrainConfig& c) {
   std::shared_ptr<ssl::Method> trained = ssl::make_method(c);
   const Checkpoint ck = load_checkpoint(c.out);
   trained->load_state_dict(nn::NamedTensors(ck.model.begin(), ck.model.end()));
-  return {probe(*untrained, c), probe(*trained, c), trained};
+  // The trunk (layer4) on the first 2000 training and 1000 test images, the probe's default 30 epochs.
+  return {test::probe_top1(untrained->encoder(), c, 2000, 1000, 30),
+          test::probe_top1(trained->encoder(), c, 2000, 1000, 30), trained};
 }
 
 }  // namespace
