@@ -20,6 +20,9 @@
 // blocked layouts also convert the type; elsewhere the inputs are rounded to bfloat16 in float copies and the
 // float plan runs on them (same numbers, no speedup).
 //
+// Tiny output maps (at most 4 positions per image, groups 1): one GEMM over the whole batch instead of oneDNN's
+// one GEMM per image (kernels/cpu/conv_small.cpp).
+//
 // double: the reference precision for gradient checks on small tensors: im2col + GEMM (OpenBLAS dgemm), simple
 // and independent of oneDNN.
 #include <array>
@@ -30,6 +33,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "kernels/cpu/conv_small.h"
 #include "kernels/cpu/dnnl_common.h"
 #include "kernels/bf16_api.h"
 #include "kernels/kernel_api.h"
@@ -397,6 +401,7 @@ void conv2d_fwd_cpu(const Conv2dShape& s, const T* x, const T* w, const T* bias,
   validate(s, "conv2d_fwd_cpu");
   if (s.N == 0) return;
   if constexpr (std::is_same_v<T, float>) {
+    if (conv_small::applies(s)) return conv_small::fwd(s, x, w, bias, y);
     std::vector<void*> ptrs{const_cast<T*>(x), const_cast<T*>(w)};
     if (bias) ptrs.push_back(const_cast<T*>(bias));
     ptrs.push_back(y);
@@ -411,6 +416,7 @@ void conv2d_bwd_data_cpu(const Conv2dShape& s, const T* dy, const T* w, T* dx) {
   validate(s, "conv2d_bwd_data_cpu");
   if (s.N == 0) return;
   if constexpr (std::is_same_v<T, float>) {
+    if (conv_small::applies(s)) return conv_small::bwd_data(s, dy, w, dx);
     conv_dnnl("conv2d_bwd_data_cpu<float>", s, Dir::bwd_data, false, {const_cast<T*>(dy), const_cast<T*>(w), dx});
   } else {
     conv_bwd_data_ref(s, dy, w, dx);
@@ -427,6 +433,7 @@ void conv2d_bwd_weight_cpu(const Conv2dShape& s, const T* x, const T* dy, T* dw,
     return;
   }
   if constexpr (std::is_same_v<T, float>) {
+    if (conv_small::applies(s)) return conv_small::bwd_weight(s, x, dy, dw, dbias);
     std::vector<void*> ptrs{const_cast<T*>(x), const_cast<T*>(dy), dw};
     if (dbias) ptrs.push_back(dbias);
     conv_dnnl("conv2d_bwd_weight_cpu<float>", s, Dir::bwd_weight, dbias != nullptr, ptrs);

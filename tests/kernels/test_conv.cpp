@@ -7,6 +7,7 @@
 #include <stdexcept>
 #include <thread>
 
+#include "kernels/cpu/conv_small.h"
 #include "kernels/kernel_api.h"
 #include "tests/kernels/dense_check.h"
 #include "tests/kernels/naive_conv.h"
@@ -84,6 +85,18 @@ const std::initializer_list<int64_t> kShapes[] = {
     {3, 1, 10, 10, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1},      // grey CIFAR stem into 8 channels
 };
 
+// Output maps of at most 4 positions: one GEMM over the batch (kernels/cpu/conv_small.cpp) for float.
+const std::initializer_list<int64_t> kTinyMapShapes[] = {
+    // N  C   H   W   K  R  S sh sw ph pw dh dw  g
+    {5, 16, 1, 1, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1},       // 1x1 map, 3x3 pad 1: the centre tap alone
+    {3, 8, 2, 2, 12, 3, 3, 1, 1, 1, 1, 1, 1, 1},       // 2x2 map: all 9 taps, 4 meet each position
+    {4, 8, 2, 2, 16, 3, 3, 2, 2, 1, 1, 1, 1, 1},       // 2x2 -> 1x1, stride 2: taps (1..2, 1..2)
+    {4, 8, 2, 2, 16, 1, 1, 2, 2, 0, 0, 1, 1, 1},       // 1x1 stride 2 downsample of a 2x2 map
+    {2, 4, 5, 5, 3, 3, 3, 2, 2, 1, 1, 2, 2, 1},        // dilation 2, stride 2: 2x2 out of 5x5
+    {3, 5, 3, 7, 4, 3, 5, 2, 3, 0, 1, 1, 1, 1},        // non-square everything: 1x2 map
+    {2, 3, 4, 4, 2, 3, 3, 1, 1, 0, 0, 1, 1, 1},        // no padding, 2x2 output
+};
+
 }  // namespace
 
 TEST_CASE_TEMPLATE("conv2d kernels match naive float64 loops", T, float, double) {
@@ -94,6 +107,18 @@ TEST_CASE_TEMPLATE("conv2d kernels match naive float64 loops", T, float, double)
   }
   check_conv<T>(make_shape({2, 16, 6, 6, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1}), false);
   check_conv<T>(make_shape({2, 16, 6, 6, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1}), true);  // same shape, now with bias
+  for (const auto& v : kTinyMapShapes) {
+    check_conv<T>(make_shape(v), false);
+    check_conv<T>(make_shape(v), true);
+  }
+}
+
+TEST_CASE("conv2d on tiny output maps takes the batch-GEMM path; larger maps and groups do not") {
+  for (const auto& v : kTinyMapShapes) CHECK(sk::conv_small::applies(make_shape(v)));
+  CHECK_FALSE(sk::conv_small::applies(make_shape({2, 8, 9, 9, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1})));
+  CHECK_FALSE(sk::conv_small::applies(make_shape({2, 16, 3, 3, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1})));  // 3x3 map
+  CHECK_FALSE(sk::conv_small::applies(make_shape({2, 8, 2, 2, 8, 3, 3, 1, 1, 1, 1, 1, 1, 8})));    // depthwise
+  CHECK(sk::conv_small::applies(make_shape({2, 16, 3, 3, 16, 3, 3, 1, 1, 0, 0, 1, 1, 1})));        // 1x1 map
 }
 
 TEST_CASE("conv2d_fwd_cpu<float> gives identical results when called from two threads at once") {

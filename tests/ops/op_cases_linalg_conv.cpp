@@ -46,6 +46,9 @@ SELFSUP_OP_CASES({
     // 64 channels x 3 x 3 = 576 summed terms per output.
     {"conv2d/many_channels", {{1, 64, 4, 4}, {2, 64, 3, 3}}, [](const V& x) { return conv2d(x[0], x[1]); }, {}, {}, {},
      f32_ulps_for_terms(576), f32_ulps_for_terms(576)},
+    // Maps of at most 4 positions (PIRL's and Jigsaw's tiles at layer3/4): one GEMM over the batch on the CPU.
+    {"conv2d/tiny_map_2x2", {{6, 8, 2, 2}, {5, 8, 3, 3}, {5}}, [](const V& x) { return conv2d(x[0], x[1], x[2], conv(1, 1)); }},
+    {"conv2d/tiny_map_1x1", {{4, 8, 1, 1}, {6, 8, 3, 3}}, [](const V& x) { return conv2d(x[0], x[1], Tensor(), conv(1, 1)); }},
     // conv_transpose2d: weight (Cin, Cout/groups, R, S); the decoder's 4x4 stride-2 upsampling among them.
     {"conv_transpose2d/basic", {{2, 3, 4, 4}, {3, 2, 3, 3}, {2}}, [](const V& x) { return conv_transpose2d(x[0], x[1], x[2]); }},
     {"conv_transpose2d/stride2_pad1_k4", {{1, 2, 3, 4}, {2, 3, 4, 4}, {3}},
