@@ -100,7 +100,15 @@ struct Conv2dShape {
   int64_t K, R, S;         // output channels, filter size
   int64_t stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups;
   int64_t P, Q;            // output size, P = (H + 2 pad_h - dil_h (R-1) - 1) / stride_h + 1
+  // Memory layout of x and dx (x_nhwc), y and dy (y_nhwc): false NCHW, true channels-last (N, H, W, C).
+  // conv2d_*_cpu<float> only; the double reference, the bf16 kernels and CUDA take NCHW.
+  bool x_nhwc = false, y_nhwc = false;
 };
+// Whether the float CPU convolution of `s` (its layouts ignored) computes fastest channels-last, so the
+// engine should give it a channels-last output (docs/cpu-dense-kernels.md, "Channels-last activations").
+// SELFSUP_CONV_LAYOUT=nchw in the environment, or set_cpu_conv_channels_last(false), turns it off.
+bool conv2d_channels_last_cpu(const Conv2dShape& s);
+void set_cpu_conv_channels_last(bool on);
 template <typename T>
 void conv2d_fwd_cpu(const Conv2dShape& s, const T* x, const T* w, const T* bias, T* y);  // bias may be null
 template <typename T>

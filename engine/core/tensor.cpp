@@ -101,6 +101,14 @@ Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
   return Tensor(make_impl(shape, dtype, device));
 }
 
+Tensor Tensor::empty_channels_last(const Shape& shape, DType dtype, Device device) {
+  SELFSUP_CHECK(shape.size() == 4, "empty_channels_last: expected a 4-d shape (N, C, H, W), got ", shape_str(shape));
+  auto impl = make_impl(shape, dtype, device);
+  const int64_t C = shape[1], H = shape[2], W = shape[3];
+  impl->strides = {H * W * C, 1, W * C, C};
+  return Tensor(std::move(impl));
+}
+
 Tensor Tensor::zeros(const Shape& shape, DType dtype, Device device) { return full(shape, 0.0, dtype, device); }
 Tensor Tensor::ones(const Shape& shape, DType dtype, Device device) { return full(shape, 1.0, dtype, device); }
 
@@ -165,6 +173,17 @@ int64_t Tensor::stride(int64_t d) const { return strides()[wrap_dim(d, dim(), "s
 bool Tensor::is_contiguous() const {
   int64_t expected = 1;
   for (int64_t i = dim() - 1; i >= 0; --i) {
+    if (sizes()[i] == 1) continue;
+    if (strides()[i] != expected) return false;
+    expected *= sizes()[i];
+  }
+  return true;
+}
+
+bool Tensor::is_channels_last() const {
+  if (dim() != 4) return false;
+  int64_t expected = 1;
+  for (int64_t i : {1, 3, 2, 0}) {
     if (sizes()[i] == 1) continue;
     if (strides()[i] != expected) return false;
     expected *= sizes()[i];
@@ -348,6 +367,17 @@ Tensor Tensor::flatten(int64_t start_dim, int64_t end_dim) const {
 }
 
 Tensor Tensor::contiguous() const { return is_contiguous() ? *this : clone(); }
+
+Tensor Tensor::channels_last() const {
+  if (is_channels_last()) return *this;
+  SELFSUP_CHECK(dim() == 4, "channels_last: expected a 4-d tensor (N, C, H, W), got ", shape_str(sizes()));
+  Tensor out = empty_channels_last(sizes(), dtype(), device());
+  SELFSUP_KERNEL_CALL(device(), copy_cast)(static_cast<int>(dim()), sizes().data(), dtype(), operand(out), dtype(),
+                                           operand(*this));
+  autograd::record("channels_last", {*this}, {out},
+                   [](const std::vector<Tensor>& g) { return std::vector<Tensor>{g[0]}; });
+  return out;
+}
 
 Tensor Tensor::clone() const {
   Tensor out = empty(sizes(), dtype(), device());

@@ -47,6 +47,9 @@ class Tensor {
 
   // ---- factories (CPU unless a device is given)
   static Tensor empty(const Shape& shape, DType dtype = DType::f32, Device device = Device::cpu());
+  // Channels-last: logical (N, C, H, W), stored as (N, H, W, C), strides (H*W*C, 1, W*C, C). The CPU
+  // convolutions read and write it without reorders (docs/cpu-dense-kernels.md, "Channels-last activations").
+  static Tensor empty_channels_last(const Shape& shape, DType dtype = DType::f32, Device device = Device::cpu());
   static Tensor zeros(const Shape& shape, DType dtype = DType::f32, Device device = Device::cpu());
   static Tensor ones(const Shape& shape, DType dtype = DType::f32, Device device = Device::cpu());
   static Tensor full(const Shape& shape, double value, DType dtype = DType::f32, Device device = Device::cpu());
@@ -73,6 +76,8 @@ class Tensor {
   DType dtype() const { return impl().dtype; }
   Device device() const { return impl().storage ? impl().storage->device() : Device::cpu(); }
   bool is_contiguous() const;
+  // 4-d with channels-last strides (size-1 dims ignored, as is_contiguous does); (N, 1, H, W) is both.
+  bool is_channels_last() const;
   const std::shared_ptr<Storage>& storage() const { return impl().storage; }
   uint64_t version() const { return impl().storage ? impl().storage->version() : 0; }
   void bump_version() const {
@@ -107,6 +112,7 @@ class Tensor {
   Tensor unsqueeze(int64_t dim) const;
   Tensor flatten(int64_t start_dim = 0, int64_t end_dim = -1) const;
   Tensor contiguous() const;
+  Tensor channels_last() const;  // this when is_channels_last(), else a channels-last copy; differentiable
   Tensor clone() const;
   // Same data, no autograd history, requires_grad false.
   Tensor detach() const;

@@ -55,7 +55,7 @@ Tensor binary_raw(BinaryOp op, const Tensor& a_in, const Tensor& b_in, const cha
   Shape shape = broadcast_shapes(a.sizes(), b.sizes(), name);
   Tensor ae = a.to(dt).expand(shape), be = b.to(dt).expand(shape);
   bool is_cmp = op >= BinaryOp::eq;
-  Tensor out = Tensor::empty(shape, is_cmp ? DType::b8 : dt, a.device());
+  Tensor out = ops_detail::empty_like_inputs(shape, is_cmp ? DType::b8 : dt, a.device(), {a, b});
   if (is_cmp) {
     SELFSUP_KERNEL_CALL(a.device(), compare)(dt, op, static_cast<int>(shape.size()), shape.data(), operand(out),
                                              operand(ae), operand(be));
@@ -68,7 +68,7 @@ Tensor binary_raw(BinaryOp op, const Tensor& a_in, const Tensor& b_in, const cha
 
 Tensor unary_raw(UnaryOp op, const Tensor& a, double p0, double p1, const char* name) {
   ops_detail::check_floating(a, name);
-  Tensor out = Tensor::empty(a.sizes(), a.dtype(), a.device());
+  Tensor out = ops_detail::empty_like_inputs(a.sizes(), a.dtype(), a.device(), {a});
   SELFSUP_KERNEL_CALL(a.device(), unary)(a.dtype(), op, static_cast<int>(a.dim()), a.sizes().data(), operand(out),
                                          operand(a), p0, p1);
   return out;
@@ -76,7 +76,7 @@ Tensor unary_raw(UnaryOp op, const Tensor& a, double p0, double p1, const char* 
 
 // dx = dy * f'(x) through the unary_bwd kernel; y is the forward output (or x when unused).
 Tensor unary_grad(UnaryBwdOp op, const Tensor& dy, const Tensor& x, const Tensor& y, double p0, double p1) {
-  Tensor dx = Tensor::empty(x.sizes(), x.dtype(), x.device());
+  Tensor dx = ops_detail::empty_like_inputs(x.sizes(), x.dtype(), x.device(), {x, dy});
   Tensor g = dy.to(x.dtype());
   SELFSUP_KERNEL_CALL(x.device(), unary_bwd)(x.dtype(), op, static_cast<int>(x.dim()), x.sizes().data(),
                                              operand(dx), operand(g), operand(x), operand(y), p0, p1);

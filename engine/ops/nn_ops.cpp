@@ -51,9 +51,16 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
   if (bf16 && x.device().is_cuda())
     return conv2d(x.to(DType::bf16), weight.to(DType::bf16), bias.defined() ? bias.to(DType::bf16) : Tensor(), opt)
         .to(DType::f32);
-  Tensor xc = x.detach().contiguous(), wc = weight.detach().contiguous();
+  // Channels-last on the CPU's float kernels (docs/cpu-dense-kernels.md): the output is channels-last where that
+  // computes fastest, and a channels-last input is read as it is; everything else is NCHW.
+  const bool cpu_f32 = x.device().is_cpu() && x.dtype() == DType::f32 && !bf16;
+  s.y_nhwc = cpu_f32 && kernels::conv2d_channels_last_cpu(s);
+  Tensor xc = cpu_f32 && x.is_channels_last() ? x.detach() : x.detach().contiguous();
+  s.x_nhwc = cpu_f32 && xc.is_channels_last() && (s.y_nhwc || !xc.is_contiguous());
+  Tensor wc = weight.detach().contiguous();
   Tensor bc = bias.defined() ? bias.detach().contiguous() : Tensor();
-  Tensor y = Tensor::empty({s.N, s.K, s.P, s.Q}, x.dtype(), x.device());
+  Tensor y = s.y_nhwc ? Tensor::empty_channels_last({s.N, s.K, s.P, s.Q}, x.dtype(), x.device())
+                      : Tensor::empty({s.N, s.K, s.P, s.Q}, x.dtype(), x.device());
   if (bf16) {
     kernels::conv2d_fwd_bf16_cpu(s, xc.data_ptr<float>(), wc.data_ptr<float>(),
                                  bc.defined() ? bc.data_ptr<float>() : nullptr, y.data_ptr<float>());
@@ -66,11 +73,12 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
     bool need_dx = x.requires_grad(), need_dw = weight.requires_grad() || (bias.defined() && bias.requires_grad());
     bool has_bias = bias.defined();
     autograd::record("conv2d", {x, weight, bias}, {y}, [sx, sw, s, need_dx, need_dw, has_bias, bf16](const Grads& gr) {
-      Tensor gy = gr[0].contiguous();
+      Tensor gy = s.y_nhwc ? gr[0].channels_last() : gr[0].contiguous();
       Tensor xs = sx.unpack("conv2d"), ws = sw.unpack("conv2d");
       Tensor dx, dw, db;
       if (need_dx) {
-        dx = Tensor::empty(xs.sizes(), xs.dtype(), xs.device());
+        dx = s.x_nhwc ? Tensor::empty_channels_last(xs.sizes(), xs.dtype(), xs.device())
+                      : Tensor::empty(xs.sizes(), xs.dtype(), xs.device());
         if (bf16) {
           kernels::conv2d_bwd_data_bf16_cpu(s, gy.data_ptr<float>(), ws.data_ptr<float>(), dx.data_ptr<float>());
         } else {
@@ -207,6 +215,24 @@ std::array<int64_t, 3> check_batch_norm_args(const Tensor& x, const Tensor& runn
   return {N, C, S};
 }
 
+// A channels-last (N, C, H, W) CPU input (a channels-last convolution's output) is normalised as the
+// (N*H*W, C, 1) problem: the same per-channel statistics over the same values, read in memory order (the
+// kernels' S = 1 path vectorises along C), outputs and gradients channels-last too. Everything else is NCHW.
+struct BnLayout {
+  bool nhwc;
+  int64_t N, S;  // the kernels' view: (N, C, S)
+  Tensor input(const Tensor& t) const { return nhwc ? t.detach().channels_last() : t.detach().contiguous(); }
+  Tensor empty_like(const Tensor& t) const {
+    return nhwc ? Tensor::empty_channels_last(t.sizes(), t.dtype(), t.device())
+                : Tensor::empty(t.sizes(), t.dtype(), t.device());
+  }
+};
+
+BnLayout bn_layout(const Tensor& x, int64_t N, int64_t S) {
+  if (x.device().is_cpu() && x.is_channels_last() && !x.is_contiguous()) return {true, N * S, 1};
+  return {false, N, S};
+}
+
 }  // namespace
 
 Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& running_var, const Tensor& weight,
@@ -215,12 +241,13 @@ Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& run
   const int64_t N = ncs[0], C = ncs[1], S = ncs[2];
   const DType pdt = batch_norm_param_dtype(x.dtype());
   auto ptr = [](const Tensor& t) -> void* { return t.defined() ? t.raw_data() : nullptr; };
-  Tensor xc = x.detach().contiguous();
-  Tensor y = Tensor::empty(x.sizes(), x.dtype(), x.device());
+  const BnLayout L = bn_layout(x, N, S);
+  Tensor xc = L.input(x);
+  Tensor y = L.empty_like(x);
   if (!training) {
     SELFSUP_CHECK(running_mean.defined(), "batch_norm: eval mode needs running_mean and running_var");
     if (!autograd::needs_grad({x, weight, bias})) {
-      SELFSUP_KERNEL_CALL(x.device(), batch_norm_fwd_eval)(x.dtype(), N, C, S, xc.raw_data(), ptr(weight), ptr(bias),
+      SELFSUP_KERNEL_CALL(x.device(), batch_norm_fwd_eval)(x.dtype(), L.N, C, L.S, xc.raw_data(), ptr(weight), ptr(bias),
                                                            running_mean.raw_data(), running_var.raw_data(), eps,
                                                            y.raw_data());
       return y;
@@ -236,7 +263,7 @@ Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& run
   SELFSUP_CHECK(N * S > 1, "batch_norm: training needs more than one value per channel, got input of shape ",
                 shape_str(x.sizes()));
   Tensor save_mean = Tensor::empty({C}, pdt, x.device()), save_invstd = Tensor::empty({C}, pdt, x.device());
-  SELFSUP_KERNEL_CALL(x.device(), batch_norm_fwd_train)(x.dtype(), N, C, S, xc.raw_data(), ptr(weight), ptr(bias), eps,
+  SELFSUP_KERNEL_CALL(x.device(), batch_norm_fwd_train)(x.dtype(), L.N, C, L.S, xc.raw_data(), ptr(weight), ptr(bias), eps,
                                                         momentum, y.raw_data(), save_mean.raw_data(),
                                                         save_invstd.raw_data(), ptr(running_mean), ptr(running_var));
   if (running_mean.defined()) {
@@ -248,15 +275,15 @@ Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& run
     bool affine_grad = (weight.defined() && weight.requires_grad()) || (bias.defined() && bias.requires_grad());
     bool has_w = weight.defined(), has_b = bias.defined();
     autograd::record("batch_norm", {x, weight, bias}, {y},
-                     [sx, sw, save_mean, save_invstd, N, C, S, affine_grad, has_w, has_b, pdt](const Grads& g) {
+                     [sx, sw, save_mean, save_invstd, L, C, affine_grad, has_w, has_b, pdt](const Grads& g) {
                        Tensor xs = sx.unpack("batch_norm"), ws = sw.unpack("batch_norm");
-                       Tensor gy = g[0].contiguous();
-                       Tensor dx = Tensor::empty(xs.sizes(), xs.dtype(), xs.device());
+                       Tensor gy = L.input(g[0]);
+                       Tensor dx = L.empty_like(xs);
                        Tensor dw = affine_grad && has_w ? Tensor::empty({C}, pdt, xs.device()) : Tensor();
                        Tensor db = affine_grad && has_b ? Tensor::empty({C}, pdt, xs.device()) : Tensor();
                        auto p = [](const Tensor& t) -> void* { return t.defined() ? t.raw_data() : nullptr; };
                        SELFSUP_KERNEL_CALL(xs.device(), batch_norm_bwd)(
-                           xs.dtype(), N, C, S, gy.raw_data(), xs.raw_data(), p(ws), save_mean.raw_data(),
+                           xs.dtype(), L.N, C, L.S, gy.raw_data(), xs.raw_data(), p(ws), save_mean.raw_data(),
                            save_invstd.raw_data(), dx.raw_data(), p(dw), p(db));
                        return Grads{dx, dw, db};
                      });
@@ -284,12 +311,13 @@ Tensor batch_norm_add_relu(const Tensor& x, const Tensor& residual, const Tensor
                 shape_str(x.sizes()));
   const DType pdt = batch_norm_param_dtype(x.dtype());
   auto ptr = [](const Tensor& t) -> void* { return t.defined() ? t.raw_data() : nullptr; };
-  Tensor xc = x.detach().contiguous();
-  Tensor rc = residual.defined() ? residual.detach().contiguous() : Tensor();
-  Tensor y = Tensor::empty(x.sizes(), x.dtype(), x.device());
+  const BnLayout L = bn_layout(x, N, S);
+  Tensor xc = L.input(x);
+  Tensor rc = residual.defined() ? L.input(residual) : Tensor();
+  Tensor y = L.empty_like(x);
   Tensor save_mean = Tensor::empty({C}, pdt, x.device()), save_invstd = Tensor::empty({C}, pdt, x.device());
   SELFSUP_KERNEL_CALL(x.device(), batch_norm_add_relu_fwd_train)(
-      x.dtype(), N, C, S, xc.raw_data(), ptr(rc), ptr(weight), ptr(bias), eps, momentum, y.raw_data(),
+      x.dtype(), L.N, C, L.S, xc.raw_data(), ptr(rc), ptr(weight), ptr(bias), eps, momentum, y.raw_data(),
       save_mean.raw_data(), save_invstd.raw_data(), ptr(running_mean), ptr(running_var));
   if (running_mean.defined()) {
     running_mean.bump_version();
@@ -302,18 +330,18 @@ Tensor batch_norm_add_relu(const Tensor& x, const Tensor& residual, const Tensor
     const bool need_dr = residual.defined() && residual.requires_grad();
     const bool has_w = weight.defined(), has_b = bias.defined();
     autograd::record("batch_norm_add_relu", {x, residual, weight, bias}, {y},
-                     [sx, sy, sw, save_mean, save_invstd, N, C, S, affine_grad, need_dr, has_w, has_b,
+                     [sx, sy, sw, save_mean, save_invstd, L, C, affine_grad, need_dr, has_w, has_b,
                       pdt](const Grads& g) {
                        Tensor xs = sx.unpack("batch_norm_add_relu"), ys = sy.unpack("batch_norm_add_relu");
                        Tensor ws = sw.unpack("batch_norm_add_relu");
-                       Tensor gy = g[0].contiguous();
-                       Tensor dx = Tensor::empty(xs.sizes(), xs.dtype(), xs.device());
-                       Tensor dr = need_dr ? Tensor::empty(xs.sizes(), xs.dtype(), xs.device()) : Tensor();
+                       Tensor gy = L.input(g[0]);
+                       Tensor dx = L.empty_like(xs);
+                       Tensor dr = need_dr ? L.empty_like(xs) : Tensor();
                        Tensor dw = affine_grad && has_w ? Tensor::empty({C}, pdt, xs.device()) : Tensor();
                        Tensor db = affine_grad && has_b ? Tensor::empty({C}, pdt, xs.device()) : Tensor();
                        auto p = [](const Tensor& t) -> void* { return t.defined() ? t.raw_data() : nullptr; };
                        SELFSUP_KERNEL_CALL(xs.device(), batch_norm_add_relu_bwd)(
-                           xs.dtype(), N, C, S, gy.raw_data(), ys.raw_data(), xs.raw_data(), p(ws),
+                           xs.dtype(), L.N, C, L.S, gy.raw_data(), ys.raw_data(), xs.raw_data(), p(ws),
                            save_mean.raw_data(), save_invstd.raw_data(), dx.raw_data(), p(dr), p(dw), p(db));
                        return Grads{dx, dr, dw, db};
                      });

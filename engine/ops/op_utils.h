@@ -1,5 +1,6 @@
 // Helpers shared by the op implementations (not part of the public API).
 #pragma once
+#include <initializer_list>
 #include <string>
 #include <vector>
 
@@ -25,6 +26,16 @@ inline void check_floating(const Tensor& t, const char* op, const char* what = "
 inline void check_dim(const Tensor& t, int64_t ndim, const char* op, const char* what = "input") {
   SELFSUP_CHECK(t.dim() == ndim, op, ": ", what, " must have ", ndim, " dimensions, got shape ",
                 shape_str(t.sizes()));
+}
+
+// The output of an elementwise op of `shape`: channels-last when an input of that shape is channels-last and
+// not also contiguous (the layout flows from one convolution to the next, as PyTorch's memory format does),
+// else contiguous.
+inline Tensor empty_like_inputs(const Shape& shape, DType dtype, Device device, std::initializer_list<Tensor> inputs) {
+  for (const Tensor& t : inputs)
+    if (t.defined() && t.sizes() == shape && t.is_channels_last() && !t.is_contiguous())
+      return Tensor::empty_channels_last(shape, dtype, device);
+  return Tensor::empty(shape, dtype, device);
 }
 
 // Refuses an in-place write that autograd could not see.

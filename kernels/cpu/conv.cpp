@@ -20,13 +20,22 @@
 // blocked layouts also convert the type; elsewhere the inputs are rounded to bfloat16 in float copies and the
 // float plan runs on them (same numbers, no speedup).
 //
+// Channels-last (Conv2dShape::x_nhwc / y_nhwc): the caller's buffers may be (N, H, W, C). oneDNN's direct
+// kernels read and write that layout themselves, so a convolution whose input and output are both
+// channels-last needs no reorder at all; conv2d_channels_last_cpu says for which shapes that measured faster
+// than blocked layouts with their reorders (up to 64 channels on AVX2, docs/cpu-dense-kernels.md). A buffer
+// in either layout that the plan wants blocked goes through the same cached reorders as NCHW.
+//
 // Tiny output maps (at most 4 positions per image, groups 1): one GEMM over the whole batch instead of oneDNN's
 // one GEMM per image (kernels/cpu/conv_small.cpp).
 //
 // double: the reference precision for gradient checks on small tensors: im2col + GEMM (OpenBLAS dgemm), simple
 // and independent of oneDNN.
+#include <algorithm>
 #include <array>
+#include <atomic>
 #include <cstdint>
+#include <cstdlib>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
@@ -41,10 +50,13 @@
 namespace selfsup::kernels {
 namespace {
 
-void validate(const Conv2dShape& s, const char* call) {
+// layouts_ok: whether the caller takes channels-last buffers (the float kernels).
+void validate(const Conv2dShape& s, const char* call, bool layouts_ok) {
   const auto out_size = [](int64_t in, int64_t k, int64_t stride, int64_t pad, int64_t dil) {
     return (in + 2 * pad - dil * (k - 1) - 1) / stride + 1;
   };
+  if ((s.x_nhwc || s.y_nhwc) && !layouts_ok)
+    throw std::invalid_argument(std::string(call) + ": channels-last layouts are taken by the float kernels only");
   const bool ok = s.N >= 0 && s.C > 0 && s.K > 0 && s.R > 0 && s.S > 0 && s.groups > 0 && s.C % s.groups == 0 &&
                   s.K % s.groups == 0 && s.stride_h > 0 && s.stride_w > 0 && s.dil_h > 0 && s.dil_w > 0 &&
                   s.pad_h >= 0 && s.pad_w >= 0 && s.P > 0 && s.Q > 0 &&
@@ -72,7 +84,8 @@ using ConvKey = std::array<int64_t, 17>;
 
 ConvKey conv_key(const Conv2dShape& s, Dir dir, bool bias, bool bf16) {
   return {s.N,     s.C,     s.H,      s.W, s.K, s.R, s.S, s.stride_h, s.stride_w, s.pad_h, s.pad_w, s.dil_h,
-          s.dil_w, s.groups, s.P,     s.Q, int64_t(dir) * 4 + int64_t(bias) * 2 + int64_t(bf16)};
+          s.dil_w, s.groups, s.P,     s.Q,
+          int64_t(dir) * 4 + int64_t(bias) * 2 + int64_t(bf16) + int64_t(s.x_nhwc) * 16 + int64_t(s.y_nhwc) * 32};
 }
 
 // One primitive argument: the caller's plain buffer (user) and, when the primitive wants another layout
@@ -110,8 +123,11 @@ struct ConvLayouts {
 memory::desc any(const memory::desc& d) { return memory::desc(d.dims(), d.data_type(), Tag::any); }
 
 // first_layer: whether a forward with fewer than 16 input channels reads the plain input (see plan_for).
+// channels_last: whether to compute on channels-last activations (a channels-last output, conv2d_channels_last_cpu).
 ConvLayouts choose_layouts(const Conv2dShape& s, Dir dir, const memory::desc& x_user, const memory::desc& w_user,
-                           const memory::desc& y_user, bool first_layer = true) {
+                           const memory::desc& y_user, bool first_layer = true, bool channels_last = false) {
+  // oneDNN's direct kernels compute on channels-last activations as they are (an NCHW input is reordered).
+  if (channels_last) return {memory::desc(x_user.dims(), x_user.data_type(), Tag::nhwc), any(w_user), y_user};
   // nChw8c for 8, 24, 40, ... channels, which the AVX-512 kernels would pad to 16-wide blocks.
   const auto blocked = [&](const memory::desc& d, int64_t channels) {
     const bool by8 = kEightWideBlocks && channels % 16 != 0 && channels % 8 == 0;
@@ -169,9 +185,10 @@ UserDescs user_descs(const Conv2dShape& s, const ConvTypes& t = {DataType::f32, 
   // Grouped weights as (G, K/G, C/G, R, S): the same bytes as the caller's (K, C/G, R, S).
   const memory::dims w_dims = s.groups == 1 ? memory::dims{s.K, s.C, s.R, s.S}
                                             : memory::dims{s.groups, s.K / s.groups, s.C / s.groups, s.R, s.S};
-  return {memory::desc({s.N, s.C, s.H, s.W}, t.x, Tag::nchw),
+  return {memory::desc({s.N, s.C, s.H, s.W}, t.x, s.x_nhwc ? Tag::nhwc : Tag::nchw),
           memory::desc(w_dims, t.w, s.groups == 1 ? Tag::oihw : Tag::goihw),
-          memory::desc({s.N, s.K, s.P, s.Q}, t.y, Tag::nchw), memory::desc({s.K}, DataType::f32, Tag::x)};
+          memory::desc({s.N, s.K, s.P, s.Q}, t.y, s.y_nhwc ? Tag::nhwc : Tag::nchw),
+          memory::desc({s.K}, DataType::f32, Tag::x)};
 }
 
 // The backward primitives' forward hint of a native bf16 plan: bfloat16 throughout (the forward's output type
@@ -232,11 +249,24 @@ ConvPlan make_plan(const Conv2dShape& s, Dir dir, bool bias, const UserDescs& u,
   return plan;
 }
 
+// Whether oneDNN's channels-last direct kernels are used for `s` at all: channel counts in whole AVX2 vectors,
+// or the one input channel of a grayscale stem. With other counts oneDNN 2.6's channels-last kernels gave
+// wrong downsample weight gradients in tests/models' ResNet fixtures and hung on 3 input channels; shapes
+// with channels-last buffers that fail this compute blocked, through reorders.
+bool channels_last_kernels(const Conv2dShape& s) {
+  return s.groups == 1 && (s.C % 8 == 0 || s.C == 1) && s.K % 8 == 0;
+}
+
 // The plan with the measured layout rules; should a forced layout make oneDNN fall back to a reference
 // kernel (a CPU or oneDNN version where the rule does not hold: 1000x slower), the primitive's own choice.
 // A native bf16 plan (bf16 true) has the same layout rules, on the compute types.
 ConvPlan plan_for(const Conv2dShape& s, Dir dir, bool bias, bool bf16) {
   const UserDescs u = user_descs(s), c = user_descs(s, compute_types(dir, bf16));
+  // Channels-last compute where the output is channels-last and the kernels are trusted for the shape.
+  if (s.y_nhwc && !bf16 && channels_last_kernels(s)) {
+    ConvPlan plan = make_plan(s, dir, bias, u, choose_layouts(s, dir, c.x, c.w, c.y, true, true));
+    if (plan.impl.rfind("jit", 0) == 0) return plan;
+  }
   ConvPlan plan = make_plan(s, dir, bias, u, choose_layouts(s, dir, c.x, c.w, c.y));
   // oneDNN's first-layer kernels take plain input only below one vector of channels: 16 with AVX-512, 8 with
   // AVX2. With 8 channels on AVX2 (a width-8 ResNet's layer1) the plain-input plan lands on im2col + GEMM,
@@ -396,12 +426,30 @@ void conv_bwd_weight_ref(const Conv2dShape& s, const T* x, const T* dy, T* dw, T
 
 }  // namespace
 
+namespace {
+std::atomic<bool> g_channels_last{[] {
+  const char* v = std::getenv("SELFSUP_CONV_LAYOUT");
+  return !(v && std::string(v) == "nchw");
+}()};
+}  // namespace
+
+void set_cpu_conv_channels_last(bool on) { g_channels_last = on; }
+
+bool conv2d_channels_last_cpu(const Conv2dShape& s) {
+  // Measured with oneDNN 2.6 on AVX2 (docs/cpu-dense-kernels.md): channels-last is 1.1-2.7x faster than blocked
+  // layouts plus their reorders up to 64 channels on maps up to 32x32, equal at 128 channels and 5-10% slower
+  // at 256 and at 64 channels on 56x56, where the blocked kernels win by more than the reorders cost.
+  const int64_t channels = std::max(s.C, s.K);
+  return g_channels_last && channels_last_kernels(s) &&
+         (channels <= 32 || (channels <= 64 && s.H * s.W <= 32 * 32)) && !conv_small::applies(s);
+}
+
 template <typename T>
 void conv2d_fwd_cpu(const Conv2dShape& s, const T* x, const T* w, const T* bias, T* y) {
-  validate(s, "conv2d_fwd_cpu");
+  validate(s, "conv2d_fwd_cpu", std::is_same_v<T, float>);
   if (s.N == 0) return;
   if constexpr (std::is_same_v<T, float>) {
-    if (conv_small::applies(s)) return conv_small::fwd(s, x, w, bias, y);
+    if (!s.x_nhwc && !s.y_nhwc && conv_small::applies(s)) return conv_small::fwd(s, x, w, bias, y);
     std::vector<void*> ptrs{const_cast<T*>(x), const_cast<T*>(w)};
     if (bias) ptrs.push_back(const_cast<T*>(bias));
     ptrs.push_back(y);
@@ -413,10 +461,10 @@ void conv2d_fwd_cpu(const Conv2dShape& s, const T* x, const T* w, const T* bias,
 
 template <typename T>
 void conv2d_bwd_data_cpu(const Conv2dShape& s, const T* dy, const T* w, T* dx) {
-  validate(s, "conv2d_bwd_data_cpu");
+  validate(s, "conv2d_bwd_data_cpu", std::is_same_v<T, float>);
   if (s.N == 0) return;
   if constexpr (std::is_same_v<T, float>) {
-    if (conv_small::applies(s)) return conv_small::bwd_data(s, dy, w, dx);
+    if (!s.x_nhwc && !s.y_nhwc && conv_small::applies(s)) return conv_small::bwd_data(s, dy, w, dx);
     conv_dnnl("conv2d_bwd_data_cpu<float>", s, Dir::bwd_data, false, {const_cast<T*>(dy), const_cast<T*>(w), dx});
   } else {
     conv_bwd_data_ref(s, dy, w, dx);
@@ -425,7 +473,7 @@ void conv2d_bwd_data_cpu(const Conv2dShape& s, const T* dy, const T* w, T* dx) {
 
 template <typename T>
 void conv2d_bwd_weight_cpu(const Conv2dShape& s, const T* x, const T* dy, T* dw, T* dbias) {
-  validate(s, "conv2d_bwd_weight_cpu");
+  validate(s, "conv2d_bwd_weight_cpu", std::is_same_v<T, float>);
   if (s.N == 0) {
     // No samples: the gradients are exactly zero (and oneDNN rejects empty tensors).
     std::fill(dw, dw + weight_numel(s), T(0));
@@ -433,7 +481,7 @@ void conv2d_bwd_weight_cpu(const Conv2dShape& s, const T* x, const T* dy, T* dw,
     return;
   }
   if constexpr (std::is_same_v<T, float>) {
-    if (conv_small::applies(s)) return conv_small::bwd_weight(s, x, dy, dw, dbias);
+    if (!s.x_nhwc && !s.y_nhwc && conv_small::applies(s)) return conv_small::bwd_weight(s, x, dy, dw, dbias);
     std::vector<void*> ptrs{const_cast<T*>(x), const_cast<T*>(dy), dw};
     if (dbias) ptrs.push_back(dbias);
     conv_dnnl("conv2d_bwd_weight_cpu<float>", s, Dir::bwd_weight, dbias != nullptr, ptrs);
@@ -451,7 +499,7 @@ template void conv2d_bwd_weight_cpu<double>(const Conv2dShape&, const double*, c
 
 // ---------------------------------------------------------------- bf16 (kernels/bf16_api.h)
 void conv2d_fwd_bf16_cpu(const Conv2dShape& s, const float* x, const float* w, const float* bias, float* y) {
-  validate(s, "conv2d_fwd_bf16_cpu");
+  validate(s, "conv2d_fwd_bf16_cpu", false);
   if (s.N == 0) return;
   std::vector<void*> ptrs{const_cast<float*>(x), const_cast<float*>(w)};
   if (bias) ptrs.push_back(const_cast<float*>(bias));
@@ -461,14 +509,14 @@ void conv2d_fwd_bf16_cpu(const Conv2dShape& s, const float* x, const float* w, c
 }
 
 void conv2d_bwd_data_bf16_cpu(const Conv2dShape& s, const float* dy, const float* w, float* dx) {
-  validate(s, "conv2d_bwd_data_bf16_cpu");
+  validate(s, "conv2d_bwd_data_bf16_cpu", false);
   if (s.N == 0) return;
   conv_dnnl("conv2d_bwd_data_bf16_cpu", s, Dir::bwd_data, false,
             {const_cast<float*>(dy), const_cast<float*>(w), dx}, true, s.N * s.K * s.P * s.Q, weight_numel(s));
 }
 
 void conv2d_bwd_weight_bf16_cpu(const Conv2dShape& s, const float* x, const float* dy, float* dw, float* dbias) {
-  validate(s, "conv2d_bwd_weight_bf16_cpu");
+  validate(s, "conv2d_bwd_weight_bf16_cpu", false);
   if (s.N == 0) return conv2d_bwd_weight_cpu<float>(s, x, dy, dw, dbias);  // zeros, as the float kernel
   std::vector<void*> ptrs{const_cast<float*>(x), const_cast<float*>(dy), dw};
   if (dbias) ptrs.push_back(dbias);

@@ -1,12 +1,16 @@
 // The one loop behind every elementwise CPU kernel: N operands that share `sizes`, each with its own
-// element strides (0 = broadcast). Dimensions that are contiguous for every operand are merged first, so
-// a contiguous tensor is one flat loop; the flat index range is split between OpenMP threads, and each
+// element strides (0 = broadcast). The dimensions are walked in the order of the output's (operand 0's)
+// memory, outermost first, so a channels-last output (strides (HWC, 1, WC, C)) streams as well as a
+// contiguous one (the order changes no result: every operand element is visited once, independently).
+// Dimensions that are contiguous for every operand are then merged, so a contiguous tensor is one flat loop; the flat index range is split between OpenMP threads, and each
 // thread walks its part row by row, handing the op one run of the innermost dimension at a time
 // (`inner(n, ptrs, byte_strides)`), where a unit-stride fast path vectorises.
 #pragma once
 #include <omp.h>
 
+#include <algorithm>
 #include <array>
+#include <numeric>
 #include <cstdint>
 #include <vector>
 
@@ -23,8 +27,13 @@ struct StridedLoop {
               std::array<const int64_t*, N> elem_strides, std::array<int64_t, N> elem_sizes)
       : base(ptrs) {
     for (int d = 0; d < ndim; ++d) numel *= in_sizes[d];
+    // The output's dims by decreasing stride (ties keep their order): row-major for a contiguous output.
+    std::vector<int> order(static_cast<size_t>(ndim));
+    std::iota(order.begin(), order.end(), 0);
+    std::stable_sort(order.begin(), order.end(),
+                     [&](int a, int b) { return elem_strides[0][a] > elem_strides[0][b]; });
     // Drop size-1 dims, then merge d into d+1 when every operand's stride allows it.
-    for (int d = 0; d < ndim; ++d) {
+    for (int d : order) {
       if (in_sizes[d] == 1) continue;
       bool merge = !sizes.empty();
       for (int k = 0; k < N && merge; ++k)
