@@ -439,8 +439,11 @@ bool conv2d_channels_last_cpu(const Conv2dShape& s) {
   // Measured with oneDNN 2.6 on AVX2 (docs/cpu-dense-kernels.md): channels-last is 1.1-2.7x faster than blocked
   // layouts plus their reorders up to 64 channels on maps up to 32x32, equal at 128 channels and 5-10% slower
   // at 256 and at 64 channels on 56x56, where the blocked kernels win by more than the reorders cost.
+  // An RGB stem computes blocked (channels_last_kernels) but still writes channels-last, so that the network
+  // after it is channels-last throughout instead of converting the stem's output at the first block.
   const int64_t channels = std::max(s.C, s.K);
-  return g_channels_last && channels_last_kernels(s) &&
+  const bool stem = s.groups == 1 && s.C < 8 && s.K % 8 == 0;
+  return g_channels_last && (channels_last_kernels(s) || stem) &&
          (channels <= 32 || (channels <= 64 && s.H * s.W <= 32 * 32)) && !conv_small::applies(s);
 }
 

@@ -202,7 +202,8 @@ TEST_CASE("channels-last is chosen for small channel counts only, and can be tur
   CHECK(sk::conv2d_channels_last_cpu(make_shape({2, 64, 7, 7, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1})));
   CHECK_FALSE(sk::conv2d_channels_last_cpu(make_shape({2, 64, 56, 56, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1})));
   CHECK_FALSE(sk::conv2d_channels_last_cpu(make_shape({2, 128, 4, 4, 128, 3, 3, 1, 1, 1, 1, 1, 1, 1})));
-  CHECK_FALSE(sk::conv2d_channels_last_cpu(make_shape({2, 3, 32, 32, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1})));
+  CHECK(sk::conv2d_channels_last_cpu(make_shape({2, 3, 32, 32, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1})));  // RGB stem
+  CHECK_FALSE(sk::conv2d_channels_last_cpu(make_shape({2, 20, 8, 8, 24, 3, 3, 1, 1, 1, 1, 1, 1, 1})));
   CHECK_FALSE(sk::conv2d_channels_last_cpu(make_shape({2, 8, 7, 7, 8, 3, 3, 1, 1, 1, 1, 1, 1, 8})));  // groups
   sk::set_cpu_conv_channels_last(false);
   CHECK_FALSE(sk::conv2d_channels_last_cpu(make_shape({2, 16, 28, 28, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1})));
