@@ -123,11 +123,8 @@ struct ConvLayouts {
 memory::desc any(const memory::desc& d) { return memory::desc(d.dims(), d.data_type(), Tag::any); }
 
 // first_layer: whether a forward with fewer than 16 input channels reads the plain input (see plan_for).
-// channels_last: whether to compute on channels-last activations (a channels-last output, conv2d_channels_last_cpu).
 ConvLayouts choose_layouts(const Conv2dShape& s, Dir dir, const memory::desc& x_user, const memory::desc& w_user,
-                           const memory::desc& y_user, bool first_layer = true, bool channels_last = false) {
-  // oneDNN's direct kernels compute on channels-last activations as they are (an NCHW input is reordered).
-  if (channels_last) return {memory::desc(x_user.dims(), x_user.data_type(), Tag::nhwc), any(w_user), y_user};
+                           const memory::desc& y_user, bool first_layer = true) {
   // nChw8c for 8, 24, 40, ... channels, which the AVX-512 kernels would pad to 16-wide blocks.
   const auto blocked = [&](const memory::desc& d, int64_t channels) {
     const bool by8 = kEightWideBlocks && channels % 16 != 0 && channels % 8 == 0;
@@ -262,9 +259,11 @@ bool channels_last_kernels(const Conv2dShape& s) {
 // A native bf16 plan (bf16 true) has the same layout rules, on the compute types.
 ConvPlan plan_for(const Conv2dShape& s, Dir dir, bool bias, bool bf16) {
   const UserDescs u = user_descs(s), c = user_descs(s, compute_types(dir, bf16));
-  // Channels-last compute where the output is channels-last and the kernels are trusted for the shape.
+  // Channels-last compute where the output is channels-last and the kernels are trusted for the shape:
+  // oneDNN's direct kernels take the activations as they are (an NCHW input is reordered to nhwc).
   if (s.y_nhwc && !bf16 && channels_last_kernels(s)) {
-    ConvPlan plan = make_plan(s, dir, bias, u, choose_layouts(s, dir, c.x, c.w, c.y, true, true));
+    const ConvLayouts nhwc{memory::desc(c.x.dims(), c.x.data_type(), Tag::nhwc), any(c.w), c.y};
+    ConvPlan plan = make_plan(s, dir, bias, u, nhwc);
     if (plan.impl.rfind("jit", 0) == 0) return plan;
   }
   ConvPlan plan = make_plan(s, dir, bias, u, choose_layouts(s, dir, c.x, c.w, c.y));
