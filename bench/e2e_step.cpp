@@ -5,6 +5,8 @@
 // --precision bf16: each case in float32 and in mixed bfloat16 on both sides (selfsup's autocast,
 // engine/autograd/autocast.h; PyTorch's torch.autocast("cpu", dtype=torch.bfloat16) around forward and loss),
 // with the bf16 ratio and each side's bf16-over-fp32 speedup.
+// --rounds R (2): both sides time every case R times, alternating which side goes first (bench/harness.h,
+// alternate); the table gives the medians over the rounds and every round's ratio.
 #include <omp.h>
 
 #include <cstdio>
@@ -57,7 +59,7 @@ double step_ms(const Case& c, int runs, DType precision) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  int runs = 5;
+  int runs = 5, rounds = 2;
   bool peer = true;
   std::vector<int64_t> widths = {16, 64};
   int64_t batch = 128;
@@ -67,12 +69,15 @@ int main(int argc, char** argv) {
     if (a == "--help" || a == "-h") {
       std::printf(
           "usage: bench_e2e_step [--runs N (5)] [--width W (default: 16 and 64)] [--batch B (128)]\n"
-          "                      [--precision fp32|bf16 (fp32)] [--no-peer]\n"
+          "                      [--precision fp32|bf16 (fp32)] [--rounds R (2)] [--no-peer]\n"
           "  One SGD training step of a CIFAR-stem ResNet-18, 28x28x1 and 32x32x3, selfsup vs PyTorch on 2\n"
-          "  threads. --precision bf16 times each case in fp32 and bf16 on both sides (autocast).\n");
+          "  threads. --precision bf16 times each case in fp32 and bf16 on both sides (autocast). --rounds: each\n"
+          "  side times every case R times, the order alternating every round; medians and per-round ratios.\n");
       return 0;
     } else if (a == "--runs" && i + 1 < argc) {
       runs = std::atoi(argv[++i]);
+    } else if (a == "--rounds" && i + 1 < argc) {
+      rounds = std::atoi(argv[++i]);
     } else if (a == "--width" && i + 1 < argc) {
       widths = {std::atoll(argv[++i])};
     } else if (a == "--batch" && i + 1 < argc) {
@@ -91,6 +96,10 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
+  if (runs < 1 || rounds < 1) {
+    std::fprintf(stderr, "bench_e2e_step: --runs and --rounds must be at least 1\n");
+    return 2;
+  }
   setenv("OMP_NUM_THREADS", "2", 1);
   omp_set_num_threads(2);
   std::vector<Case> cases;
@@ -98,45 +107,66 @@ int main(int argc, char** argv) {
     cases.push_back({w, 1, 28, batch});
     cases.push_back({w, 3, 32, batch});
   }
-  // PyTorch's times by "precision/key".
-  std::map<std::string, double> peer_ms;
-  if (peer) {
-    std::string args = "--runs " + std::to_string(runs) + (bf16 ? " --precision bf16" : "");
-    for (const Case& c : cases) args += " " + c.key();
-    for (const std::string& line : bench::run_peer(bench::peer_script("torch_e2e_step.py"), args))
-      peer_ms[bench::json_string(line, "precision") + "/" + bench::json_string(line, "key")] =
-          bench::json_number(line, "ms");
-  }
+  // Each side's step times by "precision/key", one entry per round.
+  std::map<std::string, std::vector<double>> ours_ms, peer_ms;
+  std::vector<DType> precisions = {DType::f32};
+  if (bf16) precisions.push_back(DType::bf16);
+  bench::alternate(
+      rounds,
+      [&](int) {
+        for (const Case& c : cases)
+          for (DType p : precisions)
+            ours_ms[std::string(precision_name(p)) + "/" + c.key()].push_back(step_ms(c, runs, p));
+      },
+      [&](int r) {
+        if (!peer || (r > 0 && peer_ms.empty())) return;
+        std::string args = "--runs " + std::to_string(runs) + (bf16 ? " --precision bf16" : "");
+        for (const Case& c : cases) args += " " + c.key();
+        for (const std::string& line : bench::run_peer(bench::peer_script("torch_e2e_step.py"), args))
+          peer_ms[bench::json_string(line, "precision") + "/" + bench::json_string(line, "key")].push_back(
+              bench::json_number(line, "ms"));
+      });
+  // Median over the rounds (0 where that side has no time), and every round's PyTorch-over-ours ratio.
+  auto med = [](std::map<std::string, std::vector<double>>& m, const std::string& k) {
+    return m.count(k) ? bench::median(m[k]) : 0.0;
+  };
+  auto round_ratios = [&](const std::string& k) {
+    std::vector<double> r;
+    if (!peer_ms.count(k)) return r;
+    for (size_t i = 0; i < ours_ms[k].size() && i < peer_ms[k].size(); ++i) r.push_back(peer_ms[k][i] / ours_ms[k][i]);
+    return r;
+  };
+  std::printf("%s\n", bench::cpu_description().c_str());
+  const char* order = "the order alternating (selfsup first, then PyTorch first); medians over the rounds";
   if (bf16) {
-    std::printf("%s\n", bench::cpu_description().c_str());
     std::printf("ResNet-18 (CIFAR stem) training step: forward, backward, SGD; batch %ld, fp32 and bf16 (autocast), "
-                "2 threads\n%s\n", long(batch), precision_description(DType::bf16, false).c_str());
-    std::printf("%-6s %-9s %10s %10s %8s %10s %10s %8s %10s\n", "width", "input", "ours fp32", "ours bf16", "speedup",
-                "torch fp32", "torch bf16", "speedup", "bf16 ratio");
+                "2 threads\n%s\n%d round%s, %s\n", long(batch), precision_description(DType::bf16, false).c_str(),
+                rounds, rounds == 1 ? "" : "s", order);
+    std::printf("%-6s %-9s %10s %10s %8s %10s %10s %8s %10s  %s\n", "width", "input", "ours fp32", "ours bf16", "speedup",
+                "torch fp32", "torch bf16", "speedup", "bf16 ratio", "per round");
     for (const Case& c : cases) {
-      const double f = step_ms(c, runs, DType::f32), b = step_ms(c, runs, DType::bf16);
-      const double pf = peer_ms.count("fp32/" + c.key()) ? peer_ms["fp32/" + c.key()] : 0;
-      const double pb = peer_ms.count("bf16/" + c.key()) ? peer_ms["bf16/" + c.key()] : 0;
+      const double f = med(ours_ms, "fp32/" + c.key()), b = med(ours_ms, "bf16/" + c.key());
+      const double pf = med(peer_ms, "fp32/" + c.key()), pb = med(peer_ms, "bf16/" + c.key());
       const std::string input = std::to_string(c.size) + "x" + std::to_string(c.size) + "x" + std::to_string(c.channels);
-      std::printf("%-6ld %-9s %10.1f %10.1f %7.2fx %10.1f %10.1f %7.2fx %9.2fx\n", long(c.width), input.c_str(), f, b,
-                  f / b, pf, pb, pb > 0 ? pf / pb : 0.0, b > 0 ? pb / b : 0.0);
+      std::printf("%-6ld %-9s %10.1f %10.1f %7.2fx %10.1f %10.1f %7.2fx %9.2fx  %s\n", long(c.width), input.c_str(), f, b,
+                  f / b, pf, pb, pb > 0 ? pf / pb : 0.0, b > 0 ? pb / b : 0.0,
+                  bench::list(round_ratios("bf16/" + c.key()), 2, "x").c_str());
     }
     std::printf("(ms per step, medians; speedup = fp32 ms / bf16 ms of that side; bf16 ratio = PyTorch bf16 ms / ours)\n");
     if (peer && peer_ms.empty()) std::printf("peer: PyTorch not available\n");
     return 0;
   }
-  std::printf("%s\n", bench::cpu_description().c_str());
-  std::printf("ResNet-18 (CIFAR stem) training step: forward, backward, SGD; batch %ld, float32, 2 threads\n",
-              long(batch));
-  std::printf("%-8s %-10s %12s %12s %12s %12s %8s\n", "width", "input", "selfsup ms", "img/s", "PyTorch ms", "img/s",
-              "ratio");
+  std::printf("ResNet-18 (CIFAR stem) training step: forward, backward, SGD; batch %ld, float32, 2 threads\n"
+              "%d round%s, %s\n", long(batch), rounds, rounds == 1 ? "" : "s", order);
+  std::printf("%-8s %-10s %12s %12s %12s %12s %8s  %s\n", "width", "input", "selfsup ms", "img/s", "PyTorch ms", "img/s",
+              "ratio", "per round");
   for (const Case& c : cases) {
-    const double ms = step_ms(c, runs, DType::f32);
+    const std::string k = "fp32/" + c.key();
+    const double ms = med(ours_ms, k), pms = med(peer_ms, k);
     const std::string input = std::to_string(c.size) + "x" + std::to_string(c.size) + "x" + std::to_string(c.channels);
-    auto it = peer_ms.find("fp32/" + c.key());
-    if (it != peer_ms.end() && it->second > 0) {
-      std::printf("%-8ld %-10s %12.1f %12.0f %12.1f %12.0f %7.2fx\n", long(c.width), input.c_str(), ms,
-                  1e3 * c.batch / ms, it->second, 1e3 * c.batch / it->second, it->second / ms);
+    if (pms > 0) {
+      std::printf("%-8ld %-10s %12.1f %12.0f %12.1f %12.0f %7.2fx  %s\n", long(c.width), input.c_str(), ms,
+                  1e3 * c.batch / ms, pms, 1e3 * c.batch / pms, pms / ms, bench::list(round_ratios(k), 2, "x").c_str());
     } else {
       std::printf("%-8ld %-10s %12.1f %12.0f %12s %12s %8s\n", long(c.width), input.c_str(), ms, 1e3 * c.batch / ms,
                   "-", "-", "-");

@@ -217,7 +217,7 @@ if [ "$BUILD_OK" -eq 0 ]; then
       for wb in "8 256" "64 512"; do
         set -- $wb
         run_step "bench_simclr_w$1" 150 "${RUNENV[@]}" "$BUILD/bench_simclr" --device cuda --width "$1" --batch "$2" \
-          --steps 100 --workers 12 --data-dir "$FMNIST"
+          --steps 100 --rounds 1 --workers 12 --data-dir "$FMNIST"
         row "SimCLR img/s, width $1 batch $2" "$STEP_STATUS" "$STEP_TIME" \
           "$(grep -E '^(selfsup|PyTorch|ratio) ' "$LOGS/bench_simclr_w$1.log" | tr -s ' ' | tr '\n' ';')"
       done

@@ -48,6 +48,42 @@ inline double median_ms(const std::function<void()>& fn, int warmup, int runs) {
   return t[t.size() / 2];
 }
 
+// Median of `v` (the mean of the middle two for an even count); 0 when empty.
+inline double median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+// Calls `ours(round)` and `peer(round)` for `rounds` rounds in the order A B, B A, A B, ...: ours first in
+// even rounds, the peer first in odd ones. The shared development host's speed drifts within minutes (the
+// same binary moved 25% between runs); with a fixed order that drift lands on one side of the ratio, with
+// the mirrored order it lands on both. Benchmarks print each side's median over the rounds and the ratio
+// of every round, so the spread is visible next to the number.
+inline void alternate(int rounds, const std::function<void(int)>& ours, const std::function<void(int)>& peer) {
+  for (int r = 0; r < rounds; ++r) {
+    if (r % 2 == 0) {
+      ours(r);
+      peer(r);
+    } else {
+      peer(r);
+      ours(r);
+    }
+  }
+}
+
+// " (x, y, ...)": `values` with `decimals` decimals and `suffix` each, for the per-round columns.
+inline std::string list(const std::vector<double>& values, int decimals, const char* suffix = "") {
+  std::string out;
+  char buf[64];
+  for (double v : values) {
+    std::snprintf(buf, sizeof buf, "%.*f%s", decimals, v, suffix);
+    out += (out.empty() ? "" : ", ") + std::string(buf);
+  }
+  return out;
+}
+
 // Reads `"name": <number>` from a flat JSON line; 0 when absent.
 inline double json_number(const std::string& line, const char* name) {
   const auto at = line.find("\"" + std::string(name) + "\":");

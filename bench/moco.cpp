@@ -4,6 +4,7 @@
 //   --device cpu (default): 2 threads each, width 8, batch 64, K 16384, 8 shuffling-BN shards.
 //   --device cuda: selfsup with its views made on the GPU; PyTorch eager with torchvision augmentation in
 //   --workers DataLoader workers and the model on the GPU.
+// --rounds R (2): each side runs R times, alternating which goes first (bench/harness.h, alternate).
 // The last line is JSON ({"bench", "value", "unit", "peer"}) as bench_simclr prints, for gpu_check.sh.
 #include <omp.h>
 #include <unistd.h>
@@ -12,6 +13,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <string>
+#include <vector>
 
 #include "bench/harness.h"
 #include "engine/core/check.h"
@@ -23,6 +25,7 @@ int main(int argc, char** argv) {
   int64_t width = 8, batch = 64, steps = 160, workers = 8, queue = 16384;
   std::string device = "cpu", data_dir;
   bool peer = true;
+  int rounds = 2;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto next = [&] { return std::string(argv[++i]); };
@@ -30,7 +33,8 @@ int main(int argc, char** argv) {
       std::printf(
           "usage: bench_moco [--device cpu|cuda] [--width W (8)] [--batch B (64)] [--steps N (160)]\n"
           "                  [--queue-size K (16384)] [--workers N (8, PyTorch's DataLoader on cuda)]\n"
-          "                  [--data-dir DIR] [--no-peer]\n"
+          "                  [--data-dir DIR] [--rounds R (2): each side runs R times, the order alternating]\n"
+          "                  [--no-peer]\n"
           "  MoCo v2 steps on Fashion-MNIST (ResNet-18 layout, CIFAR stem, MLP head, mocov2 recipe, key queue,\n"
           "  momentum encoder, 8 shuffling-BN shards, SGD), selfsup vs PyTorch; on cpu both use 2 threads.\n");
       return 0;
@@ -46,6 +50,8 @@ int main(int argc, char** argv) {
       queue = std::atoll(next().c_str());
     } else if (a == "--workers" && i + 1 < argc) {
       workers = std::atoll(next().c_str());
+    } else if (a == "--rounds" && i + 1 < argc) {
+      rounds = std::atoi(next().c_str());
     } else if (a == "--data-dir" && i + 1 < argc) {
       data_dir = next();
     } else if (a == "--no-peer") {
@@ -57,6 +63,10 @@ int main(int argc, char** argv) {
   }
   if (device != "cpu" && device != "cuda") {
     std::fprintf(stderr, "bench_moco: --device must be cpu or cuda, not '%s'\n", device.c_str());
+    return 2;
+  }
+  if (rounds < 1) {
+    std::fprintf(stderr, "bench_moco: --rounds must be at least 1\n");
     return 2;
   }
   if (device == "cpu") {
@@ -77,36 +87,50 @@ int main(int argc, char** argv) {
   c.knn_every_epoch = false;
   c.log_every = 1000000;
   c.out = (std::filesystem::temp_directory_path() / ("selfsup_bench_moco_" + std::to_string(getpid()))).string();
-  std::filesystem::remove_all(c.out);
-  ssl::TrainSummary s;
-  try {
-    s = ssl::train(c, {"", 0, true});
-  } catch (const Error& e) {
-    std::fprintf(stderr, "bench_moco: %s\n", e.what());
-    return 1;
-  }
-  std::filesystem::remove_all(c.out);
-  double peer_ips = 0;
-  if (peer) {
-    std::string args = "--device " + device + " --width " + std::to_string(width) + " --batch " +
-                       std::to_string(batch) + " --steps " + std::to_string(steps) + " --queue-size " +
-                       std::to_string(queue) + " --workers " + std::to_string(device == "cpu" ? 1 : workers);
-    if (!data_dir.empty()) args += " --data-dir " + data_dir;
-    for (const std::string& line : bench::run_peer(bench::peer_script("torch_moco_fmnist.py"), args))
-      if (line.find("images_per_s") != std::string::npos) peer_ips = bench::json_number(line, "images_per_s");
-  }
+  std::vector<double> ours_ips, peer_ips;
+  bool failed = false;
+  bench::alternate(
+      rounds,
+      [&](int) {
+        if (failed) return;
+        std::filesystem::remove_all(c.out);
+        try {
+          ours_ips.push_back(ssl::train(c, {"", 0, true}).images_per_s);
+        } catch (const Error& e) {
+          std::fprintf(stderr, "bench_moco: %s\n", e.what());
+          failed = true;
+        }
+        std::filesystem::remove_all(c.out);
+      },
+      [&](int r) {
+        if (failed || !peer || (r > 0 && peer_ips.empty())) return;
+        std::string args = "--device " + device + " --width " + std::to_string(width) + " --batch " +
+                           std::to_string(batch) + " --steps " + std::to_string(steps) + " --queue-size " +
+                           std::to_string(queue) + " --workers " + std::to_string(device == "cpu" ? 1 : workers);
+        if (!data_dir.empty()) args += " --data-dir " + data_dir;
+        for (const std::string& line : bench::run_peer(bench::peer_script("torch_moco_fmnist.py"), args))
+          if (line.find("images_per_s") != std::string::npos)
+            peer_ips.push_back(bench::json_number(line, "images_per_s"));
+      });
+  if (failed) return 1;
+  const double ours = bench::median(ours_ips), theirs = bench::median(peer_ips);
   std::printf("%s\n", bench::cpu_description().c_str());
   std::printf("MoCo v2 on Fashion-MNIST, ResNet-18 layout width %ld, batch %ld, K %ld, %ld steps, on %s%s\n",
               long(width), long(batch), long(queue), long(steps), device.c_str(), device == "cpu" ? ", 2 threads" : "");
+  std::printf("%d round%s, the order alternating (selfsup first, then PyTorch first); medians over the rounds\n",
+              rounds, rounds == 1 ? "" : "s");
   std::printf("%-10s %12s\n", "", "images/s");
-  std::printf("%-10s %12.0f   (includes its first, slower steps)\n", "selfsup", s.images_per_s);
-  if (peer_ips > 0) {
-    std::printf("%-10s %12.0f   (3 warm-up steps excluded)\n", "PyTorch", peer_ips);
-    std::printf("ratio      %12.2fx\n", s.images_per_s / peer_ips);
+  std::printf("%-10s %12.0f   (%s; includes its first, slower steps)\n", "selfsup", ours,
+              bench::list(ours_ips, 0).c_str());
+  if (theirs > 0) {
+    std::vector<double> ratios;
+    for (size_t r = 0; r < ours_ips.size() && r < peer_ips.size(); ++r) ratios.push_back(ours_ips[r] / peer_ips[r]);
+    std::printf("%-10s %12.0f   (%s; 3 warm-up steps excluded)\n", "PyTorch", theirs, bench::list(peer_ips, 0).c_str());
+    std::printf("ratio      %12.2fx   (per round: %s)\n", ours / theirs, bench::list(ratios, 2, "x").c_str());
   } else if (peer) {
     std::printf("peer: PyTorch not available\n");
   }
   std::printf("{\"bench\": \"mocov2_w%ld_b%ld_%s\", \"value\": %.1f, \"unit\": \"img/s\", \"peer\": %.1f}\n",
-              long(width), long(batch), device.c_str(), s.images_per_s, peer_ips);
+              long(width), long(batch), device.c_str(), ours, theirs);
   return 0;
 }
