@@ -35,6 +35,7 @@
 #include "ssl/trainer/distributed.h"
 #include "ssl/trainer/plot.h"
 #include "ssl/trainer/progress.h"
+#include "ssl/trainer/run_length.h"
 
 namespace selfsup::ssl {
 
@@ -368,7 +369,16 @@ TrainSummary train(TrainConfig cfg, const TrainControl& control) {
   Clock::time_point t_loop = Clock::now(), t_ckpt = Clock::now();
   int64_t images = 0;
   double last_loss = 0;
-  const int64_t calib_steps = 6;
+  Clock::time_point t_timed = t_loop;  // the end of the warm-up steps, where a --minutes run's timing starts
+  // One kNN monitor pass, estimated from the features of one of its batches (the monitor's own batch size, so
+  // the convolution plans it creates are the monitor's) scaled to the images the monitor embeds.
+  auto time_monitor = [&]() -> double {
+    if (knn_test.size() == 0) return 0;
+    const int64_t n = std::min<int64_t>(500, knn_train.size());
+    const Clock::time_point t0 = Clock::now();
+    eval::extract_features(method->encoder(), knn_train, cfg.image_size, cfg.recipe, n);
+    return seconds_since(t0) / static_cast<double>(n) * static_cast<double>(knn_train.size() + knn_test.size());
+  };
   while (step < cfg.total_steps) {
     Batch batch = held ? std::move(*held) : loader.next();
     held.reset();
@@ -405,14 +415,31 @@ TrainSummary train(TrainConfig cfg, const TrainControl& control) {
     images += batch.indices.numel() * dp.world_size();
     last_loss = loss;
     const double elapsed = seconds_since(t_loop);
-    if (calibrate && step - start_step == calib_steps) {
-      // Size the run to the time budget from the measured step time (the first step is warm-up).
-      const double per_step = elapsed / static_cast<double>(calib_steps);
-      const double budget = cfg.minutes * 60.0 - seconds_since(t_start) + elapsed;
-      cfg.total_steps = dp.from_root(std::max<int64_t>(step, static_cast<int64_t>(budget / per_step * 0.92)));
-      if (root) write_config();
-      if (progress) progress->finish();
-      progress = make_progress();
+    // Decided once per step, so a --minutes run is sized before the first checkpoint records its length.
+    const bool interrupted = control.stop_after > 0 && step - start_step >= control.stop_after;
+    const bool every_due = cfg.checkpoint_every > 0 && step % cfg.checkpoint_every == 0;
+    const bool time_due = seconds_since(t_ckpt) >= cfg.checkpoint_minutes * 60.0;
+    if (calibrate && cfg.total_steps == std::numeric_limits<int64_t>::max()) {
+      const int64_t done = step - start_step, timed = done - kWarmupSteps;
+      if (done == kWarmupSteps) t_timed = Clock::now();
+      const double window = std::min(kWindowSeconds, kWindowFraction * cfg.minutes * 60.0);
+      const bool size_now = timed >= kTimedSteps || (timed >= 1 && elapsed >= window) ||
+                            step % steps_per_epoch == 0 || interrupted || every_due || time_due;
+      // Rank 0's clock decides, so every rank sizes the run at the same step (a broadcast per step, only
+      // until the run is sized).
+      if (dp.from_root(size_now ? 1 : 0) != 0) {
+        RunLengthInput in;
+        in.step = step;
+        in.step_s = timed >= 1 ? seconds_since(t_timed) / static_cast<double>(timed)
+                               : elapsed / static_cast<double>(done);
+        in.monitor_s = time_monitor();
+        in.remaining_s = cfg.minutes * 60.0 - seconds_since(t_start);
+        in.steps_per_epoch = steps_per_epoch;
+        cfg.total_steps = dp.from_root(steps_for_budget(in));
+        if (root) write_config();
+        if (progress) progress->finish();
+        progress = make_progress();
+      }
     }
     if (metrics && (step % cfg.log_every == 0 || step == cfg.total_steps)) {
       metrics->line(str_cat("{\"type\": \"step\", \"step\": ", step, ", \"epoch\": ", data_position().epoch,
@@ -429,9 +456,8 @@ TrainSummary train(TrainConfig cfg, const TrainControl& control) {
       write_plot();
       dp.wait_for_root();
     }
-    const bool interrupted = control.stop_after > 0 && step - start_step >= control.stop_after;
-    const bool periodic = cfg.checkpoint_every > 0 && step % cfg.checkpoint_every == 0 && step < cfg.total_steps;
-    if (interrupted || periodic || seconds_since(t_ckpt) >= cfg.checkpoint_minutes * 60.0) {
+    const bool periodic = every_due && step < cfg.total_steps;
+    if (interrupted || periodic || time_due) {
       save(step);
       t_ckpt = Clock::now();
     }
