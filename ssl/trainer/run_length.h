@@ -7,7 +7,7 @@
 namespace selfsup::ssl {
 
 // When the trainer sizes the run: after kWarmupSteps untimed steps (plan creation, first-touch page faults
-// and the loader's start make them several times slower), at the first of kTimedSteps timed steps, the end of
+// and the loader's start make them the slowest of the run), at the first of kTimedSteps timed steps, the end of
 // the timing window (min(kWindowSeconds, kWindowFraction of the budget), at least one timed step), an epoch
 // end (before its kNN monitor) or a checkpoint about to be written.
 inline constexpr int64_t kWarmupSteps = 3;
