@@ -73,7 +73,7 @@ inline void alternate(int rounds, const std::function<void(int)>& ours, const st
   }
 }
 
-// " (x, y, ...)": `values` with `decimals` decimals and `suffix` each, for the per-round columns.
+// "x, y, ...": `values` with `decimals` decimals and `suffix` each, for the per-round columns.
 inline std::string list(const std::vector<double>& values, int decimals, const char* suffix = "") {
   std::string out;
   char buf[64];

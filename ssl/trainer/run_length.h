@@ -1,6 +1,6 @@
 // The length of a `--minutes` run. The trainer times its first steps once, before any checkpoint exists, and
 // fixes total_steps from them (the learning-rate schedule needs the length up front, and a resumed run reads it
-// from the checkpoint's config, so it is never re-sized). docs/training.md, "Time budgets".
+// from the checkpoint's config, so it is never re-sized). docs/training.md, "Length of a run".
 #pragma once
 #include <cstdint>
 
